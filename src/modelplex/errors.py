@@ -1,0 +1,484 @@
+"""The typed error hierarchy and the one place that maps an HTTP outcome onto it.
+
+Owns: every exception modelplex raises, ``status_error()`` (status + provider error type/code -> class),
+``parse_retry_after()`` (``retry-after-ms``, ``Retry-After`` seconds or HTTP date, ``x-ratelimit-reset-*``,
+``anthropic-ratelimit-*-reset``) and ``redact()``.
+
+Decisions elsewhere (retry, breaker, fallback) are ``isinstance`` checks against these classes.
+Nothing here matches English message text. Protocol adapters extract the provider's structured
+``type``/``code`` from the body and pass them in; this module never sees a wire format.
+
+Must not touch: I/O, logging configuration.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+class ModelplexError(Exception):
+    """Base of everything modelplex raises."""
+
+
+# ----------------------------------------------------------------------------- configuration & catalog
+
+
+class ConfigError(ModelplexError, ValueError):
+    """Invalid configuration: names the file, the key and what was expected."""
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
+        self.file = file
+        self.key = key
+        prefix = ""
+        if file:
+            prefix += f"{file}: "
+        if key:
+            prefix += f"{key}: "
+        super().__init__(prefix + message)
+
+
+class CatalogError(ModelplexError):
+    """A catalog lookup or catalog data problem."""
+
+
+class UnknownModelError(CatalogError, KeyError):
+    """No model with that id or alias. Carries close-match suggestions."""
+
+    def __init__(self, model: str, suggestions: Iterable[str] = ()) -> None:
+        self.model = model
+        self.suggestions = list(suggestions)
+        msg = f"unknown model {model!r}"
+        if self.suggestions:
+            msg += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class UnknownTaskError(ModelplexError, KeyError):
+    def __init__(self, task: str, known: Iterable[str] = ()) -> None:
+        self.task = task
+        self.known = sorted(known)
+        super().__init__(f"unknown task {task!r}; known tasks: {', '.join(self.known) or 'none'}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class NoCandidatesError(ModelplexError):
+    """Selection found no model that meets the requirements. ``rejected`` explains why, per model."""
+
+    def __init__(self, message: str, rejected: Mapping[str, str] | None = None) -> None:
+        self.rejected = dict(rejected or {})
+        super().__init__(message)
+
+
+class ProviderNotConfiguredError(ModelplexError):
+    """The model's provider has no credentials. Names the variable to set."""
+
+    def __init__(self, provider: str, env_vars: Iterable[str] = (), detail: str = "") -> None:
+        self.provider = provider
+        self.env_vars = list(env_vars)
+        hint = f"set {' or '.join(self.env_vars)}" if self.env_vars else "configure it under providers:"
+        super().__init__(f"provider {provider!r} is not configured: {hint}" + (f" ({detail})" if detail else ""))
+
+
+class UnsupportedParameterError(ModelplexError, ValueError):
+    def __init__(self, model: str, params: Iterable[str]) -> None:
+        self.model = model
+        self.params = list(params)
+        super().__init__(f"{model} does not support: {', '.join(self.params)}")
+
+
+class BudgetExceededError(ModelplexError):
+    """A budget would be exceeded. ``scope`` is e.g. ``global:daily`` or ``user:alice:monthly``."""
+
+    def __init__(self, message: str, *, scope: str = "", limit_usd: float = 0.0, spent_usd: float = 0.0,
+                 retry_after: float | None = None) -> None:
+        self.scope = scope
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class RateLimitExceededError(ModelplexError):
+    """A local (gateway key) RPM/TPM limit was hit; not a provider 429."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class StructuredOutputError(ModelplexError):
+    """The model's answer did not validate against ``response_model``, even after one repair."""
+
+    def __init__(self, message: str, raw: str | None = None) -> None:
+        self.raw = raw
+        super().__init__(message)
+
+
+class AllAttemptsFailedError(ModelplexError):
+    """Every attempt in the plan failed or was skipped. ``attempts`` lists each with its outcome."""
+
+    def __init__(self, message: str, attempts: list[Any], last_error: BaseException | None = None,
+                 retry_after: float | None = None) -> None:
+        self.attempts = attempts
+        self.last_error = last_error
+        self.retry_after = retry_after
+        lines = [message]
+        for a in attempts:
+            status = f" {a.status_code}" if getattr(a, "status_code", None) else ""
+            err = f" {a.error_type}" if getattr(a, "error_type", None) else ""
+            lines.append(f"  - {a.target}: {a.outcome}{err}{status}")
+        super().__init__("\n".join(lines))
+
+
+# ----------------------------------------------------------------------------- provider call errors
+
+
+class ProviderError(ModelplexError):
+    """An error from calling a provider. Carries what a retry/fallback decision needs, and no secret."""
+
+    retryable: bool = False
+    counts_for_breaker: bool = False
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        provider: str = "",
+        model: str = "",
+        status_code: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        body: Any = None,
+        error_type: str | None = None,
+        error_code: str | None = None,
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.status_code = status_code
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.body = body
+        self.error_type = error_type
+        self.error_code = error_code
+        self.message = message
+        where = "/".join(p for p in (provider, model) if p) or "provider"
+        status = f" {status_code}" if status_code else ""
+        super().__init__(f"{where}{status}: {message or type(self).__name__}")
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r}, "
+                f"status_code={self.status_code!r}, request_id={self.request_id!r}, "
+                f"retry_after={self.retry_after!r})")
+
+    @property
+    def kind(self) -> str:
+        """A stable snake_case name for records and metrics."""
+        return _KIND_NAMES.get(type(self), type(self).__name__)
+
+
+class APIStatusError(ProviderError):
+    """The provider answered with a non-2xx status."""
+
+
+class BadRequestError(APIStatusError):
+    """400/422: the request is wrong; never retried."""
+
+
+class ContextWindowExceededError(BadRequestError):
+    """The prompt plus output does not fit the model's window. Fall back only to larger windows."""
+
+
+class ContentPolicyError(BadRequestError):
+    """The provider refused on content grounds. Fall back only where config allows it."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: bad or missing key."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not use this model or feature."""
+
+
+class NotFoundError(APIStatusError):
+    """404: unknown or retired model, or wrong path."""
+
+
+class ConflictError(APIStatusError):
+    """409: retried."""
+
+    retryable = True
+
+
+class RequestTimeoutError(APIStatusError):
+    """408 from the provider: retried."""
+
+    retryable = True
+    counts_for_breaker = True
+
+
+class RateLimitError(APIStatusError):
+    """429: throttled. Retried after ``retry_after``; marks the target throttled, never trips a breaker."""
+
+    retryable = True
+
+
+class QuotaExceededError(APIStatusError):
+    """Credits or quota exhausted (402, or a 429 whose structured code says quota). Not retried: fail over."""
+
+
+class ServerError(APIStatusError):
+    """5xx: retried with back-off, counts toward the breaker."""
+
+    retryable = True
+    counts_for_breaker = True
+
+
+class OverloadedError(ServerError):
+    """529 (Anthropic) or 503 with an overloaded type."""
+
+
+class InvalidResponseError(ProviderError):
+    """A 2xx whose body is malformed or truncated. Retried; counts toward the breaker."""
+
+    retryable = True
+    counts_for_breaker = True
+
+
+class StreamInterruptedError(ProviderError):
+    """A stream broke after its first chunk reached the caller. Never retried; carries partial usage."""
+
+    counts_for_breaker = True
+
+    def __init__(self, message: str = "", *, partial_usage: Any = None, partial_content: str = "",
+                 **kwargs: Any) -> None:
+        self.partial_usage = partial_usage
+        self.partial_content = partial_content
+        super().__init__(message, **kwargs)
+
+
+class APIConnectionError(ProviderError):
+    """The connection failed or was reset before a full answer arrived. Retried; counts toward the breaker."""
+
+    retryable = True
+    counts_for_breaker = True
+
+
+class APITimeoutError(APIConnectionError):
+    """The call exceeded its timeout."""
+
+
+_KIND_NAMES: dict[type, str] = {
+    ProviderError: "provider_error",
+    APIStatusError: "api_status_error",
+    BadRequestError: "bad_request",
+    ContextWindowExceededError: "context_window_exceeded",
+    ContentPolicyError: "content_policy",
+    AuthenticationError: "authentication",
+    PermissionDeniedError: "permission_denied",
+    NotFoundError: "not_found",
+    ConflictError: "conflict",
+    RequestTimeoutError: "request_timeout",
+    RateLimitError: "rate_limited",
+    QuotaExceededError: "quota_exceeded",
+    ServerError: "server_error",
+    OverloadedError: "overloaded",
+    InvalidResponseError: "invalid_response",
+    StreamInterruptedError: "stream_interrupted",
+    APIConnectionError: "connection_error",
+    APITimeoutError: "timeout",
+}
+
+
+def error_kind(exc: BaseException) -> str:
+    """Stable snake_case name of any exception, for records and metrics."""
+    if isinstance(exc, ProviderError):
+        return exc.kind
+    if isinstance(exc, BudgetExceededError):
+        return "budget_exceeded"
+    return type(exc).__name__
+
+
+# ----------------------------------------------------------------------------- classification
+
+
+def status_error(
+    status: int,
+    *,
+    kind: type[ProviderError] | None = None,
+    message: str = "",
+    provider: str = "",
+    model: str = "",
+    headers: Mapping[str, str] | None = None,
+    body: Any = None,
+    error_type: str | None = None,
+    error_code: str | None = None,
+    request_id: str | None = None,
+    now: float | None = None,
+) -> ProviderError:
+    """Build the typed error for a non-2xx answer.
+
+    ``kind`` is the class a protocol's classifier chose from the provider's *structured* error
+    type/code (e.g. ``context_length_exceeded`` -> ``ContextWindowExceededError``); when it is
+    ``None`` the status decides. Retry-after is parsed from the headers here, in one place.
+    """
+    cls = kind or class_for_status(status)
+    return cls(
+        message,
+        provider=provider,
+        model=model,
+        status_code=status,
+        request_id=request_id,
+        retry_after=parse_retry_after(headers or {}, now=now),
+        body=body,
+        error_type=error_type,
+        error_code=error_code,
+    )
+
+
+def class_for_status(status: int) -> type[ProviderError]:
+    if status == 400 or status == 422:
+        return BadRequestError
+    if status == 401:
+        return AuthenticationError
+    if status == 402:
+        return QuotaExceededError
+    if status == 403:
+        return PermissionDeniedError
+    if status == 404:
+        return NotFoundError
+    if status == 408:
+        return RequestTimeoutError
+    if status == 409:
+        return ConflictError
+    if status == 413:
+        return ContextWindowExceededError
+    if status == 429:
+        return RateLimitError
+    if status == 529:
+        return OverloadedError
+    if status >= 500:
+        return ServerError
+    return APIStatusError
+
+
+MAX_RETRY_AFTER_PARSE = 24 * 3600.0
+"""Values past a day are treated as garbage and clamped to this by the parser; the retry policy caps further."""
+
+_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$")
+
+
+def _parse_duration(value: str) -> float | None:
+    """Parse OpenAI's ``x-ratelimit-reset-*`` durations such as ``1s``, ``6m0s``, ``20ms``, ``1h2m3.5s``."""
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    m = _DURATION_RE.match(value)
+    if not m or not any(m.groups()):
+        return None
+    h, mi, s, ms = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mi * 60 + s + ms / 1000
+
+
+def _parse_http_date_or_iso(value: str, now: float) -> float | None:
+    try:
+        dt = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        dt = None
+    if dt is None:
+        from datetime import datetime
+
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if dt.tzinfo is None:
+        from datetime import timezone
+
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp() - now
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait, from the most specific header present; ``None`` when none is usable.
+
+    Order: ``retry-after-ms``, ``retry-after`` (seconds or HTTP date), then the earliest of the
+    ``x-ratelimit-reset-requests``/``-tokens`` durations and ``anthropic-ratelimit-*-reset`` timestamps.
+    Negative values become 0; values past a day are clamped (garbage in, bounded out).
+    """
+    if not headers:
+        return None
+    now = time.time() if now is None else now
+    lower = {k.lower(): v for k, v in headers.items()} if not _is_lower_mapping(headers) else headers
+
+    def clamp(x: float) -> float:
+        if x != x:  # NaN
+            return 0.0
+        return min(max(x, 0.0), MAX_RETRY_AFTER_PARSE)
+
+    ms = lower.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return clamp(float(ms) / 1000.0)
+        except ValueError:
+            pass
+    ra = lower.get("retry-after")
+    if ra is not None:
+        try:
+            return clamp(float(ra))
+        except ValueError:
+            parsed = _parse_http_date_or_iso(ra, now)
+            if parsed is not None:
+                return clamp(parsed)
+    candidates: list[float] = []
+    for key in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens", "x-ratelimit-reset"):
+        v = lower.get(key)
+        if v is not None:
+            d = _parse_duration(v)
+            if d is not None:
+                candidates.append(d)
+    for key in ("anthropic-ratelimit-requests-reset", "anthropic-ratelimit-tokens-reset",
+                "anthropic-ratelimit-input-tokens-reset", "anthropic-ratelimit-output-tokens-reset"):
+        v = lower.get(key)
+        if v is not None:
+            d = _parse_http_date_or_iso(v, now)
+            if d is not None:
+                candidates.append(d)
+    if candidates:
+        return clamp(min(candidates))
+    return None
+
+
+def _is_lower_mapping(headers: Mapping[str, str]) -> bool:
+    # aiohttp's CIMultiDict(Proxy) is case-insensitive already
+    return type(headers).__name__ in ("CIMultiDict", "CIMultiDictProxy")
+
+
+# ----------------------------------------------------------------------------- secrets
+
+_SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "x-goog-api-key", "proxy-authorization",
+                             "x-amz-security-token", "cookie", "set-cookie"})
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Copy of headers with credentials replaced, safe to log."""
+    return {k: ("***" if k.lower() in _SECRET_HEADERS else v) for k, v in headers.items()}
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of each secret (of length ≥ 6) in ``text``."""
+    for s in secrets:
+        if s and len(s) >= 6 and s in text:
+            text = text.replace(s, "***")
+    return text

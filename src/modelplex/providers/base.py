@@ -1,0 +1,342 @@
+"""The adapter contract, and the thin I/O every protocol shares.
+
+Owns: ``ProviderConfig`` (a provider with its resolved credentials), ``WireRequest``, the ``Adapter``
+base class, SSE framing, and the mapping of transport failures (aiohttp exceptions, timeouts,
+truncated streams) onto the typed errors.
+
+A protocol module subclasses ``Adapter`` and writes *pure* functions:
+``chat_to_wire``, ``chat_from_wire``, ``classify_error``, ``new_stream_decoder`` and, where the
+protocol has them, ``embed_to_wire``/``embed_from_wire``. The I/O methods here (``complete``,
+``stream``, ``embed``) call those and do nothing else. The HTTP session is passed in on every
+call, so tests aim adapters at fake providers on loopback.
+
+Must not touch: retries, breakers, fallbacks, budgets, accounting (the router composes those).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from modelplex.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    InvalidResponseError,
+    ProviderError,
+    StreamInterruptedError,
+)
+from modelplex.types import ChatRequest, EmbeddingResponse, EmbedRequest, Response, StreamChunk, Usage
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from modelplex.catalog.schema import ModelSpec, ProviderSpec
+
+
+@dataclass(slots=True)
+class ProviderConfig:
+    """A provider ready to call: its spec plus resolved credentials and settings.
+
+    ``repr`` never shows credentials.
+    """
+
+    name: str
+    protocol: str
+    base_url: str = ""
+    api_key: str | None = field(default=None, repr=False)
+    extra_headers: dict[str, str] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
+    # Azure
+    api_version: str | None = None
+    deployments: dict[str, str] = field(default_factory=dict)
+    """Catalog model name (or id) -> Azure deployment name."""
+    use_v1_path: bool = False
+    # Bedrock
+    region: str | None = None
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+    aws_session_token: str | None = field(default=None, repr=False)
+    # timeouts (seconds)
+    timeout: float = 60.0
+    connect_timeout: float = 10.0
+    spec: ProviderSpec | None = field(default=None, repr=False)
+
+    def secrets(self) -> list[str]:
+        """Every credential value, for redaction."""
+        return [s for s in (self.api_key, self.aws_secret_access_key, self.aws_session_token,
+                            self.aws_access_key_id) if s]
+
+
+@dataclass(slots=True)
+class WireRequest:
+    """An HTTP request as a pure function produced it: nothing sent yet."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None = None
+
+
+@dataclass(slots=True)
+class TokenCount:
+    tokens: int
+    exact: bool
+    method: str  # e.g. "tiktoken:o200k_base" or "heuristic:claude"
+
+
+@dataclass(slots=True)
+class HealthStatus:
+    provider: str
+    ok: bool
+    latency_ms: float
+    detail: str = ""
+
+
+class StreamDecoder(ABC):
+    """Turns a protocol's stream events into ``StreamChunk``s. One instance per stream.
+
+    ``feed`` receives one SSE event (``event`` name or ``None``, raw ``data`` bytes) — or, for
+    Bedrock, one decoded event-stream message. ``close`` is called at the end of the byte stream;
+    it raises ``InvalidResponseError`` when the protocol's terminal event never came (a truncated
+    stream), otherwise yields any final chunk.
+    """
+
+    @abstractmethod
+    def feed(self, event: str | None, data: bytes) -> Iterable[StreamChunk]: ...
+
+    @abstractmethod
+    def close(self) -> Iterable[StreamChunk]: ...
+
+    @property
+    def done(self) -> bool:
+        """True once the protocol's terminal event arrived; later bytes are ignored."""
+        return False
+
+
+async def iter_sse(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str | None, bytes]]:
+    """Yield ``(event, data)`` per Server-Sent Event, per the WHATWG framing rules (multi-line data joined
+    with ``\\n``; comments ignored; ``\\r\\n`` tolerated)."""
+    event: str | None = None
+    data: list[bytes] = []
+    async for raw in content:
+        line = raw.rstrip(b"\r\n")
+        if not line:
+            if data:
+                yield event, b"\n".join(data)
+            event, data = None, []
+            continue
+        if line.startswith(b":"):
+            continue
+        name, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if name == b"data":
+            data.append(value)
+        elif name == b"event":
+            event = value.decode()
+    if data:
+        yield event, b"\n".join(data)
+
+
+class Adapter(ABC):
+    """One wire protocol. Subclasses implement the pure functions; I/O lives here."""
+
+    protocol: ClassVar[str]
+
+    def __init__(self, provider: ProviderConfig) -> None:
+        self.provider = provider
+
+    # ------------------------------------------------------------------ pure functions
+
+    @abstractmethod
+    def chat_to_wire(self, req: ChatRequest, model: ModelSpec) -> WireRequest:
+        """Build the HTTP request for a chat call (streaming when ``req.stream``)."""
+
+    @abstractmethod
+    def chat_from_wire(self, payload: bytes, model: ModelSpec, headers: Mapping[str, str] | None = None
+                       ) -> Response:
+        """Parse a 2xx chat body. Raises ``InvalidResponseError`` on a malformed or truncated body."""
+
+    @abstractmethod
+    def classify_error(self, status: int, headers: Mapping[str, str], body: bytes, model: ModelSpec
+                       ) -> ProviderError:
+        """Map a non-2xx answer onto the typed hierarchy, from the status and the body's structured
+        error type/code (never its English message). Uses ``errors.status_error``."""
+
+    @abstractmethod
+    def new_stream_decoder(self, model: ModelSpec, req: ChatRequest) -> StreamDecoder: ...
+
+    def embed_to_wire(self, req: EmbedRequest, model: ModelSpec) -> WireRequest:
+        raise NotImplementedError(f"{self.protocol} adapter has no embeddings")
+
+    def embed_from_wire(self, payload: bytes, model: ModelSpec, req: EmbedRequest) -> EmbeddingResponse:
+        raise NotImplementedError(f"{self.protocol} adapter has no embeddings")
+
+    def health_to_wire(self) -> WireRequest | None:
+        """A cheap authenticated request that proves the provider answers (e.g. list models)."""
+        return None
+
+    def sign(self, wire: WireRequest) -> WireRequest:
+        """Hook for request signing (Bedrock SigV4). Identity by default."""
+        return wire
+
+    # ------------------------------------------------------------------ helpers for subclasses
+
+    def count_tokens(self, messages: list[Any], model: ModelSpec) -> TokenCount:
+        from modelplex.catalog.tokens import count_messages
+
+        return count_messages(messages, model)
+
+    def _invalid(self, model: ModelSpec, message: str, body: Any = None) -> InvalidResponseError:
+        return InvalidResponseError(message, provider=self.provider.name, model=model.id, body=body)
+
+    # ------------------------------------------------------------------ I/O
+
+    async def _send(self, session: aiohttp.ClientSession, wire: WireRequest, model: ModelSpec,
+                    timeout: float) -> tuple[int, Mapping[str, str], bytes]:
+        import aiohttp
+
+        wire = self.sign(wire)
+        try:
+            async with session.request(
+                wire.method, wire.url, headers=wire.headers, data=wire.body,
+                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, self.provider.connect_timeout)),
+            ) as resp:
+                body = await resp.read()
+                return resp.status, resp.headers, body
+        except asyncio.TimeoutError as exc:
+            raise APITimeoutError(f"no answer within {timeout:g}s", provider=self.provider.name,
+                                  model=model.id) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise InvalidResponseError("truncated response body", provider=self.provider.name,
+                                       model=model.id) from exc
+        except aiohttp.ClientError as exc:
+            raise APIConnectionError(f"connection failed: {type(exc).__name__}", provider=self.provider.name,
+                                     model=model.id) from exc
+
+    async def complete(self, session: aiohttp.ClientSession, req: ChatRequest, model: ModelSpec, *,
+                       timeout: float | None = None) -> Response:
+        started = time.perf_counter()
+        wire = self.chat_to_wire(req, model)
+        status, headers, body = await self._send(session, wire, model, timeout or self.provider.timeout)
+        if status >= 400:
+            raise self.classify_error(status, headers, body, model)
+        resp = self.chat_from_wire(body, model, headers)
+        resp.latency_ms = (time.perf_counter() - started) * 1000.0
+        resp.request_id = req.request_id
+        return resp
+
+    async def embed(self, session: aiohttp.ClientSession, req: EmbedRequest, model: ModelSpec, *,
+                    timeout: float | None = None) -> EmbeddingResponse:
+        started = time.perf_counter()
+        wire = self.embed_to_wire(req, model)
+        status, headers, body = await self._send(session, wire, model, timeout or self.provider.timeout)
+        if status >= 400:
+            raise self.classify_error(status, headers, body, model)
+        resp = self.embed_from_wire(body, model, req)
+        resp.latency_ms = (time.perf_counter() - started) * 1000.0
+        resp.request_id = req.request_id
+        return resp
+
+    async def health_check(self, session: aiohttp.ClientSession, *, timeout: float = 5.0) -> HealthStatus:
+        from modelplex.catalog.schema import ModelSpec
+
+        started = time.perf_counter()
+        wire = self.health_to_wire()
+        if wire is None:
+            return HealthStatus(self.provider.name, True, 0.0, "no health endpoint; assumed up")
+        probe = ModelSpec(id=f"{self.provider.name}/health", provider=self.provider.name, context_window=1)
+        try:
+            status, headers, body = await self._send(session, wire, probe, timeout)
+        except ProviderError as exc:
+            return HealthStatus(self.provider.name, False, (time.perf_counter() - started) * 1000, exc.kind)
+        ms = (time.perf_counter() - started) * 1000
+        if status >= 400:
+            return HealthStatus(self.provider.name, False, ms,
+                                self.classify_error(status, headers, body, probe).kind)
+        return HealthStatus(self.provider.name, True, ms, "ok")
+
+    async def stream(self, session: aiohttp.ClientSession, req: ChatRequest, model: ModelSpec, *,
+                     timeout: float | None = None, idle_timeout: float | None = None
+                     ) -> AsyncIterator[StreamChunk]:
+        """Yield chunks. Failure before the first chunk raises the ordinary (retryable) error; after it,
+        ``StreamInterruptedError`` with the partial usage (estimated from what arrived)."""
+        import aiohttp
+
+        timeout = timeout or self.provider.timeout
+        idle = idle_timeout or timeout
+        wire = self.sign(self.chat_to_wire(req, model))
+        decoder = self.new_stream_decoder(model, req)
+        yielded = False
+        text: list[str] = []
+        usage_seen: Usage | None = None
+        try:
+            async with session.request(
+                wire.method, wire.url, headers=wire.headers, data=wire.body,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, self.provider.connect_timeout),
+                                              sock_read=idle),
+            ) as resp:
+                if resp.status >= 400:
+                    body = await resp.read()
+                    raise self.classify_error(resp.status, resp.headers, body, model)
+                async for event, data in self._events(resp):
+                    for chunk in decoder.feed(event, data):
+                        if chunk.usage is not None:
+                            usage_seen = chunk.usage
+                        if chunk.delta:
+                            text.append(chunk.delta)
+                        yielded = True
+                        yield chunk
+                    if decoder.done:
+                        break
+                for chunk in decoder.close():
+                    if chunk.usage is not None:
+                        usage_seen = chunk.usage
+                    yielded = True
+                    yield chunk
+        except ProviderError as exc:
+            if yielded and not isinstance(exc, StreamInterruptedError):
+                raise self._interrupted(exc, req, model, text, usage_seen) from exc
+            raise
+        except asyncio.TimeoutError as exc:
+            err = APITimeoutError(f"stream idle for {idle:g}s", provider=self.provider.name, model=model.id)
+            if yielded:
+                raise self._interrupted(err, req, model, text, usage_seen) from exc
+            raise err from exc
+        except aiohttp.ClientError as exc:
+            err2: ProviderError = APIConnectionError(f"stream broke: {type(exc).__name__}",
+                                                     provider=self.provider.name, model=model.id)
+            if isinstance(exc, aiohttp.ClientPayloadError):
+                err2 = InvalidResponseError("truncated stream", provider=self.provider.name, model=model.id)
+            if yielded:
+                raise self._interrupted(err2, req, model, text, usage_seen) from exc
+            raise err2 from exc
+
+    async def _events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, bytes]]:
+        """The stream's events; SSE by default. Bedrock overrides this with AWS event-stream framing."""
+        async for item in iter_sse(resp.content):
+            yield item
+
+    def _interrupted(self, cause: ProviderError, req: ChatRequest, model: ModelSpec, text: list[str],
+                     usage_seen: Usage | None) -> StreamInterruptedError:
+        from modelplex.catalog.tokens import count_text
+
+        partial = "".join(text)
+        if usage_seen is not None:
+            usage = usage_seen
+        else:
+            usage = Usage(
+                input_tokens=self.count_tokens(req.messages, model).tokens,
+                output_tokens=count_text(partial, model).tokens,
+                estimated=True,
+            )
+        return StreamInterruptedError(
+            f"stream interrupted after first chunk ({cause.kind})",
+            partial_usage=usage, partial_content=partial,
+            provider=self.provider.name, model=model.id, status_code=cause.status_code,
+            request_id=cause.request_id,
+        )
