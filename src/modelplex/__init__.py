@@ -42,13 +42,13 @@ _LAZY: dict[str, str] = {
     "errors": "modelplex",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = [*sorted(_LAZY), "__version__"]
 
-if TYPE_CHECKING:
-    from modelplex.catalog import Catalog, ModelSpec, ProviderSpec, load_catalog
-    from modelplex.router import Router
-    from modelplex.selection import Candidate, Selection, Selector, select
-    from modelplex.types import (
+if TYPE_CHECKING:  # re-exported lazily through __getattr__
+    from modelplex.catalog import Catalog, ModelSpec, ProviderSpec, load_catalog  # noqa: F401
+    from modelplex.router import Router  # noqa: F401
+    from modelplex.selection import Candidate, Selection, Selector, select  # noqa: F401
+    from modelplex.types import (  # noqa: F401
         Attempt,
         ChatRequest,
         EmbeddingResponse,

@@ -17,6 +17,7 @@ import email.utils
 import re
 import time
 from collections.abc import Iterable, Mapping
+from datetime import UTC
 from typing import Any
 
 
@@ -404,9 +405,8 @@ def _parse_http_date_or_iso(value: str, now: float) -> float | None:
         except ValueError:
             return None
     if dt.tzinfo is None:
-        from datetime import timezone
 
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp() - now
 
 

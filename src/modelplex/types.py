@@ -117,6 +117,15 @@ class Usage:
 
 
 @dataclass(slots=True)
+class TokenCount:
+    """A token count and how it was obtained."""
+
+    tokens: int
+    exact: bool
+    method: str  # e.g. "tiktoken:o200k_base" or "heuristic:claude"
+
+
+@dataclass(slots=True)
 class ToolCall:
     """A normalized tool call. ``arguments`` is the JSON text the model produced."""
 

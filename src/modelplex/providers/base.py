@@ -15,7 +15,6 @@ Must not touch: retries, breakers, fallbacks, budgets, accounting (the router co
 
 from __future__ import annotations
 
-import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -29,7 +28,15 @@ from modelplex.errors import (
     ProviderError,
     StreamInterruptedError,
 )
-from modelplex.types import ChatRequest, EmbeddingResponse, EmbedRequest, Response, StreamChunk, Usage
+from modelplex.types import (
+    ChatRequest,
+    EmbeddingResponse,
+    EmbedRequest,
+    Response,
+    StreamChunk,
+    TokenCount,
+    Usage,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -79,13 +86,6 @@ class WireRequest:
     url: str
     headers: dict[str, str]
     body: bytes | None = None
-
-
-@dataclass(slots=True)
-class TokenCount:
-    tokens: int
-    exact: bool
-    method: str  # e.g. "tiktoken:o200k_base" or "heuristic:claude"
 
 
 @dataclass(slots=True)
@@ -208,7 +208,7 @@ class Adapter(ABC):
             ) as resp:
                 body = await resp.read()
                 return resp.status, resp.headers, body
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise APITimeoutError(f"no answer within {timeout:g}s", provider=self.provider.name,
                                   model=model.id) from exc
         except aiohttp.ClientPayloadError as exc:
@@ -302,7 +302,7 @@ class Adapter(ABC):
             if yielded and not isinstance(exc, StreamInterruptedError):
                 raise self._interrupted(exc, req, model, text, usage_seen) from exc
             raise
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             err = APITimeoutError(f"stream idle for {idle:g}s", provider=self.provider.name, model=model.id)
             if yielded:
                 raise self._interrupted(err, req, model, text, usage_seen) from exc

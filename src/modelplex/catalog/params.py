@@ -1,0 +1,113 @@
+"""Parameter vocabulary and each protocol's names for it (data, not code).
+
+Owns: the OpenAI-named parameter set callers use, and per protocol the provider's name for each
+(``None``: the protocol has no such parameter). A model can override a name through
+``ModelSpec.param_mappings`` (e.g. OpenAI reasoning models take ``max_completion_tokens``) and
+narrow the set through ``ModelSpec.supported_params``.
+
+Names are the providers' canonical field names; where a protocol nests them (Gemini's
+``generationConfig``, Bedrock's ``inferenceConfig``) the adapter places them, and the table's
+``PLACEMENT`` says where, for the docs and ``catalog.param_mapping``.
+
+Must not touch: wire bodies (adapters build those), I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelplex.catalog.schema import ModelSpec
+
+PARAMS: tuple[str, ...] = (
+    "temperature", "top_p", "top_k", "max_tokens", "stop", "n", "seed", "frequency_penalty",
+    "presence_penalty", "logprobs", "top_logprobs", "logit_bias", "user", "tools", "tool_choice",
+    "parallel_tool_calls", "response_format", "reasoning_effort", "service_tier", "metadata",
+    "timeout",
+)
+"""Every parameter a caller may pass, by its OpenAI name (``top_k`` from Anthropic/Gemini)."""
+
+_OPENAI: dict[str, str | None] = {p: p for p in PARAMS} | {"top_k": None, "timeout": "timeout"}
+
+PROTOCOL_PARAMS: dict[str, dict[str, str | None]] = {
+    "openai": _OPENAI,
+    "azure": dict(_OPENAI),
+    "anthropic": {
+        "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "max_tokens": "max_tokens",
+        "stop": "stop_sequences", "n": None, "seed": None, "frequency_penalty": None,
+        "presence_penalty": None, "logprobs": None, "top_logprobs": None, "logit_bias": None,
+        "user": "metadata.user_id", "tools": "tools", "tool_choice": "tool_choice",
+        "parallel_tool_calls": "tool_choice.disable_parallel_tool_use", "response_format": "output_format",
+        "reasoning_effort": "thinking", "service_tier": "service_tier", "metadata": "metadata",
+        "timeout": "timeout",
+    },
+    "gemini": {
+        "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "max_tokens": "max_output_tokens",
+        "stop": "stop_sequences", "n": "candidate_count", "seed": "seed",
+        "frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty",
+        "logprobs": "response_logprobs", "top_logprobs": "logprobs", "logit_bias": None, "user": None,
+        "tools": "function_declarations", "tool_choice": "function_calling_config",
+        "parallel_tool_calls": None, "response_format": "response_mime_type",
+        "reasoning_effort": "thinking_config", "service_tier": None, "metadata": "labels", "timeout": "timeout",
+    },
+    "bedrock": {
+        "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "max_tokens": "max_tokens",
+        "stop": "stop_sequences", "n": None, "seed": None, "frequency_penalty": None,
+        "presence_penalty": None, "logprobs": None, "top_logprobs": None, "logit_bias": None, "user": None,
+        "tools": "tool_config.tools", "tool_choice": "tool_config.tool_choice",
+        "parallel_tool_calls": None, "response_format": "output_config", "reasoning_effort": "reasoning_config",
+        "service_tier": "service_tier", "metadata": "request_metadata", "timeout": "timeout",
+    },
+}
+
+PLACEMENT: dict[str, str] = {
+    "gemini": "generationConfig (camelCase on the wire: maxOutputTokens, stopSequences, topP ...)",
+    "bedrock": "inferenceConfig (camelCase on the wire: maxTokens, stopSequences, topP); top_k via "
+               "additionalModelRequestFields",
+    "anthropic": "top-level fields of the Messages body",
+    "openai": "top-level fields of the chat-completions body",
+    "azure": "top-level fields of the chat-completions body",
+}
+
+
+def param_name(protocol: str, spec: ModelSpec | None, param: str) -> str | None:
+    """The provider's name for ``param`` on this model, or ``None`` when unsupported."""
+    if spec is not None:
+        if spec.supported_params is not None and param not in spec.supported_params:
+            return None
+        if param in spec.param_mappings:
+            return spec.param_mappings[param]
+    return PROTOCOL_PARAMS.get(protocol, _OPENAI).get(param)
+
+
+def supported(protocol: str, spec: ModelSpec | None) -> frozenset[str]:
+    table = PROTOCOL_PARAMS.get(protocol, _OPENAI)
+    names = {p for p, v in table.items() if v is not None}
+    if spec is not None:
+        names |= set(spec.param_mappings)
+        if spec.supported_params is not None:
+            names &= set(spec.supported_params)
+    return frozenset(names)
+
+
+def unsupported(protocol: str, spec: ModelSpec | None, params: Iterable[str]) -> list[str]:
+    """Parameters among ``params`` the model cannot take (unknown names included)."""
+    ok = supported(protocol, spec)
+    return [p for p in params if p not in ok]
+
+
+def split_params(protocol: str, spec: ModelSpec | None, params: Mapping[str, Any]
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(supported, dropped) by OpenAI name, with the model's ``default_params`` filled in."""
+    ok = supported(protocol, spec)
+    kept: dict[str, Any] = dict(spec.default_params) if spec is not None else {}
+    dropped: dict[str, Any] = {}
+    for k, v in params.items():
+        if v is None:
+            continue
+        if k in ok or k == "extra_body":
+            kept[k] = v
+        else:
+            dropped[k] = v
+    return kept, dropped
