@@ -216,6 +216,8 @@ class Response:
     fallback_used: bool = False
     selection_reason: str = ""
     raw: Any = None
+    provider_details: dict[str, Any] = field(default_factory=dict)
+    """Protocol extras with no unified field (e.g. Anthropic thinking blocks with their signatures)."""
 
     def with_routing(self, **changes: Any) -> Response:
         return replace(self, **changes)

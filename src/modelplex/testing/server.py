@@ -149,9 +149,11 @@ class FakeProviderServer:
     # ------------------------------------------------------------------ helpers for protocol modules
 
     async def begin(self, request: web.Request, protocol: str, model: str, body: bytes,
-                    parsed: Any, prompt_text: str) -> Turn:
+                    parsed: Any, prompt_text: str, *, messages: list[dict[str, Any]] | None = None) -> Turn:
         """Capture the request, pick its fault and behaviour, apply latency and transport faults.
 
+        ``messages``, when given, is what a ``Behavior.reply`` callable receives (protocols whose bodies have
+        no OpenAI-style ``messages``, such as Gemini and Bedrock, pass an OpenAI-shaped rendering).
         Raises ``ConnectionResetError``-equivalents for ``reset``; sleeps for ``timeout``.
         """
         if self.capture:
@@ -170,13 +172,15 @@ class FakeProviderServer:
             raise ConnectionResetError("fault: reset")
         if behavior.ttft_s:
             await asyncio.sleep(behavior.ttft_s)
-        text = self.reply_text(behavior, model, parsed, prompt_text)
+        text = self.reply_text(behavior, model, parsed if messages is None else messages, prompt_text)
         return Turn(protocol, model, fault, behavior, text, approx_tokens(prompt_text), approx_tokens(text))
 
     @staticmethod
     def reply_text(behavior: Behavior, model: str, parsed: Any, prompt_text: str) -> str:
         if callable(behavior.reply):
-            return behavior.reply(model, parsed if isinstance(parsed, list) else [])
+            # ``parsed`` is the messages list, or a whole request body that carries ``messages``
+            messages = parsed.get("messages") if isinstance(parsed, dict) else parsed
+            return behavior.reply(model, messages if isinstance(messages, list) else [])
         if isinstance(behavior.reply, str):
             return behavior.reply
         digest = hashlib.sha256(prompt_text.encode()).hexdigest()[:8]

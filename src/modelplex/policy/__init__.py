@@ -1,0 +1,27 @@
+"""Policy: from what the caller asked (task, requirements, model) to an ordered list of targets.
+
+Owns: built-in and configured tasks (``tasks``), strategies (``strategies``), environment
+overrides and their precedence (``overrides``), sticky A/B arms (``experiments``), the complexity
+score (``complexity``) and the ``Planner`` that combines them (``planner``).
+
+Must not touch: HTTP, breakers, budgets, accounting. The router asks the planner for a
+``RoutePlan`` and then runs its attempt loop.
+"""
+
+from modelplex.policy.complexity import ComplexityScore, score_request
+from modelplex.policy.experiments import choose_arm
+from modelplex.policy.planner import Planner, RoutePlan
+from modelplex.policy.strategies import BUILTIN_STRATEGIES, resolve_strategy_name
+from modelplex.policy.tasks import BUILTIN_TASKS, TaskSpec
+
+__all__ = [
+    "BUILTIN_STRATEGIES",
+    "BUILTIN_TASKS",
+    "ComplexityScore",
+    "Planner",
+    "RoutePlan",
+    "TaskSpec",
+    "choose_arm",
+    "resolve_strategy_name",
+    "score_request",
+]

@@ -1,0 +1,765 @@
+"""The router: the public entry point and its attempt loop.
+
+Owns: ``Router`` — ``complete``/``acomplete``, ``stream``/``astream``, ``embed``/``aembed``,
+``feedback``, ``warm_up``, ``close``. Its body is one loop over the planned attempts that composes
+the pieces, each of which lives elsewhere:
+
+    plan (policy.Planner) -> for each target:
+        breaker.allow -> throttle check -> token pre-check -> budget.reserve
+        -> adapter call (retry policy decides retry / fall over / raise)
+        -> settle, account, callbacks
+
+It does not classify errors (errors + adapters), decide retries (resilience.retry), keep breaker
+state (resilience.breaker), store usage (accounting) or pick models (selection, policy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelplex.accounting.budgets import BudgetDowngradeSignal, BudgetManager
+from modelplex.catalog import Catalog, load_catalog
+from modelplex.catalog.params import split_params, unsupported
+from modelplex.config import Config, load_config
+from modelplex.errors import (
+    AllAttemptsFailedError,
+    BudgetExceededError,
+    ContentPolicyError,
+    ContextWindowExceededError,
+    ModelplexError,
+    NoCandidatesError,
+    ProviderError,
+    RateLimitError,
+    StreamInterruptedError,
+    UnsupportedParameterError,
+    error_kind,
+)
+from modelplex.policy.adaptive import AdaptiveChooser
+from modelplex.policy.planner import HardNeeds, Planner, RoutePlan
+from modelplex.providers import adapter_class
+from modelplex.providers.base import Adapter, ProviderConfig
+from modelplex.providers.credentials import ProviderStatus, missing_credentials_error, resolve_providers
+from modelplex.resilience.breaker import BreakerConfig, BreakerRegistry, Permit
+from modelplex.resilience.clock import Clock, SystemClock
+from modelplex.resilience.retry import RetryPolicy
+from modelplex.resilience.throttle import ThrottleRegistry
+from modelplex.selection import Selector
+from modelplex.state import make_state
+from modelplex.transport import LoopThread, SessionFactory, SessionPool
+from modelplex.types import (
+    Attempt,
+    ChatRequest,
+    EmbeddingResponse,
+    EmbedRequest,
+    Message,
+    Requirements,
+    Response,
+    StreamChunk,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from modelplex.accounting.records import UsageRecord
+    from modelplex.catalog.schema import ModelSpec
+
+log = logging.getLogger("modelplex.router")
+
+Callback = Callable[..., Any]
+
+
+@dataclass(slots=True)
+class _Call:
+    """Everything one logical request carries through the loop."""
+
+    request_id: str
+    messages: list[Message]
+    params: dict[str, Any]
+    plan: RoutePlan
+    user: str | None
+    api_key_id: str | None
+    tags: list[str]
+    deadline: float
+    started: float
+    wall_start: float
+    kind: str = "chat"
+    attempts: list[Attempt] = field(default_factory=list)
+    prompt_bytes: int = 0
+    input_estimate: int | None = None
+    plan_args: dict[str, Any] = field(default_factory=dict)
+    """The planner arguments, kept so that a budget downgrade can re-plan the same request once."""
+    downgraded: bool = False
+
+
+class Router:
+    """Route requests by task, requirements or model, with fallbacks, breakers, budgets and accounting.
+
+    Build it with ``Router.from_config(path_or_dict)`` (or ``Router()`` for environment-only
+    configuration). Every collaborator can be injected for tests: ``catalog``, ``env``, ``clock``,
+    ``session_factory``, ``state``, ``recorder`` (accounting) and ``budgets``.
+    """
+
+    def __init__(self, config: Config | Mapping[str, Any] | str | Path | None = None, *,
+                 catalog: Catalog | None = None, env: Mapping[str, str] | None = None,
+                 clock: Clock | None = None, session_factory: SessionFactory | None = None,
+                 state: Any = None, recorder: Any = None, budgets: BudgetManager | None = None,
+                 performance: Any = None, adaptive: AdaptiveChooser | None = None) -> None:
+        self.config = load_config(config, env)
+        self.env = dict(os.environ if env is None else env)
+        base = catalog if catalog is not None else load_catalog()
+        overlay = self.config.catalog_overlay()
+        self.catalog = base.with_overlay(overlay["models"], [{"name": k, **v} for k, v in
+                                                               overlay["providers"].items()],
+                                         source=self.config.source or "config") \
+            if (overlay["models"] or overlay["providers"]) else base
+        self.clock: Clock = clock or SystemClock()
+        self.providers: dict[str, ProviderConfig] = {}
+        self.provider_status: dict[str, ProviderStatus] = {}
+        self._adapters: dict[str, Adapter] = {}
+        self.refresh_providers()
+        self.selector = Selector(self.catalog)
+        self.runtime_strategy: str | None = None
+        self.adaptive = adaptive if adaptive is not None else AdaptiveChooser(clock=self.clock)
+        self.planner = Planner(self.config, self.catalog, self.selector, self.enabled_providers, self.env,
+                               lambda: self.runtime_strategy, adaptive=self.adaptive)
+        self.state = state if state is not None else make_state(self.config.state.url, self.clock)
+        if budgets is None:
+            manager = BudgetManager(self.config.budgets, self.state, self.clock,
+                                    reservation_ttl=max(600.0, 2 * self.config.routing.deadline))
+            budgets = manager if manager.enabled else None
+        b = self.config.routing.breaker
+        self.breakers = BreakerRegistry(BreakerConfig(
+            failure_threshold=b.failure_threshold, recovery_time=b.recovery_time,
+            half_open_max_calls=b.half_open_max_calls, probe_timeout=b.probe_timeout, mode=b.mode,
+            window_size=b.window_size, min_calls=b.min_calls, failure_rate_threshold=b.failure_rate_threshold,
+            slow_call_threshold_s=b.slow_call_threshold_s), self.state, self.clock)
+        r = self.config.routing.retry
+        self.retry = RetryPolicy(max_retries_per_target=r.max_retries_per_target,
+                                 max_total_attempts=r.max_total_attempts, base_delay=r.base_delay,
+                                 max_delay=r.max_delay, retry_after_cap=r.retry_after_cap)
+        self.throttles = ThrottleRegistry(self.clock)
+        self.sessions = SessionPool(session_factory)
+        self._loop_thread = LoopThread()
+        self.recorder = recorder
+        self.budgets = budgets
+        self.performance = performance
+        self.on_attempt: list[Callback] = []
+        self.on_success: list[Callback] = []
+        self.on_failure: list[Callback] = []
+        self._enabled = frozenset(self.providers)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_config(cls, path_or_dict: Config | Mapping[str, Any] | str | Path | None = None, **kwargs: Any
+                    ) -> Router:
+        return cls(path_or_dict, **kwargs)
+
+    def refresh_providers(self) -> None:
+        enabled, statuses = resolve_providers(self.config, self.catalog, self.env)
+        self.providers = enabled
+        self.provider_status = {s.name: s for s in statuses}
+        self._adapters = {}
+        self._enabled = frozenset(enabled)
+
+    def enabled_providers(self) -> frozenset[str]:
+        return self._enabled
+
+    def adapter(self, provider: str) -> Adapter:
+        a = self._adapters.get(provider)
+        if a is None:
+            pc = self.providers.get(provider)
+            if pc is None:
+                raise missing_credentials_error(self.provider_status.get(provider), provider)
+            a = adapter_class(pc.protocol)(pc)
+            self._adapters[provider] = a
+        return a
+
+    def secrets(self) -> list[str]:
+        return [s for pc in self.providers.values() for s in pc.secrets()]
+
+    # ------------------------------------------------------------------ planning helpers
+
+    def _new_call(self, messages: list[Message] | None, params: dict[str, Any], *, model: str | None,
+                  task: str | None, requirements: Requirements | Mapping[str, Any] | None,
+                  strategy: str | None, user: str | None, request_id: str | None, tags: list[str] | None,
+                  api_key_id: str | None, timeout: float | None, context: Mapping[str, Any] | None,
+                  needs: HardNeeds, kind: str, downgrade: bool = False) -> _Call:
+        rid = request_id or uuid.uuid4().hex
+        msgs = list(messages or [])
+        if isinstance(requirements, Mapping):
+            requirements = Requirements.from_dict(dict(requirements))
+        prompt_bytes = sum(_message_bytes(m) for m in msgs)
+        ctx = context or {}
+        artifacts = ctx.get("artifacts", 0)
+        artifacts_n = len(artifacts) if isinstance(artifacts, (list, tuple)) else int(artifacts or 0)
+        if model is None and task is None and requirements is None:
+            model = "auto" if kind != "embedding" else None
+            if kind == "embedding":
+                task = "embedding"
+        plan_args: dict[str, Any] = dict(
+            model=model, task=task, requirements=requirements, strategy=strategy, user=user, request_id=rid,
+            needs=needs, input_tokens=prompt_bytes // 4, message_count=len(msgs), artifacts=artifacts_n,
+            requires_creative_writing=bool(ctx.get("requires_creative_writing")))
+        plan = self.planner.plan(**plan_args, downgrade=downgrade)
+        if not plan.targets:
+            if plan.explicit and plan.dropped:
+                mid, why = next(iter(plan.dropped.items()))
+                prov = mid.split("/", 1)[0]
+                if prov not in self._enabled:
+                    raise missing_credentials_error(self.provider_status.get(prov), prov)
+                raise NoCandidatesError(f"{mid}: {why}", plan.dropped)
+            raise NoCandidatesError(plan.selection_reason or "no target", plan.dropped)
+        merged = {**plan.task_params, **params}
+        now = self.clock.now()
+        deadline = now + (timeout or self.config.routing.deadline)
+        return _Call(rid, msgs, merged, plan, user, api_key_id, list(tags or []), deadline, now, self.clock.wall(),
+                     kind, prompt_bytes=prompt_bytes, plan_args=plan_args, downgraded=downgrade)
+
+    def _input_tokens(self, call: _Call, spec: ModelSpec) -> int:
+        if call.input_estimate is None:
+            from modelplex.catalog.tokens import count_messages
+
+            call.input_estimate = count_messages(call.messages, spec).tokens
+        return call.input_estimate
+
+    def _fits(self, call: _Call, spec: ModelSpec) -> bool:
+        """Token pre-check. UTF-8 bytes bound the token count from above, so most prompts need no count."""
+        out = int(call.params.get("max_tokens") or 0)
+        margin = self.config.routing.token_safety_margin
+        if call.prompt_bytes + out + margin <= spec.input_limit and call.prompt_bytes + out <= spec.context_window:
+            return True
+        n = self._input_tokens(call, spec)
+        return n + margin <= spec.input_limit and n + out <= spec.context_window
+
+    def _estimate_cost(self, call: _Call, spec: ModelSpec) -> float:
+        out = int(call.params.get("max_tokens") or spec.default_params.get("max_tokens") or
+                  min(spec.max_output_tokens, 4096))
+        n = self._input_tokens(call, spec) if call.kind != "embedding" else call.prompt_bytes // 3 + 1
+        p = spec.pricing
+        return (n * p.input_per_mtok + (out if call.kind != "embedding" else 0) * p.output_per_mtok) / 1e6
+
+    def _prepare_params(self, spec: ModelSpec, params: dict[str, Any]) -> dict[str, Any]:
+        protocol = self.providers[spec.provider].protocol
+        kept, dropped = split_params(protocol, spec, params)
+        if dropped and not self.config.routing.drop_unsupported_params:
+            raise UnsupportedParameterError(spec.id, dropped)
+        return kept
+
+    def _skip_reason(self, call: _Call, spec: ModelSpec, min_context: int) -> tuple[str, str] | None:
+        if spec.context_window <= min_context:
+            return "skipped_context", f"window {spec.context_window} not larger than the failed one"
+        if not self._fits(call, spec):
+            return "skipped_context", "prompt + max_tokens exceed the window"
+        if self.throttles.is_throttled(f"model:{spec.id}"):
+            return "skipped_throttled", "throttled after a 429"
+        return None
+
+    # ------------------------------------------------------------------ the attempt loop
+
+    async def _permits(self, spec: ModelSpec) -> tuple[Permit, Permit | None] | str:
+        """Breaker permits for one attempt (provider, then model), or why the target is refused."""
+        permit_p = await self.breakers.allow(f"provider:{spec.provider}")
+        if permit_p is None:
+            return f"provider {spec.provider} breaker open"
+        if not self.config.routing.model_breakers:
+            return permit_p, None
+        permit_m = await self.breakers.allow(f"model:{spec.id}")
+        if permit_m is None:
+            permit_p.release()
+            return f"model {spec.id} breaker open"
+        return permit_p, permit_m
+
+    async def _reserve(self, call: _Call, spec: ModelSpec) -> tuple[bool, Any]:
+        """Check the strategy's cost cap and reserve the worst case in the budgets.
+        Returns (admitted, reservation); not admitted means skip this target."""
+        plan = call.plan
+        if self.budgets is None and plan.max_cost_per_request is None:
+            return True, None
+        estimate = self._estimate_cost(call, spec)
+        if plan.max_cost_per_request is not None and estimate > plan.max_cost_per_request:
+            self._attempt(call, spec, "skipped_budget",
+                          detail=f"estimate ${estimate:.4f} > strategy cap ${plan.max_cost_per_request}")
+            return False, None
+        if self.budgets is None:
+            return True, None
+        try:
+            reservation = await self.budgets.reserve(
+                request_id=call.request_id, user=call.user, api_key_id=call.api_key_id, amount=estimate,
+                started=call.wall_start, downgraded=call.downgraded)
+        except BudgetExceededError as exc:
+            self._attempt(call, spec, "skipped_budget", exc, detail=str(exc))
+            raise
+        return True, reservation
+
+    async def _run(self, call: _Call, send: Callable[[Adapter, ModelSpec, dict[str, Any], float], Any]) -> Any:
+        """Try each target in the plan; return (result, spec, reservation) of the first success.
+
+        Every attempt asks the breakers first, so each failed try counts; a retry that finds the breaker
+        open moves on to the next target.
+        """
+        plan = call.plan
+        last_error: BaseException | None = None
+        min_context = 0
+        total = 0
+        for spec in plan.targets:
+            skip = self._skip_reason(call, spec, min_context)
+            if skip is not None:
+                self._attempt(call, spec, skip[0], detail=skip[1])
+                continue
+            params = self._prepare_params(spec, call.params)
+            admitted, reservation = await self._reserve(call, spec)
+            if not admitted:
+                continue
+            adapter = self.adapter(spec.provider)
+            timeout = self.providers[spec.provider].timeout
+            retry_n = 0
+            succeeded = False
+            try:
+                while True:
+                    permits = await self._permits(spec)
+                    if isinstance(permits, str):
+                        self._attempt(call, spec, "skipped_breaker", detail=permits, retry=retry_n)
+                        break
+                    remaining = call.deadline - self.clock.now()
+                    if remaining <= 0:
+                        _release(permits)
+                        self._attempt(call, spec, "error", detail="deadline exceeded", retry=retry_n)
+                        raise AllAttemptsFailedError(f"deadline exceeded for request {call.request_id}",
+                                                     call.attempts, last_error, self._shortest_cooldown(call))
+                    total += 1
+                    t0 = self.clock.now()
+                    try:
+                        result = await send(adapter, spec, params, min(remaining, timeout))
+                    except ProviderError as exc:
+                        latency = self.clock.now() - t0
+                        _fail(permits, exc, latency)
+                        last_error = exc
+                        self._attempt(call, spec, "error", exc, latency, retry_n)
+                        if isinstance(exc, RateLimitError):
+                            self.throttles.mark(f"model:{spec.id}", exc.retry_after)
+                        decision = self.retry.decide(exc, retry_n,
+                                                     deadline_remaining=call.deadline - self.clock.now())
+                        if decision.action == "retry" and total < self.retry.max_total_attempts:
+                            retry_n += 1
+                            await self.clock.sleep(decision.delay)
+                            continue
+                        if decision.action == "raise":
+                            raise
+                        if isinstance(exc, ContentPolicyError) and not self.config.routing.content_policy_fallback:
+                            raise
+                        if isinstance(exc, ContextWindowExceededError):
+                            min_context = max(min_context, spec.context_window)
+                        break
+                    except BaseException:  # cancellation, a bug: neutral for the breaker
+                        _release(permits)
+                        if sys.exc_info()[0] is asyncio.CancelledError:
+                            self._attempt(call, spec, "cancelled", latency=self.clock.now() - t0, retry=retry_n)
+                        raise
+                    latency = self.clock.now() - t0
+                    permits[0].success(latency)
+                    if permits[1] is not None:
+                        permits[1].success(latency)
+                    self._attempt(call, spec, "success", None, latency, retry_n)
+                    succeeded = True
+                    return result, spec, reservation
+            finally:
+                if not succeeded and reservation is not None:
+                    await _shielded(self.budgets.release(reservation))
+            if total >= self.retry.max_total_attempts:
+                break
+        raise AllAttemptsFailedError(
+            f"all {len(call.attempts)} attempt(s) failed for request {call.request_id} "
+            f"({call.plan.selection_reason})", call.attempts, last_error, self._shortest_cooldown(call))
+
+    async def _run_budgeted(self, call: _Call,
+                            send: Callable[[Adapter, ModelSpec, dict[str, Any], float], Any]) -> Any:
+        """``_run``, re-planned once with ``downgrade=True`` when the budget says so (``on_exceed:
+        downgrade``). The manager never signals a downgraded call, so this loops at most once."""
+        try:
+            return await self._run(call, send)
+        except BudgetDowngradeSignal as signal:
+            if call.downgraded:
+                raise signal.as_rejection() from None
+            plan = self.planner.plan(**call.plan_args, downgrade=True)
+            if not plan.targets:
+                raise signal.as_rejection() from None
+            log.info("budget_downgrade request_id=%s scope=%s needed_usd=%.6f: re-planned (%s)",
+                     call.request_id, signal.scope, signal.needed_usd, plan.selection_reason)
+            call.plan = plan
+            call.downgraded = True
+            return await self._run(call, send)
+
+    async def _settle_partial(self, reservation: Any, spec: ModelSpec, exc: StreamInterruptedError) -> None:
+        usage = exc.partial_usage if isinstance(exc.partial_usage, Usage) else Usage()
+        await _shielded(self.budgets.settle(reservation, self.catalog.cost_of_usage(spec, usage)))
+
+    def _shortest_cooldown(self, call: _Call) -> float | None:
+        waits = [w for spec in call.plan.targets for w in (self.breakers.retry_in(f"provider:{spec.provider}"),
+                                                           self.breakers.retry_in(f"model:{spec.id}"),
+                                                           self.throttles.is_throttled(f"model:{spec.id}"))
+                 if w]
+        return min(waits) if waits else None
+
+    def _attempt(self, call: _Call, spec: ModelSpec, outcome: str, exc: BaseException | None = None,
+                 latency: float = 0.0, retry: int = 0, detail: str | None = None) -> None:
+        a = Attempt(target=spec.id, provider=spec.provider, outcome=outcome,  # type: ignore[arg-type]
+                    error_type=error_kind(exc) if exc is not None else None,
+                    status_code=getattr(exc, "status_code", None), latency_ms=round(latency * 1000, 3),
+                    retry=retry, detail=detail)
+        call.attempts.append(a)
+        if log.isEnabledFor(logging.INFO):
+            if outcome == "success":
+                log.info("attempt ok request_id=%s task_type=%s model=%s retry=%d latency_ms=%.1f",
+                         call.request_id, call.plan.task, spec.id, retry, a.latency_ms)
+            else:
+                log.warning("attempt %s request_id=%s task_type=%s model=%s retry=%d error=%s status=%s%s",
+                            outcome, call.request_id, call.plan.task, spec.id, retry, a.error_type,
+                            a.status_code, f" detail={detail}" if detail else "")
+        for cb in self.on_attempt:
+            _safe_callback(cb, a, call.request_id)
+
+    # ------------------------------------------------------------------ accounting
+
+    def _record(self, call: _Call, spec: ModelSpec | None, usage: Usage | None, cost: float, *, success: bool,
+                error: BaseException | None, ttft_ms: float | None = None) -> None:
+        if self.recorder is None and self.performance is None and self.adaptive is None:
+            return
+        from modelplex.accounting.records import UsageRecord
+
+        u = usage or Usage()
+        rec: UsageRecord = UsageRecord(
+            request_id=call.request_id, ts=call.wall_start, kind=call.kind, task=call.plan.task,
+            strategy=call.plan.strategy, experiment_arm=call.plan.experiment_arm, user=call.user,
+            api_key_id=call.api_key_id, tags=call.tags, model=spec.id if spec else None,
+            provider=spec.provider if spec else None, attempts=[a.to_dict() for a in call.attempts],
+            attempt_count=len(call.attempts), fallback_used=_fallback_used(call, spec),
+            input_tokens=u.input_tokens, output_tokens=u.output_tokens, cached_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens, reasoning_tokens=u.reasoning_tokens, cost_usd=cost,
+            provider_cost_usd=u.provider_cost_usd, usage_estimated=u.estimated,
+            latency_ms=round((self.clock.now() - call.started) * 1000, 3), ttft_ms=ttft_ms, success=success,
+            error_type=error_kind(error) if error is not None else None,
+            selection_reason=call.plan.selection_reason)
+        if self.recorder is not None:
+            self.recorder.record(rec)
+        if self.performance is not None:
+            self.performance.observe(rec)
+        if self.adaptive is not None:
+            self.adaptive.observe(rec)
+
+    # ------------------------------------------------------------------ chat
+
+    async def acomplete(self, messages: list[Message] | None = None, *, model: str | None = None,
+                        task: str | None = None, requirements: Requirements | Mapping[str, Any] | None = None,
+                        strategy: str | None = None, user: str | None = None, tags: list[str] | None = None,
+                        request_id: str | None = None, api_key_id: str | None = None,
+                        timeout: float | None = None, context: Mapping[str, Any] | None = None,
+                        response_model: type | None = None, **params: Any) -> Response:
+        """Complete a chat request. Name a ``task``, ``requirements`` or a ``model`` (or none: ``auto``)."""
+        if response_model is not None:
+            from modelplex.structured import complete_structured
+
+            return await complete_structured(self, messages or [], response_model, model=model, task=task,
+                                             requirements=requirements, strategy=strategy, user=user, tags=tags,
+                                             request_id=request_id, api_key_id=api_key_id, timeout=timeout,
+                                             context=context, **params)
+        needs = _needs_of(messages or [], params)
+        try:
+            call = self._new_call(messages, params, model=model, task=task, requirements=requirements,
+                                  strategy=strategy, user=user, request_id=request_id, tags=tags,
+                                  api_key_id=api_key_id, timeout=timeout, context=context, needs=needs,
+                                  kind="chat")
+        except BudgetExceededError:
+            raise
+        return await self._complete_call(call)
+
+    async def _complete_call(self, call: _Call) -> Response:
+        async def send(adapter: Adapter, spec: ModelSpec, params: dict[str, Any], tmo: float) -> Response:
+            req = ChatRequest(messages=call.messages, params=params, stream=False, request_id=call.request_id)
+            return await adapter.complete(self.sessions.get(), req, spec, timeout=tmo)
+
+        try:
+            resp, spec, reservation = await self._run_budgeted(call, send)
+        except BaseException as exc:
+            self._record(call, None, None, 0.0, success=False, error=exc)
+            for cb in self.on_failure:
+                _safe_callback(cb, exc, call.request_id)
+            raise
+        resp.cost_usd = self.catalog.cost_of_usage(spec, resp.usage)
+        if reservation is not None:
+            await _shielded(self.budgets.settle(reservation, resp.cost_usd))
+        resp.request_id = call.request_id
+        resp.latency_ms = round((self.clock.now() - call.started) * 1000, 3)
+        resp.task = call.plan.task
+        resp.strategy = call.plan.strategy
+        resp.experiment_arm = call.plan.experiment_arm
+        resp.attempts = call.attempts
+        resp.fallback_used = _fallback_used(call, spec)
+        resp.selection_reason = call.plan.selection_reason
+        resp.model = spec.id
+        resp.provider = spec.provider
+        self._record(call, spec, resp.usage, resp.cost_usd, success=True, error=None)
+        for cb in self.on_success:
+            _safe_callback(cb, resp)
+        return resp
+
+    def complete(self, messages: list[Message] | None = None, **kwargs: Any) -> Response:
+        """Synchronous ``acomplete``: runs on the router's background loop; safe from many threads."""
+        return self._loop_thread.run(self.acomplete(messages, **kwargs))
+
+    # ------------------------------------------------------------------ streaming
+
+    async def astream(self, messages: list[Message] | None = None, *, model: str | None = None,
+                      task: str | None = None, requirements: Requirements | Mapping[str, Any] | None = None,
+                      strategy: str | None = None, user: str | None = None, tags: list[str] | None = None,
+                      request_id: str | None = None, api_key_id: str | None = None,
+                      timeout: float | None = None, context: Mapping[str, Any] | None = None,
+                      **params: Any) -> AsyncIterator[StreamChunk]:
+        """Stream a chat request. Retries and fallbacks happen only before the first chunk reaches the
+        caller; after it, a broken stream raises ``StreamInterruptedError`` with the partial usage.
+        The last chunk carries ``usage`` and ``cost_usd``."""
+        needs = _needs_of(messages or [], params)
+        call = self._new_call(messages, params, model=model, task=task, requirements=requirements,
+                              strategy=strategy, user=user, request_id=request_id, tags=tags,
+                              api_key_id=api_key_id, timeout=timeout, context=context, needs=needs, kind="stream")
+        idle = self.config.routing.stream_idle_timeout
+
+        async def send(adapter: Adapter, spec: ModelSpec, params: dict[str, Any], tmo: float
+                       ) -> tuple[AsyncIterator[StreamChunk], StreamChunk]:
+            req = ChatRequest(messages=call.messages, params=params, stream=True, request_id=call.request_id)
+            it = adapter.stream(self.sessions.get(), req, spec, timeout=tmo, idle_timeout=idle).__aiter__()
+            first = await it.__anext__()  # failures before the first chunk are retried / fall over
+            return it, first
+
+        try:
+            (it, first), spec, reservation = await self._run_budgeted(call, send)
+        except BaseException as exc:
+            self._record(call, None, None, 0.0, success=False, error=exc)
+            for cb in self.on_failure:
+                _safe_callback(cb, exc, call.request_id)
+            raise
+        ttft_ms = round((self.clock.now() - call.started) * 1000, 3)
+        usage: Usage | None = None
+        text: list[str] = []
+        error: BaseException | None = None
+        done = False
+        try:
+            chunk: StreamChunk | None = first
+            while chunk is not None:
+                chunk.model = spec.id
+                chunk.provider = spec.provider
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                    chunk.cost_usd = self.catalog.cost_of_usage(spec, usage)
+                if chunk.delta:
+                    text.append(chunk.delta)
+                yield chunk
+                try:
+                    chunk = await it.__anext__()
+                except StopAsyncIteration:
+                    chunk = None
+            done = True
+        except StreamInterruptedError as exc:
+            error = exc
+            if isinstance(exc.partial_usage, Usage):
+                usage = exc.partial_usage
+            raise
+        except BaseException as exc:  # cancellation / client disconnect / GeneratorExit
+            error = exc
+            raise
+        finally:
+            if usage is None:
+                usage = self._estimate_stream_usage(call, spec, "".join(text))
+            cost = self.catalog.cost_of_usage(spec, usage)
+            if reservation is not None:
+                await _shielded(self.budgets.settle(reservation, cost))
+            self._record(call, spec, usage, cost, success=done, error=error, ttft_ms=ttft_ms)
+            if done:
+                for cb in self.on_success:
+                    _safe_callback(cb, call.request_id)
+            else:
+                for cb in self.on_failure:
+                    _safe_callback(cb, error, call.request_id)
+
+    def _estimate_stream_usage(self, call: _Call, spec: ModelSpec, text: str) -> Usage:
+        from modelplex.catalog.tokens import count_text
+
+        return Usage(input_tokens=self._input_tokens(call, spec), output_tokens=count_text(text, spec).tokens,
+                     estimated=True)
+
+    def stream(self, messages: list[Message] | None = None, **kwargs: Any) -> Iterator[StreamChunk]:
+        """Synchronous ``astream``: chunks are produced on the background loop and handed over a queue."""
+        agen = self.astream(messages, **kwargs)
+        loop_thread = self._loop_thread
+        try:
+            while True:
+                try:
+                    chunk = loop_thread.run(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+                yield chunk
+        finally:
+            loop_thread.run(agen.aclose())
+
+    # ------------------------------------------------------------------ embeddings
+
+    async def aembed(self, input: list[str] | str, *, model: str | None = None, task: str | None = None,
+                     user: str | None = None, tags: list[str] | None = None, request_id: str | None = None,
+                     api_key_id: str | None = None, timeout: float | None = None, **params: Any
+                     ) -> EmbeddingResponse:
+        texts = [input] if isinstance(input, str) else list(input)
+        msgs: list[Message] = [{"role": "user", "content": t} for t in texts]
+        call = self._new_call(msgs, params, model=model, task=task if model is None else None, requirements=None,
+                              strategy=None, user=user, request_id=request_id, tags=tags, api_key_id=api_key_id,
+                              timeout=timeout, context=None, needs=HardNeeds(embedding=True), kind="embedding")
+
+        async def send(adapter: Adapter, spec: ModelSpec, params: dict[str, Any], tmo: float) -> EmbeddingResponse:
+            req = EmbedRequest(input=texts, params=params, request_id=call.request_id)
+            return await adapter.embed(self.sessions.get(), req, spec, timeout=tmo)
+
+        try:
+            resp, spec, reservation = await self._run_budgeted(call, send)
+        except BaseException as exc:
+            self._record(call, None, None, 0.0, success=False, error=exc)
+            raise
+        resp.cost_usd = self.catalog.cost_of_usage(spec, resp.usage)
+        if reservation is not None:
+            await _shielded(self.budgets.settle(reservation, resp.cost_usd))
+        resp.attempts = call.attempts
+        resp.model = spec.id
+        resp.provider = spec.provider
+        resp.request_id = call.request_id
+        self._record(call, spec, resp.usage, resp.cost_usd, success=True, error=None)
+        return resp
+
+    def embed(self, input: list[str] | str, **kwargs: Any) -> EmbeddingResponse:
+        return self._loop_thread.run(self.aembed(input, **kwargs))
+
+    # ------------------------------------------------------------------ misc
+
+    def feedback(self, request_id: str, score: float, comment: str | None = None) -> None:
+        """Attach a quality score (0..1) to a finished request; feeds performance stats and ``adaptive``."""
+        if not 0.0 <= float(score) <= 1.0:
+            raise ValueError("score must be between 0 and 1")
+        if self.recorder is not None and hasattr(self.recorder, "feedback"):
+            self.recorder.feedback(request_id, float(score), comment)
+        if self.performance is not None and hasattr(self.performance, "feedback"):
+            self.performance.feedback(request_id, float(score))
+        if self.adaptive is not None:
+            self.adaptive.feedback(request_id, float(score))
+
+    async def awarm_up(self, models: list[str] | None = None) -> dict[str, bool]:
+        """Pre-open connections to each model's provider (health checks); returns provider -> ok."""
+        names = {self.catalog.get(m).provider for m in models} if models else set(self.providers)
+        out: dict[str, bool] = {}
+        for prov in sorted(names & set(self.providers)):
+            status = await self.adapter(prov).health_check(self.sessions.get())
+            out[prov] = status.ok
+        return out
+
+    def warm_up(self, models: list[str] | None = None) -> dict[str, bool]:
+        return self._loop_thread.run(self.awarm_up(models))
+
+    def validate_request(self, model: str, params: Mapping[str, Any]) -> list[str]:
+        spec = self.catalog.get(model)
+        protocol = self.catalog.provider(spec.provider).protocol
+        return unsupported(protocol, spec, params)
+
+    async def aclose(self) -> None:
+        await self.sessions.aclose_current()
+        if self._loop_thread.started:
+            fut = self._loop_thread.submit(self.sessions.aclose_current())
+            await asyncio.wrap_future(fut)
+
+    def close(self) -> None:
+        if self._loop_thread.started:
+            self._loop_thread.run(self.sessions.aclose_current())
+            self._loop_thread.stop()
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Router:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _message_bytes(m: Message) -> int:
+    c = m.get("content")
+    n = 8
+    if isinstance(c, str):
+        n += len(c.encode("utf-8")) if not c.isascii() else len(c)
+    elif isinstance(c, list):
+        for part in c:
+            if isinstance(part, dict):
+                t = part.get("text")
+                if isinstance(t, str):
+                    n += len(t.encode("utf-8"))
+                elif part.get("type") == "image_url":
+                    n += 1500  # flat estimate per image, as the token counter does
+    for tc in m.get("tool_calls") or ():
+        fn = tc.get("function") or {}
+        n += len(str(fn.get("arguments", ""))) + len(str(fn.get("name", ""))) + 8
+    return n
+
+
+def _needs_of(messages: list[Message], params: Mapping[str, Any]) -> HardNeeds:
+    rf = params.get("response_format")
+    json_needed = isinstance(rf, Mapping) and rf.get("type") in ("json_object", "json_schema")
+    vision = any(isinstance(m.get("content"), list) and any(
+        isinstance(p, dict) and p.get("type") == "image_url" for p in m["content"]) for m in messages)  # type: ignore[union-attr]
+    return HardNeeds(tool_calling=bool(params.get("tools")), json=json_needed, vision=vision)
+
+
+def _fallback_used(call: _Call, spec: ModelSpec | None) -> bool:
+    if spec is None:
+        return False
+    primary_ids = {s.id for s in call.plan.targets[: max(1, call.plan.primary)]}
+    return spec.id not in primary_ids or any(a.outcome != "success" and a.target != spec.id for a in call.attempts)
+
+
+def _release(permits: tuple[Permit, Permit | None]) -> None:
+    permits[0].release()
+    if permits[1] is not None:
+        permits[1].release()
+
+
+def _fail(permits: tuple[Permit, Permit | None], exc: BaseException, latency: float) -> None:
+    permits[0].failure(exc, latency)
+    if permits[1] is not None:
+        permits[1].failure(exc, latency)
+
+
+def _safe_callback(cb: Callback, *args: Any) -> None:
+    try:
+        cb(*args)
+    except Exception:  # a user's callback must never break a request
+        log.exception("callback %r failed", cb)
+
+
+async def _shielded(coro: Any) -> Any:
+    """Run accounting/budget bookkeeping to completion even if the caller is cancelled."""
+    task = asyncio.ensure_future(coro)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
+__all__ = ["ModelplexError", "Router"]

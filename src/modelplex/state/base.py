@@ -1,0 +1,455 @@
+"""The state seam: the small, generic interface that breakers, throttles, rate limits and budgets keep state in.
+
+Owns: ``StateBackend`` (abstract), ``StateUnavailableError``, the shared argument checks, the
+GCRA step both backends implement (``gcra``), the numeric constants they must agree on
+(``EPSILON``, ``RESERVATION_RECORD_RETENTION``) and ``FallbackState``, the wrapper that serves from
+local memory while the shared backend is unreachable.
+
+The interface, in four groups, all ``async``:
+
+* key/value with TTL: ``get``, ``set``, ``delete`` (values are JSON-able: dicts, lists, strings,
+  numbers, booleans, ``None``);
+* atomic counters: ``incr``;
+* rate limits: ``rate_limit`` (GCRA, a token bucket of ``limit`` units refilled at ``limit/window_s``);
+* budget reservations: ``reserve``, ``settle``, ``release``, ``usage``, ``add_spent``;
+
+plus ``health``, ``clear`` and ``close``. Implementations: ``memory`` (in-process, the default) and
+``redis`` (shared by replicas, Lua scripts for the multi-step operations), and ``FallbackState``
+that keeps serving from memory while Redis is down.
+
+Must not touch: breaker, budget or rate-limit *policy* (callers own meaning; this layer stores
+numbers atomically), logging configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from modelplex.errors import ModelplexError
+
+if TYPE_CHECKING:
+    from modelplex.resilience.clock import Clock
+
+_log = logging.getLogger("modelplex.state")
+
+EPSILON = 1e-9
+"""Tolerance on ``spent + reserved + amount <= limit`` and on rate-limit conformance (float sums)."""
+
+RESERVATION_RECORD_RETENTION = 86_400.0
+"""How long a reservation's record outlives its hold, so a late ``settle`` still books the spend."""
+
+UNLIMITED = 1e300
+"""What an infinite limit is sent as (Lua and JSON have no infinity)."""
+
+JSONValue = Any
+"""A JSON-able value: ``dict``, ``list``, ``str``, ``int``, ``float``, ``bool`` or ``None``."""
+
+
+class StateUnavailableError(ModelplexError):
+    """The state backend could not be reached within its bounded timeout (e.g. Redis is down)."""
+
+    def __init__(self, message: str, *, backend: str = "", cause: BaseException | None = None) -> None:
+        self.backend = backend
+        self.cause = cause
+        super().__init__(f"{backend} state unavailable: {message}" if backend else message)
+
+
+class StateBackend(ABC):
+    """Where resilience and budget state lives. Every method is atomic on its own.
+
+    ``shared`` says whether other processes see the same state (Redis) or not (memory); the breaker
+    registry uses it to decide whether to synchronise at all.
+    """
+
+    name: str = "abstract"
+    shared: bool = False
+
+    # ------------------------------------------------------------------ key/value
+
+    @abstractmethod
+    async def get(self, key: str) -> JSONValue | None:
+        """The value stored under ``key``, or ``None`` when absent or expired."""
+
+    @abstractmethod
+    async def set(self, key: str, value: JSONValue, ttl: float | None = None) -> None:
+        """Store ``value``; with ``ttl`` (seconds) it expires after that long."""
+
+    @abstractmethod
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` (absent keys are fine)."""
+
+    @abstractmethod
+    async def incr(self, key: str, amount: float = 1.0, ttl: float | None = None) -> float:
+        """Add ``amount`` (may be negative) to the number at ``key`` (absent = 0) and return the new value.
+
+        With ``ttl`` the key's expiry is (re)set to ``ttl`` seconds on every call. Shares the
+        key space with ``get``/``set``: ``get`` returns the number.
+        """
+
+    # ------------------------------------------------------------------ rate limits
+
+    @abstractmethod
+    async def rate_limit(self, key: str, limit: float, window_s: float, cost: float = 1.0, *,
+                         force: bool = False) -> tuple[bool, float]:
+        """Take ``cost`` units from the GCRA bucket ``key``: at most ``limit`` units per ``window_s``.
+
+        Returns ``(allowed, retry_after)``; ``retry_after`` is 0 when allowed, otherwise the seconds
+        until this ``cost`` would conform. A refused call takes nothing. ``cost == 0`` only checks.
+        ``cost < 0`` gives units back (always allowed). ``force=True`` takes the units even when
+        they do not conform (post-hoc accounting of actual tokens) and still reports whether they did.
+        A ``cost`` larger than ``limit`` never conforms: ``(False, inf)``.
+        """
+
+    # ------------------------------------------------------------------ budget reservations
+
+    @abstractmethod
+    async def reserve(self, key_limits: Sequence[tuple[str, float]], amount: float, reservation_id: str,
+                      ttl: float, *, key_ttl: float | None = None) -> tuple[bool, str | None]:
+        """Atomically hold ``amount`` against every key, or against none.
+
+        For every ``(key, limit)``: ``spent + reserved + amount <= limit`` (``math.inf`` = no limit).
+        If all pass, ``amount`` is added to each key's reserved and the reservation is recorded;
+        otherwise nothing changes and the first failing key is returned as ``(False, key)``.
+        The hold expires after ``ttl`` seconds (crash safety: a caller that dies frees its hold).
+        A ``reservation_id`` that already exists is not applied twice: ``(True, None)`` if it is
+        still held, ``(False, None)`` if it was settled or released. ``key_ttl`` (seconds) sets
+        an expiry on the keys' usage (for period-scoped budget keys), refreshed on every write.
+        """
+
+    @abstractmethod
+    async def settle(self, reservation_id: str, actual: float) -> bool:
+        """Move the reservation out of reserved and add ``actual`` to spent, for each of its keys.
+
+        Idempotent: returns ``True`` when applied, ``False`` when the reservation was already
+        settled or released or is unknown. A reservation whose hold expired still books
+        ``actual`` (the call happened), for up to ``RESERVATION_RECORD_RETENTION`` seconds.
+        """
+
+    @abstractmethod
+    async def release(self, reservation_id: str) -> bool:
+        """Free the hold without spending. Idempotent; ``True`` when applied."""
+
+    @abstractmethod
+    async def usage(self, key: str) -> tuple[float, float]:
+        """``(spent, reserved)`` of a budget key; expired holds are not counted."""
+
+    @abstractmethod
+    async def add_spent(self, key: str, amount: float, *, key_ttl: float | None = None) -> float:
+        """Add ``amount`` to a key's spent without a reservation (seeding from a usage store,
+        unreserved calls). Returns the new spent."""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @abstractmethod
+    async def health(self) -> dict[str, Any]:
+        """A JSON-able report: at least ``backend`` (name), ``ok`` (bool) and ``degraded`` (bool)."""
+
+    @abstractmethod
+    async def clear(self) -> None:
+        """Forget everything this backend holds (for its prefix, with Redis)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, a no-op for backends holding no resources
+        """Release connections. Safe to call twice."""
+
+    async def __aenter__(self) -> StateBackend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+# ---------------------------------------------------------------------- shared argument checks
+
+
+def check_ttl(ttl: float | None, what: str = "ttl") -> None:
+    if ttl is not None and not (ttl > 0 and math.isfinite(ttl)):
+        raise ValueError(f"{what} must be a positive number of seconds, got {ttl!r}")
+
+
+def check_rate_args(limit: float, window_s: float, cost: float) -> None:
+    if not (limit > 0 and math.isfinite(limit)):
+        raise ValueError(f"rate limit must be a positive finite number, got {limit!r}")
+    if not (window_s > 0 and math.isfinite(window_s)):
+        raise ValueError(f"rate window must be a positive finite number of seconds, got {window_s!r}")
+    if not math.isfinite(cost):
+        raise ValueError(f"rate cost must be finite, got {cost!r}")
+
+
+def normalise_key_limits(key_limits: Sequence[tuple[str, float]], amount: float,
+                         ttl: float) -> list[tuple[str, float]]:
+    """Validate reserve() arguments; merge duplicate keys (the smallest limit wins), keep order."""
+    if not (amount >= 0 and math.isfinite(amount)):
+        raise ValueError(f"reservation amount must be a finite number >= 0, got {amount!r}")
+    check_ttl(ttl, "reservation ttl")
+    merged: dict[str, float] = {}
+    for key, limit in key_limits:
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"budget keys must be non-empty strings, got {key!r}")
+        if limit != limit:  # NaN
+            raise ValueError(f"limit for {key!r} is NaN")
+        limit = min(float(limit), UNLIMITED)
+        merged[key] = min(merged.get(key, UNLIMITED), limit)
+    if not merged:
+        raise ValueError("reserve() needs at least one (key, limit)")
+    return list(merged.items())
+
+
+def check_amount(amount: float, what: str = "amount") -> None:
+    if not math.isfinite(amount):
+        raise ValueError(f"{what} must be finite, got {amount!r}")
+
+
+def gcra(tat: float | None, now: float, limit: float, window_s: float, cost: float,
+         force: bool) -> tuple[float | None, bool, float]:
+    """One GCRA step: ``(tat_to_store | None, allowed, retry_after)``. The Redis Lua script mirrors it.
+
+    The bucket holds ``limit`` units and refills one unit every ``window_s / limit`` seconds;
+    ``tat`` (theoretical arrival time) is when it will be full again. ``None`` to store = unchanged.
+    """
+    interval = window_s / limit
+    base = now if tat is None or tat < now else tat
+    if cost < 0:
+        return max(now, base + cost * interval), True, 0.0
+    new_tat = base + cost * interval
+    if cost > limit * (1 + EPSILON):
+        return (new_tat if force else None), False, math.inf
+    allowed = new_tat - now <= window_s * (1 + EPSILON)
+    if allowed or force:
+        store: float | None = new_tat if cost > 0 else None
+    else:
+        store = None
+    retry_after = 0.0 if allowed else max(0.0, new_tat - window_s - now)
+    return store, allowed, retry_after
+
+
+# ---------------------------------------------------------------------- degradation wrapper
+
+
+class FallbackState(StateBackend):
+    """``primary`` (Redis) while it answers; ``local`` (memory) while it does not.
+
+    The first ``StateUnavailableError`` flips the wrapper to *degraded*: one warning is logged and
+    calls go straight to ``local`` for ``retry_interval`` seconds (no per-call timeout while Redis
+    is down). After that, one call at a time tries the primary again; the first success ends the
+    episode (logged), and so does a successful ``health()``.
+
+    While degraded, state is per replica: breakers, rate limits and budgets are enforced on each
+    replica's own counts, and nothing is merged back into Redis on recovery (Redis holds only
+    rebuildable state). Two things are carried over: reservations made locally are settled and
+    released locally (their ids are remembered), and ``settle``/``release`` calls for reservations
+    held in Redis that failed while it was down are queued (bounded by ``max_replay``) and replayed
+    on recovery; that is safe because both are idempotent.
+    """
+
+    name = "fallback"
+    shared = True
+
+    def __init__(self, primary: StateBackend, local: StateBackend, *, clock: Clock | None = None,
+                 retry_interval: float = 5.0, max_replay: int = 10_000,
+                 max_local_reservations: int = 100_000) -> None:
+        from modelplex.resilience.clock import SystemClock
+
+        self.primary = primary
+        self.local = local
+        self.shared = primary.shared
+        self._clock: Clock = clock or SystemClock()
+        self._retry_interval = retry_interval
+        self._max_replay = max_replay
+        self._max_local = max_local_reservations
+        self._degraded = False
+        self._degraded_since: float | None = None
+        self._retry_at = 0.0
+        self._probing = False
+        self._last_error: str | None = None
+        self._episodes = 0
+        self._local_rids: dict[str, None] = {}
+        self._replay: deque[tuple[str, str, float | None]] = deque()
+        self._replay_dropped = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def degraded(self) -> bool:
+        return self._degraded
+
+    def __repr__(self) -> str:
+        return f"FallbackState({self.primary!r}, {self.local!r}, degraded={self._degraded})"
+
+    # ------------------------------------------------------------------ switching
+
+    def _degrade(self, exc: StateUnavailableError) -> None:
+        self._last_error = str(exc)
+        self._retry_at = self._clock.now() + self._retry_interval
+        if not self._degraded:
+            self._degraded = True
+            self._degraded_since = self._clock.wall()
+            self._episodes += 1
+            _log.warning("state_degraded backend=%s error=%r action=using_local_state retry_in_s=%s",
+                         self.primary.name, self._last_error, self._retry_interval)
+
+    def _recover(self) -> None:
+        if not self._degraded:
+            return
+        since = self._degraded_since
+        self._degraded = False
+        self._degraded_since = None
+        self._last_error = None
+        _log.info("state_recovered backend=%s degraded_for_s=%.1f replay=%d", self.primary.name,
+                  (self._clock.wall() - since) if since is not None else 0.0, len(self._replay))
+        if self._replay:
+            try:
+                task = asyncio.get_running_loop().create_task(self._run_replay())
+            except RuntimeError:
+                return
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run_replay(self) -> None:
+        while self._replay and not self._degraded:
+            op, rid, actual = self._replay[0]
+            try:
+                if op == "settle":
+                    assert actual is not None
+                    await self.primary.settle(rid, actual)
+                else:
+                    await self.primary.release(rid)
+            except StateUnavailableError as e:
+                self._degrade(e)
+                return
+            self._replay.popleft()
+
+    def _queue_replay(self, op: str, rid: str, actual: float | None) -> None:
+        if len(self._replay) >= self._max_replay:
+            self._replay.popleft()
+            self._replay_dropped += 1
+        self._replay.append((op, rid, actual))
+
+    def _serve_locally(self) -> bool:
+        """Degraded and not yet time (or someone else is already trying) to retry the primary."""
+        return self._degraded and (self._probing or self._clock.now() < self._retry_at)
+
+    async def _primary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the primary; on failure mark degraded and re-raise, on success end any episode."""
+        probing = self._degraded
+        if probing:
+            self._probing = True
+        try:
+            result = await getattr(self.primary, method)(*args, **kwargs)
+        except StateUnavailableError as e:
+            self._degrade(e)
+            raise
+        finally:
+            if probing:
+                self._probing = False
+        self._recover()
+        return result
+
+    async def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if not self._serve_locally():
+            try:
+                return await self._primary(method, *args, **kwargs)
+            except StateUnavailableError:
+                pass
+        return await getattr(self.local, method)(*args, **kwargs)
+
+    async def flush(self) -> None:
+        """Wait for a running replay to finish (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # ------------------------------------------------------------------ interface
+
+    async def get(self, key: str) -> JSONValue | None:
+        return await self._run("get", key)
+
+    async def set(self, key: str, value: JSONValue, ttl: float | None = None) -> None:
+        await self._run("set", key, value, ttl)
+
+    async def delete(self, key: str) -> None:
+        await self._run("delete", key)
+
+    async def incr(self, key: str, amount: float = 1.0, ttl: float | None = None) -> float:
+        return float(await self._run("incr", key, amount, ttl))
+
+    async def rate_limit(self, key: str, limit: float, window_s: float, cost: float = 1.0, *,
+                         force: bool = False) -> tuple[bool, float]:
+        return tuple(await self._run("rate_limit", key, limit, window_s, cost, force=force))  # type: ignore[return-value]
+
+    async def reserve(self, key_limits: Sequence[tuple[str, float]], amount: float, reservation_id: str,
+                      ttl: float, *, key_ttl: float | None = None) -> tuple[bool, str | None]:
+        if not self._serve_locally():
+            try:
+                return tuple(await self._primary("reserve", key_limits, amount, reservation_id, ttl,  # type: ignore[return-value]
+                                                 key_ttl=key_ttl))
+            except StateUnavailableError:
+                pass
+        ok, failed = await self.local.reserve(key_limits, amount, reservation_id, ttl, key_ttl=key_ttl)
+        if ok:
+            self._local_rids[reservation_id] = None
+            if len(self._local_rids) > self._max_local:
+                self._local_rids.pop(next(iter(self._local_rids)))
+        return ok, failed
+
+    async def _finish(self, op: str, reservation_id: str, actual: float | None) -> bool:
+        if reservation_id in self._local_rids:
+            del self._local_rids[reservation_id]
+            if actual is not None:
+                return await self.local.settle(reservation_id, actual)
+            return await self.local.release(reservation_id)
+        if not self._serve_locally():
+            try:
+                if actual is not None:
+                    return bool(await self._primary("settle", reservation_id, actual))
+                return bool(await self._primary("release", reservation_id))
+            except StateUnavailableError:
+                pass
+        # The reservation is held in Redis, which is unreachable: replay once it is back.
+        self._queue_replay(op, reservation_id, actual)
+        _log.info("state_replay_queued op=%s reservation=%s pending=%d", op, reservation_id, len(self._replay))
+        return False
+
+    async def settle(self, reservation_id: str, actual: float) -> bool:
+        check_amount(actual, "actual")
+        return await self._finish("settle", reservation_id, actual)
+
+    async def release(self, reservation_id: str) -> bool:
+        return await self._finish("release", reservation_id, None)
+
+    async def usage(self, key: str) -> tuple[float, float]:
+        return tuple(await self._run("usage", key))  # type: ignore[return-value]
+
+    async def add_spent(self, key: str, amount: float, *, key_ttl: float | None = None) -> float:
+        return float(await self._run("add_spent", key, amount, key_ttl=key_ttl))
+
+    async def health(self) -> dict[str, Any]:
+        primary = await self.primary.health()
+        if primary.get("ok") and self._degraded:
+            self._recover()
+        return {
+            "backend": self.primary.name,
+            "ok": True,
+            "degraded": self._degraded,
+            "degraded_since": self._degraded_since,
+            "last_error": self._last_error,
+            "degraded_episodes": self._episodes,
+            "pending_replay": len(self._replay),
+            "replay_dropped": self._replay_dropped,
+            "primary": primary,
+            "local": await self.local.health(),
+        }
+
+    async def clear(self) -> None:
+        self._local_rids.clear()
+        self._replay.clear()
+        await self.local.clear()
+        await self.primary.clear()
+
+    async def close(self) -> None:
+        await self.flush()
+        await self.primary.close()
+        await self.local.close()
