@@ -25,6 +25,7 @@ venv: $(STAMP)
 
 services: $(STAMP)
 	@$(PY) scripts/services.py
+	@bash scripts/browser.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts
