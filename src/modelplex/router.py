@@ -147,7 +147,16 @@ class Router:
         self.throttles = ThrottleRegistry(self.clock)
         self.sessions = SessionPool(session_factory)
         self._loop_thread = LoopThread()
+        if recorder is None:
+            from modelplex.accounting.recorder import make_recorder
+
+            recorder = make_recorder(self.config.accounting, clock=self.clock, env=self.env)
+        if performance is None:
+            from modelplex.accounting.performance import PerformanceTracker
+
+            performance = PerformanceTracker(clock=self.clock)
         self.recorder = recorder
+        self._recorder_mode: str | None = None  # None: not started; "loop": on a caller's loop; "thread"
         self.budgets = budgets
         self.performance = performance
         self.on_attempt: list[Callback] = []
@@ -448,11 +457,40 @@ class Router:
             error_type=error_kind(error) if error is not None else None,
             selection_reason=call.plan.selection_reason)
         if self.recorder is not None:
+            if self._recorder_mode is None:
+                self._start_recorder_thread()
             self.recorder.record(rec)
         if self.performance is not None:
             self.performance.observe(rec)
         if self.adaptive is not None:
             self.adaptive.observe(rec)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start background services (the usage writer) on the running loop. The gateway calls this in
+        its lifespan; library users need not: the writer then starts on its own thread at first use."""
+        if self.recorder is not None and self._recorder_mode is None:
+            self._recorder_mode = "loop"
+            await self.recorder.start()
+
+    def _start_recorder_thread(self) -> None:
+        assert self.recorder is not None
+        self._recorder_mode = "thread"
+        try:
+            self.recorder.start_background()
+        except Exception:  # the recorder journals what it cannot write; a start failure must not fail requests
+            log.exception("usage recorder could not start; records stay queued and journaled")
+
+    async def _close_recorder(self) -> None:
+        rec, mode = self.recorder, self._recorder_mode
+        self._recorder_mode = None
+        if rec is None or mode is None:
+            return
+        if mode == "loop":
+            await rec.aclose()
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, rec.close)
 
     # ------------------------------------------------------------------ chat
 
@@ -673,13 +711,21 @@ class Router:
         return unsupported(protocol, spec, params)
 
     async def aclose(self) -> None:
+        """Flush usage records and close connections."""
+        await self._close_recorder()
         await self.sessions.aclose_current()
         if self._loop_thread.started:
             fut = self._loop_thread.submit(self.sessions.aclose_current())
             await asyncio.wrap_future(fut)
+            self._loop_thread.stop()
 
     def close(self) -> None:
+        """Synchronous ``aclose`` for programs that use the sync API."""
+        if self._recorder_mode == "thread" and self.recorder is not None:
+            self._recorder_mode = None
+            self.recorder.close()
         if self._loop_thread.started:
+            self._loop_thread.run(self._close_recorder())
             self._loop_thread.run(self.sessions.aclose_current())
             self._loop_thread.stop()
 

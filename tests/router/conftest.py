@@ -61,6 +61,12 @@ async def fake() -> AsyncIterator[FakeProviderServer]:
 
 
 @pytest.fixture
+def make_config():
+    """The routing test config as a function of the fake's base URL, for tests that build their own Router."""
+    return config
+
+
+@pytest.fixture
 def secret_key() -> str:
     return KEY
 

@@ -1,0 +1,254 @@
+"""The SQLite usage sink: stdlib ``sqlite3``, one dedicated writer thread, reads on another.
+
+Owns: ``SQLiteSink``. All writes run on one thread that owns the write connection (WAL,
+``synchronous=NORMAL``, ``busy_timeout``): each ``write_batch`` is one ``BEGIN IMMEDIATE``
+transaction with two ``executemany`` calls (records, then attempts) over prepared statements and
+plain tuples, so per-row work is one tuple. Reads run on a second thread with its own read-only
+connection, so a report never waits behind a batch (WAL readers see the last committed state).
+
+Must not touch: queueing, journaling, the schema itself (``migrations/sqlite``, applied by ``migrate``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from modelplex.accounting.migrate import apply_sqlite, sqlite_version
+from modelplex.accounting.records import UsageRecord
+from modelplex.accounting.sinks.base import (
+    FeedbackEntry,
+    SQLBuilder,
+    UsageSink,
+    aggregate_rows,
+    attempt_row_to_dict,
+    attempt_rows,
+    check_filters,
+    check_group,
+    normalize_view_row,
+    record_row,
+    row_to_dict,
+    sort_cost_tracking,
+    sort_performance,
+)
+
+T = TypeVar("T")
+
+SQL = SQLBuilder(placeholder=lambda i: "?", success_int="r.success", is_success="r.success = 1",
+                 day_expr="date(r.ts, 'unixepoch')")
+_INSERT_RECORDS = SQL.insert_records()
+_INSERT_ATTEMPTS = SQL.insert_attempts()
+_UPSERT_FEEDBACK = SQL.upsert_feedback()
+
+DEFAULT_BUSY_TIMEOUT_MS = 5_000
+WRITER_CACHE_KIB = 65_536
+"""The writer's page cache (64 MiB): keeps the primary-key and index pages of a large store in memory."""
+
+
+class SQLiteSink(UsageSink):
+    """Usage records in a SQLite file (``":memory:"`` works too, with reads on the writer thread)."""
+
+    name: ClassVar[str] = "sqlite"
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+        self.path = str(path)
+        self.busy_timeout_ms = int(busy_timeout_ms)
+        self._memory = self.path == ":memory:" or self.path.startswith("file::memory:")
+        self._writer: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._start_lock = threading.Lock()
+        self._started = False
+        self.schema_version = 0
+
+    # ------------------------------------------------------------------ threads and connections
+
+    def _connect(self, *, read_only: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
+                               cached_statements=64)
+        conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+        if read_only:
+            conn.execute("PRAGMA query_only = ON")
+        else:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+        return conn
+
+    async def _on(self, executor: ThreadPoolExecutor | None, fn: Callable[[], T]) -> T:
+        if executor is None:
+            raise RuntimeError("SQLiteSink is not started (await sink.start() first) or is closed")
+        return await asyncio.get_running_loop().run_in_executor(executor, fn)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._on(self._writer, lambda: fn(self._wconn))  # type: ignore[arg-type]
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._memory:
+            return await self._write(fn)
+        return await self._on(self._reader, lambda: fn(self._rconn))  # type: ignore[arg-type]
+
+    async def start(self) -> None:
+        with self._start_lock:
+            if self._started:
+                return
+            self._started = True
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelplex-sqlite-writer")
+            if not self._memory:
+                self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelplex-sqlite-reader")
+        try:
+            if not self._memory:
+                Path(self.path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+
+            def open_writer() -> int:
+                self._wconn = self._connect(read_only=False)
+                apply_sqlite(self._wconn)
+                return sqlite_version(self._wconn)
+
+            self.schema_version = await self._on(self._writer, open_writer)
+            if self._reader is not None:
+                def open_reader() -> None:
+                    self._rconn = self._connect(read_only=True)
+
+                await self._on(self._reader, open_reader)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        with self._start_lock:
+            writer, reader = self._writer, self._reader
+            self._writer = self._reader = None
+            self._started = False
+        for executor, attr in ((reader, "_rconn"), (writer, "_wconn")):
+            if executor is None:
+                continue
+
+            def shut(attr: str = attr) -> None:
+                conn = getattr(self, attr)
+                setattr(self, attr, None)
+                if conn is not None:
+                    conn.close()
+
+            try:
+                await asyncio.get_running_loop().run_in_executor(executor, shut)
+            finally:
+                executor.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ writes
+
+    async def write_batch(self, records: Sequence[UsageRecord]) -> int:
+        if not records:
+            return 0
+        batch = list(records)
+
+        def write(conn: sqlite3.Connection) -> int:
+            rows = [record_row(r) for r in batch]
+            attempts = [row for r in batch if r.attempts for row in attempt_rows(r)]
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = conn.total_changes
+                conn.executemany(_INSERT_RECORDS, rows)
+                new = conn.total_changes - before
+                if attempts:
+                    conn.executemany(_INSERT_ATTEMPTS, attempts)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return new
+
+        return await self._write(write)
+
+    async def add_feedback_batch(self, entries: Sequence[FeedbackEntry]) -> None:
+        if not entries:
+            return
+        rows = [(e.request_id, float(e.score), e.comment, float(e.ts)) for e in entries]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_UPSERT_FEEDBACK, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        await self._write(write)
+
+    async def add_feedback(self, request_id: str, score: float, comment: str | None = None,
+                           ts: float | None = None) -> None:
+        import time
+
+        await self.add_feedback_batch([FeedbackEntry(request_id, float(score), comment,
+                                                     time.time() if ts is None else float(ts))])
+
+    # ------------------------------------------------------------------ reads
+
+    async def query(self, since: float | None = None, until: float | None = None, *, limit: int | None = None,
+                    with_attempts: bool = False, **filters: Any) -> list[dict[str, Any]]:
+        f = check_filters(filters)
+        sql, params = SQL.select_records(since, until, f, limit)
+        asql, aparams = SQL.select_attempts(since, until, f)
+
+        def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            conn.execute("BEGIN")  # one snapshot for records and attempts
+            try:
+                out = [row_to_dict(row[:-1], row[-1]) for row in conn.execute(sql, params)]
+                if with_attempts and out:
+                    by_id = {d["request_id"]: d for d in out}
+                    for row in conn.execute(asql, aparams):
+                        d = by_id.get(row[0])
+                        if d is not None:
+                            d["attempts"].append(attempt_row_to_dict(row))
+            finally:
+                conn.execute("COMMIT")
+            return out
+
+        return await self._read(read)
+
+    async def aggregate(self, since: float | None = None, until: float | None = None, *, by: str = "model",
+                        **filters: Any) -> list[dict[str, Any]]:
+        sql, params = SQL.aggregate(check_group(by), since, until, check_filters(filters))
+        return aggregate_rows(await self._read(lambda c: c.execute(sql, params).fetchall()))
+
+    async def spend(self, since: float | None = None, until: float | None = None, *, user: str | None = None,
+                    api_key_id: str | None = None) -> float:
+        sql, params = SQL.spend(since, until, check_filters({"user": user, "api_key_id": api_key_id}))
+        return float(await self._read(lambda c: c.execute(sql, params).fetchone()[0]))
+
+    async def performance_metrics(self) -> list[dict[str, Any]]:
+        sql = SQL.performance()
+        rows = await self._read(lambda c: c.execute(sql).fetchall())
+        return sort_performance([normalize_view_row(SQL.PERFORMANCE_COLUMNS, r) for r in rows])
+
+    async def cost_tracking(self, since_day: str | None = None, until_day: str | None = None
+                            ) -> list[dict[str, Any]]:
+        sql, params = SQL.cost_tracking(since_day, until_day)
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
+        return sort_cost_tracking([normalize_view_row(SQL.COST_COLUMNS, r) for r in rows])
+
+    def is_data_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, (ValueError, TypeError, OverflowError, sqlite3.IntegrityError, sqlite3.DataError,
+                                sqlite3.InterfaceError))
+
+    async def health(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"sink": self.name, "path": self.path, "ok": False}
+        try:
+            out["schema_version"] = await self._read(sqlite_version)
+            out["ok"] = True
+        except Exception as exc:
+            out["error"] = f"{type(exc).__name__}: {exc}"
+        return out
+
+
+__all__ = ["SQLiteSink"]

@@ -1,0 +1,305 @@
+"""One suite, three sinks (memory, SQLite, PostgreSQL): the same assertions for each."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelplex.accounting.migrate import apply_sqlite, latest_version, migrations, split_sqlite
+from modelplex.accounting.records import UsageRecord
+from modelplex.accounting.sinks import MemorySink, NullSink, UsageSink, make_sink
+from modelplex.accounting.sinks.base import attribution, record_dict, record_from_dict
+from modelplex.config import AccountingConfig
+from modelplex.errors import ConfigError
+
+D0 = 1_767_571_200.0  # 2026-01-05T00:00:00Z
+DAY = 86_400.0
+
+
+def attempt(target: str, outcome: str, *, status: int | None = None, error: str | None = None,
+            latency: float = 0.0, retry: int = 0) -> dict[str, Any]:
+    return {"target": target, "provider": target.split("/")[0], "outcome": outcome, "error_type": error,
+            "status_code": status, "latency_ms": latency, "retry": retry, "detail": None}
+
+
+def history() -> list[UsageRecord]:
+    mini, sonnet = "openai/gpt-4o-mini", "anthropic/claude-sonnet-4"
+    return [
+        UsageRecord("r1", ts=D0 + 3600, task="fast", strategy="cost_optimized", user="alice", api_key_id="k1",
+                    model=mini, provider="openai", attempts=[attempt(mini, "success", latency=99.5)],
+                    attempt_count=1, input_tokens=1000, output_tokens=200, cached_tokens=100, cost_usd=0.0003,
+                    latency_ms=100.0, ttft_ms=40.0, selection_reason="task fast: selected"),
+        UsageRecord("r2", ts=D0 + 7200, task="reasoning", strategy="quality_optimized", user="bob",
+                    api_key_id="k2", model=sonnet, provider="anthropic",
+                    attempts=[attempt("openai/gpt-4o", "error", status=500, error="server_error", latency=20.0),
+                              attempt(sonnet, "success", latency=280.0)],
+                    attempt_count=2, fallback_used=True, input_tokens=3000, output_tokens=800,
+                    reasoning_tokens=300, cache_write_tokens=50, cost_usd=0.01, provider_cost_usd=0.0101,
+                    latency_ms=300.0, tags=["cv", "prod"]),
+        UsageRecord("r3", ts=D0 + DAY + 10, task="fast", strategy="cost_optimized", user="alice", api_key_id="k1",
+                    attempts=[attempt(mini, "error", status=503, error="server_error", latency=50.0),
+                              attempt("groq/llama", "skipped_breaker")],
+                    attempt_count=2, success=False, error_type="all_attempts_failed", latency_ms=50.0,
+                    usage_estimated=True),
+        UsageRecord("r4", ts=D0 + DAY + 20, task="fast", strategy="cost_optimized", user="bob", api_key_id="k1",
+                    model=mini, provider="openai", attempts=[attempt(mini, "success")], attempt_count=1,
+                    input_tokens=2000, output_tokens=300, cost_usd=0.0005, latency_ms=200.0),
+        UsageRecord("r5", ts=D0 + 2 * DAY, kind="embedding", model="openai/text-embedding-3-small",
+                    provider="openai", attempts=[attempt("openai/text-embedding-3-small", "success")],
+                    attempt_count=1, input_tokens=500, cost_usd=0.00001, latency_ms=40.0, tags=["a", "b"]),
+    ]
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def sink(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[UsageSink]:
+    if request.param == "memory":
+        s: UsageSink = MemorySink()
+        await s.start()
+        yield s
+        await s.close()
+        return
+    if request.param == "sqlite":
+        from modelplex.accounting.sinks.sqlite import SQLiteSink
+
+        s = SQLiteSink(tmp_path / "usage.db")
+        await s.start()
+        yield s
+        await s.close()
+        return
+    dsn = request.getfixturevalue("postgres_dsn")
+    import asyncpg
+
+    from modelplex.accounting.sinks.postgres import PostgresSink
+
+    schema = f"mpx_test_{uuid.uuid4().hex[:12]}"
+    s = PostgresSink(dsn, schema=schema)
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.close()
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
+async def test_round_trip(sink: UsageSink) -> None:
+    recs = history()
+    assert await sink.write_batch(recs) == 5
+    got = await sink.query(with_attempts=True)
+    assert [d["request_id"] for d in got] == ["r1", "r2", "r3", "r4", "r5"]
+    for d, rec in zip(got, recs, strict=True):
+        assert d == record_dict(rec)
+        assert record_from_dict(d) == rec
+    r2 = got[1]
+    assert r2["tags"] == ["cv", "prod"] and r2["fallback_used"] is True and r2["provider_cost_usd"] == 0.0101
+    assert got[2]["success"] is False and got[2]["usage_estimated"] is True and got[2]["model"] is None
+    plain = await sink.query()
+    assert all(d["attempts"] == [] for d in plain)
+    assert plain[1]["attempt_count"] == 2
+
+
+async def test_idempotent_on_request_id(sink: UsageSink) -> None:
+    recs = history()
+    assert await sink.write_batch(recs) == 5
+    assert await sink.write_batch(recs) == 0
+    changed = UsageRecord("r1", ts=D0, cost_usd=99.0, model="x/y", provider="x")
+    assert await sink.write_batch([changed, UsageRecord("r6", ts=D0 + 5, cost_usd=1.0)]) == 1
+    got = await sink.query(with_attempts=True)
+    assert sorted(d["request_id"] for d in got) == ["r1", "r2", "r3", "r4", "r5", "r6"]
+    r1 = next(d for d in got if d["request_id"] == "r1")
+    assert r1["cost_usd"] == 0.0003 and r1["model"] == "openai/gpt-4o-mini"  # the first write wins
+    assert len(r1["attempts"]) == 1
+    # duplicates inside one batch are one row too
+    assert await sink.write_batch([UsageRecord("r7", ts=D0), UsageRecord("r7", ts=D0)]) == 1
+
+
+async def test_attempts_are_linked_and_attributed(sink: UsageSink) -> None:
+    await sink.write_batch(history())
+    got = {d["request_id"]: d for d in await sink.query(with_attempts=True)}
+    r2 = got["r2"]["attempts"]
+    assert [a["target"] for a in r2] == ["openai/gpt-4o", "anthropic/claude-sonnet-4"]
+    assert r2[0] == {"target": "openai/gpt-4o", "provider": "openai", "outcome": "error",
+                     "error_type": "server_error", "status_code": 500, "latency_ms": 20.0, "retry": 0,
+                     "detail": None}
+    # nothing served r3: it is charged to the last model actually called (the breaker skip does not count)
+    assert got["r3"]["attributed_model"] == "openai/gpt-4o-mini"
+    assert got["r3"]["attributed_provider"] == "openai"
+    assert got["r2"]["attributed_model"] == "anthropic/claude-sonnet-4"
+    only_fast = await sink.query(with_attempts=True, task="fast")
+    assert [d["request_id"] for d in only_fast] == ["r1", "r3", "r4"]
+    assert [len(d["attempts"]) for d in only_fast] == [1, 2, 1]
+
+
+async def test_feedback(sink: UsageSink) -> None:
+    await sink.write_batch(history())
+    await sink.add_feedback("r1", 0.8, "good", D0 + 4000)
+    got = {d["request_id"]: d for d in await sink.query()}
+    assert got["r1"]["quality_score"] == 0.8 and got["r1"]["feedback_comment"] == "good"
+    assert got["r2"]["quality_score"] is None and got["r2"]["feedback_comment"] is None
+    await sink.add_feedback("r1", 0.6, None, D0 + 5000)  # the latest wins
+    got = {d["request_id"]: d for d in await sink.query()}
+    assert got["r1"]["quality_score"] == 0.6 and got["r1"]["feedback_comment"] is None
+    # feedback may arrive before its record
+    await sink.add_feedback("late", 0.9, "early bird", D0)
+    await sink.write_batch([UsageRecord("late", ts=D0 + 1, model="m/x", provider="m")])
+    late = await sink.query(until=D0 + 2, since=D0 + 1)
+    assert [(d["request_id"], d["quality_score"], d["feedback_comment"]) for d in late] == [
+        ("late", 0.9, "early bird")]
+
+
+async def test_spend_by_user_key_and_period(sink: UsageSink) -> None:
+    await sink.write_batch(history())
+    assert await sink.spend() == pytest.approx(0.01081)
+    assert await sink.spend(user="alice") == pytest.approx(0.0003)
+    assert await sink.spend(user="bob") == pytest.approx(0.0105)
+    assert await sink.spend(api_key_id="k1") == pytest.approx(0.0008)
+    assert await sink.spend(user="bob", api_key_id="k1") == pytest.approx(0.0005)
+    assert await sink.spend(D0, D0 + DAY) == pytest.approx(0.0103)
+    assert await sink.spend(D0 + DAY, D0 + 2 * DAY) == pytest.approx(0.0005)
+    assert await sink.spend(D0 + 2 * DAY) == pytest.approx(0.00001)  # since is inclusive
+    assert await sink.spend(None, D0 + 2 * DAY) == pytest.approx(0.0108)  # until is exclusive
+    assert await sink.spend(user="nobody") == 0.0
+
+
+async def test_query_filters_and_limits(sink: UsageSink) -> None:
+    await sink.write_batch(history())
+    assert [d["request_id"] for d in await sink.query(success=False)] == ["r3"]
+    assert [d["request_id"] for d in await sink.query(user="bob")] == ["r2", "r4"]
+    assert [d["request_id"] for d in await sink.query(model="openai/gpt-4o-mini")] == ["r1", "r4"]
+    assert [d["request_id"] for d in await sink.query(provider="anthropic", strategy="quality_optimized")] == ["r2"]
+    assert [d["request_id"] for d in await sink.query(api_key_id="k1", since=D0 + DAY)] == ["r3", "r4"]
+    assert [d["request_id"] for d in await sink.query(kind="embedding")] == ["r5"]
+    assert [d["request_id"] for d in await sink.query(limit=2)] == ["r1", "r2"]
+    assert await sink.query(task=None) == await sink.query()  # None means no filter
+    with pytest.raises(ValueError, match="unknown usage filter"):
+        await sink.query(colour="blue")
+
+
+async def test_aggregate(sink: UsageSink) -> None:
+    await sink.write_batch(history())
+    by_model = {g["key"]: g for g in await sink.aggregate(by="model")}
+    assert list(by_model) == ["anthropic/claude-sonnet-4", "openai/gpt-4o-mini", "openai/text-embedding-3-small"]
+    mini = by_model["openai/gpt-4o-mini"]
+    assert (mini["requests"], mini["successes"], mini["input_tokens"], mini["output_tokens"],
+            mini["cached_tokens"]) == (3, 2, 3000, 500, 100)
+    assert mini["cost_usd"] == pytest.approx(0.0008)
+    assert mini["avg_latency_ms"] == pytest.approx(150.0)  # successful requests only
+    by_day = await sink.aggregate(by="day")
+    assert [(g["key"], g["requests"]) for g in by_day] == [("2026-01-05", 2), ("2026-01-06", 2), ("2026-01-07", 1)]
+    by_user = await sink.aggregate(by="user", task="fast")
+    assert [(g["key"], g["requests"]) for g in by_user] == [("alice", 2), ("bob", 1)]
+    by_task = await sink.aggregate(by="task")
+    assert [g["key"] for g in by_task] == ["fast", "reasoning", None]  # None last
+    with pytest.raises(ValueError, match="unknown usage grouping"):
+        await sink.aggregate(by="colour")
+
+
+async def test_rollup_views(sink: UsageSink) -> None:
+    await sink.write_batch(history())
+    await sink.add_feedback("r1", 0.8, None, D0)
+    await sink.add_feedback("r2", 0.95, None, D0)
+    perf = await sink.performance_metrics()
+    assert [(p["model_name"], p["task_type"]) for p in perf] == [
+        ("anthropic/claude-sonnet-4", "reasoning"), ("openai/gpt-4o-mini", "fast"),
+        ("openai/text-embedding-3-small", None)]
+    mini = perf[1]
+    assert (mini["request_count"], mini["success_count"], mini["quality_samples"], mini["tokens_used"]) == (
+        3, 2, 1, 3500)
+    assert mini["success_rate"] == pytest.approx(2 / 3)
+    assert mini["avg_latency_ms"] == pytest.approx(150.0)
+    assert mini["avg_cost_usd"] == pytest.approx(0.0004)
+    assert mini["avg_quality_score"] == pytest.approx(0.8)
+    assert mini["total_cost_usd"] == pytest.approx(0.0008)
+    assert (mini["first_ts"], mini["last_ts"]) == (D0 + 3600, D0 + DAY + 20)
+    assert perf[0]["avg_quality_score"] == pytest.approx(0.95) and perf[0]["success_rate"] == 1.0
+    assert perf[2]["avg_quality_score"] is None and perf[2]["quality_samples"] == 0
+
+    cost = await sink.cost_tracking()
+    assert [(c["day"], c["model_name"], c["request_count"]) for c in cost] == [
+        ("2026-01-05", "anthropic/claude-sonnet-4", 1), ("2026-01-05", "openai/gpt-4o-mini", 1),
+        ("2026-01-06", "openai/gpt-4o-mini", 2), ("2026-01-07", "openai/text-embedding-3-small", 1)]
+    day2 = cost[2]
+    assert (day2["provider"], day2["success_count"], day2["input_tokens"], day2["output_tokens"],
+            day2["total_tokens"]) == ("openai", 1, 2000, 300, 2300)
+    assert day2["total_cost_usd"] == pytest.approx(0.0005)
+    assert day2["avg_cost_per_request"] == pytest.approx(0.00025)
+    window = await sink.cost_tracking("2026-01-06", "2026-01-06")
+    assert [c["day"] for c in window] == ["2026-01-06"]
+
+
+async def test_health(sink: UsageSink) -> None:
+    h = await sink.health()
+    assert h["ok"] is True and h["sink"] == sink.name
+    if sink.name != "memory":
+        assert h["schema_version"] == latest_version("sqlite" if sink.name == "sqlite" else "postgres")
+
+
+# ------------------------------------------------------------------------------------------ one-sink specifics
+
+
+async def test_sqlite_migrations_are_versioned_and_idempotent(tmp_path: Path) -> None:
+    from modelplex.accounting.sinks.sqlite import SQLiteSink
+
+    path = tmp_path / "m.db"
+    s = SQLiteSink(path)
+    await s.start()
+    await s.write_batch(history()[:1])
+    await s.close()
+    again = SQLiteSink(path)
+    await again.start()  # nothing to apply, data kept
+    assert len(await again.query()) == 1
+    await again.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        rows = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+        assert rows == [(m.version, m.name) for m in migrations("sqlite")]
+        assert [r[0] for r in rows] == [1, 2]
+        assert apply_sqlite(conn) == []
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+
+
+def test_migration_files_match_across_dialects() -> None:
+    assert [(m.version, m.name) for m in migrations("sqlite")] == [(m.version, m.name)
+                                                                   for m in migrations("postgres")]
+    statements = split_sqlite(migrations("sqlite")[0].sql)
+    assert statements[0].startswith("-- modelplex usage store") and "CREATE TABLE usage_records" in statements[0]
+    assert sum("CREATE TABLE" in s for s in statements) == 3
+
+
+def test_attribution() -> None:
+    assert attribution("a/b", "a", []) == ("a/b", "a")
+    assert attribution(None, None, [attempt("x/1", "error"), attempt("y/2", "skipped_context")]) == ("x/1", "x")
+    assert attribution(None, None, [attempt("y/2", "skipped_breaker")]) == (None, None)
+
+
+def test_make_sink(tmp_path: Path) -> None:
+    from modelplex.accounting.sinks.postgres import PostgresSink
+    from modelplex.accounting.sinks.sqlite import SQLiteSink
+
+    assert isinstance(make_sink(AccountingConfig(sink="memory")), MemorySink)
+    assert isinstance(make_sink(AccountingConfig(sink="none")), NullSink)
+    s = make_sink(AccountingConfig(sink="sqlite"), env={"MODELPLEX_DB": str(tmp_path / "env.db")})
+    assert isinstance(s, SQLiteSink) and s.path == str(tmp_path / "env.db")
+    s = make_sink(AccountingConfig(sink="sqlite", path=str(tmp_path / "cfg.db")), env={"MODELPLEX_DB": "x"})
+    assert isinstance(s, SQLiteSink) and s.path == str(tmp_path / "cfg.db")
+    assert make_sink(AccountingConfig(sink="sqlite"), env={}).path == "modelplex.db"  # type: ignore[attr-defined]
+    pg = make_sink(AccountingConfig(sink="postgres", dsn="postgresql://u@127.0.0.1/db"))
+    assert isinstance(pg, PostgresSink)
+    with pytest.raises(ConfigError, match="dsn"):
+        make_sink(AccountingConfig(sink="postgres"))
+
+
+async def test_null_sink_keeps_nothing() -> None:
+    s = NullSink()
+    assert await s.write_batch(history()) == 0
+    assert await s.query() == [] and await s.spend() == 0.0 and (await s.health())["ok"] is True

@@ -1,0 +1,128 @@
+"""Routed requests leave exactly one correct usage row each, in SQLite and in PostgreSQL; budgets hold
+through the real router under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelplex.accounting.recorder import UsageRecorder
+from modelplex.accounting.sinks.postgres import PostgresSink
+from modelplex.accounting.sinks.sqlite import SQLiteSink
+from modelplex.catalog import load_catalog
+from modelplex.catalog.tokens import count_messages
+from modelplex.errors import AllAttemptsFailedError, BudgetExceededError, StreamInterruptedError
+from modelplex.router import Router
+from modelplex.testing.faults import Fault
+
+MSGS = [{"role": "user", "content": "Tell me about the accounts."}]
+
+
+async def _traffic(router: Router, fake: Any) -> dict[str, dict[str, Any]]:
+    """A mix of successes, a fallback, a failure, a stream and a cut stream; returns what callers saw."""
+    seen: dict[str, dict[str, Any]] = {}
+    for i in range(5):
+        r = await router.acomplete(MSGS, task="work", user=f"u{i % 2}", request_id=f"ok-{i}")
+        seen[r.request_id] = {"success": True, "cost": r.cost_usd, "model": r.model}
+    fake.plan.fail_next(Fault("server_error", status=500), times=1, model="small")
+    r = await router.acomplete(MSGS, task="work", request_id="fallback-1")
+    seen["fallback-1"] = {"success": True, "cost": r.cost_usd, "model": r.model, "fallback": True}
+    fake.plan.fail_next(Fault("bad_request"), times=1, model="small")
+    with pytest.raises(Exception):  # noqa: B017 - a typed BadRequestError; only the record matters here
+        await router.acomplete(MSGS, task="work", request_id="failed-1")
+    seen["failed-1"] = {"success": False}
+    chunks = [c async for c in router.astream(MSGS, task="work", request_id="stream-1")]
+    seen["stream-1"] = {"success": True, "cost": chunks[-1].cost_usd, "model": chunks[-1].model}
+    fake.plan.fail_next(Fault("stream_cut", after_chunks=1), times=1, model="small")
+    with pytest.raises(StreamInterruptedError):
+        async for _ in router.astream(MSGS, task="work", request_id="cut-1"):
+            pass
+    seen["cut-1"] = {"success": False}
+    return seen
+
+
+async def _check_rows(sink: Any, seen: dict[str, dict[str, Any]]) -> None:
+    rows = await sink.query(limit=1000, with_attempts=True)
+    by_id = {r["request_id"]: r for r in rows}
+    assert len(rows) == len(seen) == len(by_id)  # no loss, no duplicates
+    for rid, want in seen.items():
+        row = by_id[rid]
+        assert bool(row["success"]) == want["success"], rid
+        if want["success"]:
+            assert row["model"] == want["model"]
+            assert row["cost_usd"] == pytest.approx(want["cost"], rel=1e-9, abs=1e-12)
+            assert row["input_tokens"] > 0 and row["output_tokens"] > 0
+    assert by_id["fallback-1"]["fallback_used"] and by_id["fallback-1"]["attempt_count"] == 2
+    cut = by_id["cut-1"]
+    assert cut["output_tokens"] > 0 and cut["cost_usd"] > 0  # partial usage is charged, never zero
+    assert by_id["stream-1"]["kind"] == "stream"
+
+
+async def test_rows_in_sqlite(fake, clock, tmp_path: Path, make_config):
+    config = make_config
+    sink = SQLiteSink(str(tmp_path / "usage.db"))
+    recorder = UsageRecorder(sink, batch_size=4, flush_interval=0.05)
+    cfg = config(fake.base_url, tasks={"work": {"models": ["alpha/small", "beta/mid"]}},
+                 routing={"retry": {"max_retries_per_target": 0}})
+    router = Router.from_config(cfg, catalog=load_catalog(bundled=False), env={}, clock=clock, recorder=recorder)
+    await router.start()
+    seen = await _traffic(router, fake)
+    await router.aclose()
+    check = SQLiteSink(str(tmp_path / "usage.db"))
+    await check.start()
+    try:
+        await _check_rows(check, seen)
+    finally:
+        await check.close()
+
+
+async def test_rows_in_postgres(fake, clock, postgres_dsn: str, make_config):
+    config = make_config
+    schema = f"mpx_router_{uuid.uuid4().hex[:10]}"
+    sink = PostgresSink(postgres_dsn, schema=schema)
+    recorder = UsageRecorder(sink, batch_size=4, flush_interval=0.05)
+    cfg = config(fake.base_url, tasks={"work": {"models": ["alpha/small", "beta/mid"]}},
+                 routing={"retry": {"max_retries_per_target": 0}})
+    router = Router.from_config(cfg, catalog=load_catalog(bundled=False), env={}, clock=clock, recorder=recorder)
+    await router.start()
+    try:
+        seen = await _traffic(router, fake)
+        await recorder.flush()
+        await _check_rows(sink, seen)
+    finally:
+        await router._close_recorder()  # closes the sink too
+        import asyncpg
+
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+        await router.aclose()
+
+
+async def test_budget_holds_through_the_router_under_concurrency(fake, clock, make_config):
+    config = make_config
+    # alpha/small: 0.1 $/M in, 0.2 $/M out; max_tokens 1000 -> worst case about $0.0002 per request
+    cfg = config(fake.base_url, tasks={"work": {"models": ["alpha/small"]}},
+                 budgets={"daily_usd": 0.001})
+    router = Router.from_config(cfg, catalog=load_catalog(bundled=False), env={}, clock=clock)
+    results = await asyncio.gather(*[router.acomplete(MSGS, task="work", max_tokens=1000, user=f"u{i}")
+                                     for i in range(60)], return_exceptions=True)
+    ok = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, (BudgetExceededError, AllAttemptsFailedError))]
+    assert len(ok) + len(refused) == 60
+    spec = router.catalog.get("alpha/small")
+    prompt_tokens = count_messages(MSGS, spec).tokens
+    worst = (prompt_tokens * 0.1 + 1000 * 0.2) / 1e6  # the reservation: input estimate + max_tokens
+    assert 0 < len(ok) <= int(0.001 // worst)
+    status = await router.budgets.status()
+    day = next(s for s in status if s["kind"] == "global" and s["window"] == "daily")
+    assert day["reserved_usd"] == pytest.approx(0.0, abs=1e-12)
+    assert day["spent_usd"] == pytest.approx(sum(r.cost_usd for r in ok), rel=1e-9)
+    assert day["spent_usd"] <= 0.001
+    await router.aclose()
