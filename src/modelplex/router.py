@@ -162,6 +162,8 @@ class Router:
         self.on_attempt: list[Callback] = []
         self.on_success: list[Callback] = []
         self.on_failure: list[Callback] = []
+        self.on_record: list[Callback] = []
+        """Called with each ``UsageRecord`` (every kind, success or failure), e.g. by the dashboard."""
         self._enabled = frozenset(self.providers)
 
     # ------------------------------------------------------------------ construction
@@ -439,7 +441,7 @@ class Router:
 
     def _record(self, call: _Call, spec: ModelSpec | None, usage: Usage | None, cost: float, *, success: bool,
                 error: BaseException | None, ttft_ms: float | None = None) -> None:
-        if self.recorder is None and self.performance is None and self.adaptive is None:
+        if self.recorder is None and self.performance is None and self.adaptive is None and not self.on_record:
             return
         from modelplex.accounting.records import UsageRecord
 
@@ -464,6 +466,8 @@ class Router:
             self.performance.observe(rec)
         if self.adaptive is not None:
             self.adaptive.observe(rec)
+        for cb in self.on_record:
+            _safe_callback(cb, rec)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -603,6 +607,10 @@ class Router:
                     chunk = await it.__anext__()
                 except StopAsyncIteration:
                     chunk = None
+            if usage is None:  # the provider sent none: never silently zero; say it is an estimate
+                usage = self._estimate_stream_usage(call, spec, "".join(text))
+                yield StreamChunk(usage=usage, model=spec.id, provider=spec.provider,
+                                  cost_usd=self.catalog.cost_of_usage(spec, usage))
             done = True
         except StreamInterruptedError as exc:
             error = exc

@@ -110,7 +110,36 @@ class Planner:
                 name=name, models=tuple(tc.models), requirements=Requirements.from_dict(tc.requirements),
                 strategy=tc.strategy, fallbacks=tuple(tc.fallbacks), description=tc.description,
                 max_tokens=tc.max_tokens, temperature=tc.temperature, escalate_to=tc.escalate_to)
+        self._paths_key: tuple[Any, ...] | None = None
+        self._paths: dict[str, list[str]] = {}
         self.reload_env(env)
+
+    @property
+    def fallback_paths(self) -> dict[str, list[str]]:
+        """``routing.fallback_paths`` normalized; recomputed when the config's paths change at run time."""
+        raw = self.config.routing.fallback_paths
+        key = tuple((k, tuple(v)) for k, v in raw.items())
+        if key != self._paths_key:
+            self._paths = self._normalized_paths(raw)
+            self._paths_key = key
+        return self._paths
+
+    def _normalized_paths(self, paths: Mapping[str, list[str]]) -> dict[str, list[str]]:
+        """Fallback paths by canonical id; a path keyed by a retired model also applies to its replacement
+        (the planner migrates targets before looking their paths up)."""
+        out: dict[str, list[str]] = {}
+        for key, chain in paths.items():
+            spec = self.catalog.find(key)
+            ids = [spec.id] if spec is not None else [key]
+            seen: set[str] = set()
+            while spec is not None and spec.deprecated and spec.deprecation.replacement and spec.id not in seen:
+                seen.add(spec.id)
+                spec = self.catalog.find(spec.deprecation.replacement)
+                if spec is not None:
+                    ids.append(spec.id)
+            for i in ids:
+                out.setdefault(i, []).extend(c for c in chain if c not in out.get(i, []))
+        return out
 
     def reload_env(self, env: Mapping[str, str] | None = None) -> None:
         self.overrides = EnvOverrides.from_env(os.environ if env is None else env)
@@ -300,8 +329,9 @@ class Planner:
         rc = self.config.routing
         chain: list[ModelSpec] = list(primaries)
         get = self.catalog.find
+        paths = self.fallback_paths
         for m in primaries:
-            for fid in rc.fallback_paths.get(m.id, ()):
+            for fid in paths.get(m.id, ()):
                 s = get(fid)
                 if s is not None:
                     chain.append(s)
