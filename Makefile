@@ -39,8 +39,15 @@ test: $(STAMP) services lint
 demo: $(STAMP)
 	$(VENV)/bin/modelplex demo
 
+LITELLM_VENV := $(HOME)/.cache/modelplex-bench/litellm
+
+# LiteLLM goes into its own venv: it pins an older openai SDK than the conformance tests use.
 bench: $(STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+	@test -x $(LITELLM_VENV)/bin/python || ($(PYTHON) -m venv $(LITELLM_VENV) && \
+		$(LITELLM_VENV)/bin/pip install -q --disable-pip-version-check 'litellm[proxy]') || \
+		echo "bench: could not install LiteLLM; its comparisons will be skipped"
+	@command -v wrk >/dev/null || (apt-get install -y -q wrk >/dev/null 2>&1 || true)
 	$(PY) benchmarks/run.py
 
 clean:

@@ -15,6 +15,7 @@ Must not touch: retries, breakers, fallbacks, budgets, accounting (the router co
 
 from __future__ import annotations
 
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -117,27 +118,52 @@ class StreamDecoder(ABC):
         return False
 
 
-async def iter_sse(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str | None, bytes]]:
-    """Yield ``(event, data)`` per Server-Sent Event, per the WHATWG framing rules (multi-line data joined
-    with ``\\n``; comments ignored; ``\\r\\n`` tolerated)."""
+_EOL = re.compile(rb"\r\n|\r|\n")
+
+
+async def iter_sse(content: aiohttp.StreamReader | AsyncIterator[bytes]) -> AsyncIterator[tuple[str | None, bytes]]:
+    """Yield ``(event, data)`` per Server-Sent Event, per the WHATWG framing rules (lines end with
+    ``\\r\\n``, ``\\n`` or ``\\r``; multi-line data joined with ``\\n``; comments ignored).
+
+    Reads whatever bytes have arrived (``StreamReader.iter_any``; any async iterable of byte chunks or
+    lines otherwise) and splits them here: one await per network read rather than one per line."""
     event: str | None = None
     data: list[bytes] = []
-    async for raw in content:
-        line = raw.rstrip(b"\r\n")
-        if not line:
-            if data:
-                yield event, b"\n".join(data)
-            event, data = None, []
-            continue
-        if line.startswith(b":"):
-            continue
-        name, _, value = line.partition(b":")
-        if value.startswith(b" "):
-            value = value[1:]
-        if name == b"data":
-            data.append(value)
-        elif name == b"event":
-            event = value.decode()
+    source = content.iter_any() if hasattr(content, "iter_any") else content
+    chunks = source.__aiter__()
+    rest = b""
+    done = False
+    while not done:
+        try:
+            chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            done = True
+            if not rest:
+                break
+            lines = [rest[:-1] if rest.endswith(b"\r") else rest]
+            rest = b""
+        else:
+            if not chunk:
+                continue
+            buf = rest + chunk if rest else chunk
+            held = buf.endswith(b"\r")  # maybe the first half of a CRLF: the next chunk decides
+            lines = _EOL.split(buf[:-1] if held else buf)
+            rest = lines.pop() + b"\r" if held else lines.pop()
+        for line in lines:
+            if not line:
+                if data:
+                    yield event, b"\n".join(data)
+                event, data = None, []
+                continue
+            if line[0] == 58:  # ":" starts a comment
+                continue
+            name, _, value = line.partition(b":")
+            if value[:1] == b" ":
+                value = value[1:]
+            if name == b"data":
+                data.append(value)
+            elif name == b"event":
+                event = value.decode()
     if data:
         yield event, b"\n".join(data)
 

@@ -115,6 +115,11 @@ class FaultPlan:
             self._outages.clear()
             self._t0 = self._clock()
 
+    def restart_clock(self) -> None:
+        """Make outage windows count from now (the server calls this when it starts)."""
+        with self._lock:
+            self._t0 = self._clock()
+
     def fail_next(self, fault: Fault, times: int = 1, *, protocol: str | None = None,
                   model: str | None = None) -> None:
         """The next ``times`` matching requests get ``fault`` (``times=-1``: every one until reset)."""

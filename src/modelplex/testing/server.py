@@ -99,7 +99,7 @@ class FakeProviderServer:
         server = site._server
         assert server is not None
         self._site_port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.plan.reset()
+        self.plan.restart_clock()  # keep a scenario's faults; its outages count from now
         return self
 
     async def stop(self) -> None:

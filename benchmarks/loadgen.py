@@ -1,0 +1,193 @@
+"""HTTP load for the gateway sections: ``wrk`` when it is on the machine, else a built-in aiohttp generator.
+
+Owns: ``run_load(...)`` (one closed-loop run of N connections for a fixed time against one URL with
+one or several request bodies, returning a ``LoadResult``), the wrk Lua script it writes and the
+parser of wrk's report, and the built-in generator (``python -m benchmarks.loadgen ...`` prints a
+``LoadResult`` as JSON; it runs in its own process so it never shares the measured server's loop).
+
+Errors are never throughput: wrk's "Non-2xx or 3xx responses" and socket errors, and the built-in
+generator's non-2xx answers and exceptions, are counted as errors and subtracted from the requests.
+
+Must not touch: the servers under test (bench_gateway, bench_memory start them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.common import REPO, LoadResult, closed_loop
+
+WRK_TIMEOUT = "30s"
+
+
+def wrk_path() -> str | None:
+    return shutil.which("wrk")
+
+
+def choose_tool(requested: str = "auto") -> str:
+    """``wrk`` or ``builtin``: ``auto`` takes wrk when it is installed."""
+    if requested == "wrk" and wrk_path() is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk), use --loadgen builtin")
+    if requested == "auto":
+        return "wrk" if wrk_path() is not None else "builtin"
+    return requested
+
+
+def _lua_string(s: str) -> str:
+    """A double-quoted Lua string literal."""
+    out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{out}"'
+
+
+def wrk_script(bodies: Sequence[bytes], headers: dict[str, str]) -> str:
+    """A Lua script that POSTs the bodies in turn (GET when the only body is empty)."""
+    hdr = "\n".join(f"headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items())
+    if len(bodies) == 1 and not bodies[0]:
+        return f"wrk.method = \"GET\"\nlocal headers = wrk.headers\n{hdr}\n"
+    items = ",\n".join(_lua_string(b.decode()) for b in bodies)
+    return (f"local headers = {{}}\n{hdr}\nheaders[\"Content-Type\"] = \"application/json\"\n"
+            f"local bodies = {{\n{items}\n}}\nlocal requests = {{}}\n"
+            "init = function(args)\n"
+            "  for i, b in ipairs(bodies) do requests[i] = wrk.format(\"POST\", nil, headers, b) end\n"
+            "end\n"
+            "local i = 0\n"
+            "request = function()\n  i = i % #requests + 1\n  return requests[i]\nend\n")
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if m is None:
+        raise ValueError(f"cannot read wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_wrk(output: str, *, conns: int, seconds: float) -> LoadResult:
+    """Read wrk's ``--latency`` report into a ``LoadResult`` (errors subtracted from the requests)."""
+    total_m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", output)
+    if total_m is None:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    total = int(total_m.group(1))
+    elapsed = _ms(total_m.group(2) + total_m.group(3)) / 1e3
+    non2xx_m = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    non2xx = int(non2xx_m.group(1)) if non2xx_m else 0
+    sock_m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    sock = sum(int(x) for x in sock_m.groups()) if sock_m else 0
+    pct = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", output, flags=re.M))
+    ok = max(0, total - non2xx)
+    mean_m = re.search(r"Latency\s+(\S+)", output)
+    first_error = None
+    if non2xx or sock:
+        first_error = f"wrk: {non2xx} non-2xx responses, {sock} socket errors"
+    return LoadResult(concurrency=conns, seconds=round(elapsed, 3), requests=ok, errors=non2xx + sock,
+                      rps=ok / elapsed if elapsed > 0 else 0.0, p50_ms=_ms(pct["50"]) if "50" in pct else float("nan"),
+                      p99_ms=_ms(pct["99"]) if "99" in pct else float("nan"),
+                      mean_ms=_ms(mean_m.group(1)) if mean_m else float("nan"), first_error=first_error,
+                      extra={"tool": "wrk", "wrk_total": total})
+
+
+def run_wrk(url: str, bodies: Sequence[bytes], headers: dict[str, str], *, conns: int, seconds: float,
+            tmp_dir: Path) -> LoadResult:
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    script = tmp_dir / f"wrk-{abs(hash((tuple(bodies), tuple(headers.items())))):x}.lua"
+    script.write_text(wrk_script(bodies, headers))
+    wrk = wrk_path()
+    assert wrk is not None
+    args = [wrk, "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency", f"--timeout={WRK_TIMEOUT}",
+            "-s", str(script), url]
+    done = subprocess.run(args, capture_output=True, timeout=seconds + 120, check=False)
+    out = done.stdout.decode(errors="replace")
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.decode(errors='replace')[-500:]}")
+    return parse_wrk(out, conns=conns, seconds=seconds)
+
+
+def run_builtin(url: str, bodies: Sequence[bytes], headers: dict[str, str], *, conns: int, seconds: float,
+                warmup: float, tmp_dir: Path) -> LoadResult:
+    """The built-in generator in its own process."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    spec = tmp_dir / f"load-{time.monotonic_ns()}.json"
+    spec.write_text(json.dumps({"bodies": [b.decode() for b in bodies], "headers": headers}))
+    args = [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--spec", str(spec), "--conns", str(conns),
+            "--seconds", str(seconds), "--warmup", str(warmup)]
+    done = subprocess.run(args, capture_output=True, timeout=seconds + warmup + 120, cwd=str(REPO), check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed: {done.stderr.decode(errors='replace')[-800:]}")
+    data = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return LoadResult(**data)
+
+
+def run_load(url: str, bodies: Sequence[bytes], headers: dict[str, str], *, conns: int, seconds: float,
+             tool: str, tmp_dir: Path, warmup: float = 0.5) -> LoadResult:
+    """One run. With wrk a short unrecorded warm-up run comes first (wrk has no warm-up of its own)."""
+    if tool == "wrk":
+        if warmup > 0:
+            run_wrk(url, bodies, headers, conns=conns, seconds=1, tmp_dir=tmp_dir)
+        return run_wrk(url, bodies, headers, conns=conns, seconds=seconds, tmp_dir=tmp_dir)
+    return run_builtin(url, bodies, headers, conns=conns, seconds=seconds, warmup=warmup, tmp_dir=tmp_dir)
+
+
+# ------------------------------------------------------------------------------------------ built-in generator
+
+
+async def _generate(url: str, bodies: list[bytes], headers: dict[str, str], conns: int, seconds: float,
+                    warmup: float) -> LoadResult:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=conns, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=30)
+    get = len(bodies) == 1 and not bodies[0]
+    counter = 0
+
+    class HTTPStatusError(Exception):
+        pass
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                     headers={"Content-Type": "application/json", **headers}) as session:
+        async def call() -> None:
+            nonlocal counter
+            counter += 1
+            ctx = session.get(url) if get else session.post(url, data=bodies[counter % len(bodies)])
+            async with ctx as resp:
+                await resp.read()
+                if resp.status >= 300:
+                    raise HTTPStatusError(f"HTTP {resp.status}")
+
+        result = await closed_loop(call, concurrency=conns, seconds=seconds, warmup=warmup)
+    result.extra["tool"] = "builtin"
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.loadgen", description="closed-loop HTTP load")
+    p.add_argument("--url", required=True)
+    p.add_argument("--spec", required=True, help="JSON file: {bodies: [str], headers: {}}")
+    p.add_argument("--conns", type=int, default=50)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--warmup", type=float, default=0.5)
+    a = p.parse_args(argv)
+    spec = json.loads(Path(a.spec).read_text())
+    bodies = [b.encode() for b in spec["bodies"]] or [b""]
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    result = runner(_generate(a.url, bodies, spec.get("headers", {}), a.conns, a.seconds, a.warmup))
+    sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+
+
+if __name__ == "__main__":
+    main()
