@@ -492,7 +492,7 @@ class Router:
         if rec is None or mode is None:
             return
         if mode == "loop":
-            await rec.aclose()
+            await rec.aclose(timeout=10.0)
         else:
             await asyncio.get_running_loop().run_in_executor(None, rec.close)
 

@@ -48,6 +48,8 @@ COMMANDS: tuple[LazyCommand, ...] = (
     LazyCommand("catalog", "modelplex.cli.catalog:app", "Import LiteLLM/OpenRouter model lists; catalog stats."),
     LazyCommand("serve", "modelplex.cli.serve:app", "Run the OpenAI-compatible gateway."),
     LazyCommand("usage", "modelplex.cli.usage:app", "Usage and cost records: report, simulate a strategy, export."),
+    LazyCommand("demo", "modelplex.cli.demo:app", "Fake providers + the gateway + a workload, then the dashboard."),
+    LazyCommand("fake-providers", "modelplex.cli.fake_providers:app", "Run fake providers (all protocols) on loopback."),
 )
 """Every command group, in the order ``--help`` lists them."""
 

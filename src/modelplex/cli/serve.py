@@ -1,0 +1,86 @@
+"""``modelplex serve``: run the OpenAI- and Anthropic-compatible gateway on uvicorn.
+
+Owns: the command. It builds the app once in this process (so a missing admin key, a bad config
+or an unreachable key store fails here, in one line), prints which providers are enabled and why
+(``ANTHROPIC_API_KEY not set: anthropic disabled``), then runs uvicorn with uvloop and httptools
+and no access log. ``--workers N`` (N > 1) runs uvicorn's multi-process mode through the import
+string ``modelplex.server.app:app_from_env`` (a factory); the config path travels in
+``MODELPLEX_CONFIG`` and ``--no-auth`` in ``MODELPLEX_NO_AUTH``.
+
+Must not touch: the app itself (``modelplex.server``), other commands.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from modelplex.cli._common import ConfigOption
+
+app = typer.Typer(help="Run the OpenAI-compatible gateway.", add_completion=False)
+
+
+def _loop_and_http() -> tuple[str, str]:
+    loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+    return loop, http
+
+
+@app.command("serve")
+def serve_command(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default: server.host, "
+                                                            "127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", min=0, max=65535,
+                                             help="Port (default: server.port, 4000).")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without API keys (local use only).")] = False,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the gateway: /v1/chat/completions, /v1/embeddings, /v1/models, /v1/messages, the admin API
+    under /api/v1, /health, /health/ready and /metrics."""
+    import uvicorn
+
+    from modelplex.config import load_config
+    from modelplex.server.app import CONFIG_ENV, NO_AUTH_ENV, create_app
+
+    level = log_level.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise typer.BadParameter("expected debug, info, warning or error", param_hint="'--log-level'")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = load_config(config)
+    host = host or cfg.server.host
+    port = cfg.server.port if port is None else port
+    app_obj = create_app(cfg, no_auth=no_auth)
+    gw = app_obj.state.gateway
+    out = sys.stdout
+    out.write(f"modelplex gateway on http://{host}:{port}\n")
+    for status in sorted(gw.router.provider_status.values(), key=lambda s: (not s.enabled, s.name)):
+        out.write(f"  {'+' if status.enabled else '-'} {status.line()}\n")
+    enabled = sorted(gw.router.enabled_providers())
+    if not enabled:
+        out.write("  warning: no provider is enabled; every request will fail until one has credentials\n")
+    out.write(f"  auth: {'OFF (--no-auth)' if gw.no_auth else 'API keys (admin API at /api/v1/keys)'}; "
+              f"key store: {gw.keys.store.name if gw.keys else 'none'}\n")
+    if workers > 1:
+        if gw.keys is not None and gw.keys.store.name == "memory":
+            out.write("  warning: the in-memory key store is per worker; use SQLite or PostgreSQL with --workers\n")
+        if not gw.router.state.shared:
+            out.write("  warning: rate limits, breakers and budgets are per worker without a Redis state backend\n")
+    out.flush()
+    loop, http = _loop_and_http()
+    common = {"host": host, "port": port, "loop": loop, "http": http, "access_log": False,
+              "log_level": log_level.lower(), "timeout_graceful_shutdown": 30}
+    if workers == 1:
+        uvicorn.run(app_obj, **common)
+        return
+    if config is not None:
+        os.environ[CONFIG_ENV] = str(config.resolve())
+    if no_auth:
+        os.environ[NO_AUTH_ENV] = "1"
+    uvicorn.run("modelplex.server.app:app_from_env", factory=True, workers=workers, **common)

@@ -1,0 +1,522 @@
+"""The Anthropic Messages-compatible ingress: ``POST /v1/messages``.
+
+Owns: ``to_router_request`` (an Anthropic Messages body -> OpenAI-shaped messages plus OpenAI-named
+parameters: system, text/image/tool_use/tool_result blocks, tools, tool_choice, stop_sequences,
+max_tokens, metadata.user_id, thinking), ``message_object`` (a ``Response`` in Anthropic's
+``message`` shape), ``AnthropicEventEncoder`` (router chunks -> the real event sequence:
+``message_start``, ``content_block_start``, ``ping``, ``content_block_delta``,
+``content_block_stop``, ``message_delta``, ``message_stop``) and the ``Messages`` route. Errors on
+this route use Anthropic's error shape (``{"type": "error", "error": {"type", "message"}}``).
+
+Any routed model can answer: an Anthropic SDK client may name ``openai/gpt-4o-mini``, a task or
+``auto``, and gets a Claude-shaped answer.
+
+Must not touch: auth internals, the router's logic, error mapping (``server.errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from modelplex.server.auth import check_target
+from modelplex.server.errors import (
+    ErrorInfo,
+    anthropic_error_body,
+    anthropic_error_object,
+    invalid_request,
+    retry_after_header,
+)
+from modelplex.server.gateway import Extension, estimate_tokens, fallback_from_attempts, new_request_id
+from modelplex.server.http import (
+    DisconnectWatch,
+    Receive,
+    RequestHead,
+    Scope,
+    Send,
+    check_length,
+    parse_object,
+    read_body,
+    send_body,
+)
+from modelplex.server.openai_routes import FORBIDDEN_FIELDS
+from modelplex.server.sse import sse_event, stream_response
+from modelplex.types import Response, StreamChunk, Usage
+
+if TYPE_CHECKING:
+    from modelplex.server.gateway import Gateway
+
+_FIELDS = frozenset({"model", "messages", "system", "max_tokens", "stop_sequences", "temperature", "top_p",
+                     "top_k", "tools", "tool_choice", "stream", "metadata", "thinking", "service_tier",
+                     "modelplex"})
+
+_STOP_REASON = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
+
+
+def _bad(message: str, param: str) -> Exception:
+    return invalid_request(message, param=param)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# ------------------------------------------------------------------------------------------ request conversion
+
+
+def _text_of_blocks(blocks: Any, where: str) -> str:
+    if isinstance(blocks, str):
+        return blocks
+    if not isinstance(blocks, list):
+        raise _bad(f"{where} must be a string or a list of text blocks", where)
+    parts = []
+    for i, b in enumerate(blocks):
+        if not isinstance(b, dict) or b.get("type") != "text" or not isinstance(b.get("text"), str):
+            raise _bad(f"{where}[{i}] must be a text block", f"{where}[{i}]")
+        parts.append(b["text"])
+    return "\n\n".join(parts) if len(parts) > 1 else "".join(parts)
+
+
+def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
+    src = block.get("source")
+    if isinstance(src, dict) and src.get("type") == "base64" and isinstance(src.get("data"), str) \
+            and isinstance(src.get("media_type"), str):
+        return {"type": "image_url", "image_url": {"url": f"data:{src['media_type']};base64,{src['data']}"}}
+    if isinstance(src, dict) and src.get("type") == "url" and isinstance(src.get("url"), str):
+        return {"type": "image_url", "image_url": {"url": src["url"]}}
+    raise _bad(f"{where}.source must be a base64 or url image source", f"{where}.source")
+
+
+def _tool_result_content(content: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
+    """(text, image parts) of a tool_result's content."""
+    if content is None:
+        return "", []
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        raise _bad(f"{where}.content must be a string or a list of blocks", f"{where}.content")
+    texts: list[str] = []
+    images: list[dict[str, Any]] = []
+    for i, b in enumerate(content):
+        if not isinstance(b, dict):
+            raise _bad(f"{where}.content[{i}] must be a block", f"{where}.content[{i}]")
+        if b.get("type") == "text" and isinstance(b.get("text"), str):
+            texts.append(b["text"])
+        elif b.get("type") == "image":
+            images.append(_image_part(b, f"{where}.content[{i}]"))
+        else:
+            raise _bad(f"{where}.content[{i}]: unsupported block type {b.get('type')!r}", f"{where}.content[{i}]")
+    return "\n".join(texts), images
+
+
+def _convert_user(content: Any, where: str) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"role": "user", "content": content}]
+    if not isinstance(content, list) or not content:
+        raise _bad(f"{where}.content must be a string or a non-empty list of blocks", f"{where}.content")
+    out: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = []
+    for i, b in enumerate(content):
+        bw = f"{where}.content[{i}]"
+        if not isinstance(b, dict):
+            raise _bad(f"{bw} must be a block", bw)
+        kind = b.get("type")
+        if kind == "text":
+            if not isinstance(b.get("text"), str):
+                raise _bad(f"{bw}.text must be a string", bw)
+            parts.append({"type": "text", "text": b["text"]})
+        elif kind == "image":
+            parts.append(_image_part(b, bw))
+        elif kind == "tool_result":
+            if not isinstance(b.get("tool_use_id"), str):
+                raise _bad(f"{bw}.tool_use_id is required", bw)
+            text, images = _tool_result_content(b.get("content"), bw)
+            if b.get("is_error") is True:
+                text = f"Error: {text}" if text else "Error"
+            out.append({"role": "tool", "tool_call_id": b["tool_use_id"], "content": text})
+            parts.extend(images)
+        else:
+            raise _bad(f"{bw}: unsupported block type {kind!r} (text, image and tool_result are accepted)", bw)
+    if parts:
+        if all(p["type"] == "text" for p in parts):
+            out.append({"role": "user", "content": "".join(p["text"] for p in parts) if len(parts) == 1
+                        else "\n\n".join(p["text"] for p in parts)})
+        else:
+            out.append({"role": "user", "content": parts})
+    return out
+
+
+def _convert_assistant(content: Any, where: str) -> dict[str, Any]:
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    if not isinstance(content, list):
+        raise _bad(f"{where}.content must be a string or a list of blocks", f"{where}.content")
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for i, b in enumerate(content):
+        bw = f"{where}.content[{i}]"
+        if not isinstance(b, dict):
+            raise _bad(f"{bw} must be a block", bw)
+        kind = b.get("type")
+        if kind == "text" and isinstance(b.get("text"), str):
+            texts.append(b["text"])
+        elif kind == "tool_use":
+            if not isinstance(b.get("id"), str) or not isinstance(b.get("name"), str):
+                raise _bad(f"{bw} needs id and name", bw)
+            args = b.get("input", {})
+            calls.append({"id": b["id"], "type": "function",
+                          "function": {"name": b["name"], "arguments": orjson.dumps(args).decode()}})
+        elif kind in ("thinking", "redacted_thinking"):
+            continue  # provider-specific; not portable across the models the router may pick
+        else:
+            raise _bad(f"{bw}: unsupported block type {kind!r}", bw)
+    msg: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if calls:
+        msg["tool_calls"] = calls
+    return msg
+
+
+def _convert_tools(tools: Any) -> list[dict[str, Any]]:
+    if not isinstance(tools, list):
+        raise _bad("'tools' must be a list", "tools")
+    out = []
+    for i, t in enumerate(tools):
+        where = f"tools[{i}]"
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str) or not t["name"]:
+            raise _bad(f"{where} needs a name", where)
+        if t.get("type") not in (None, "custom"):
+            raise _bad(f"{where}: server tools ({t.get('type')}) are not supported; define a custom tool", where)
+        schema = t.get("input_schema", {"type": "object", "properties": {}})
+        if not isinstance(schema, dict):
+            raise _bad(f"{where}.input_schema must be an object", where)
+        fn: dict[str, Any] = {"name": t["name"], "parameters": schema}
+        if isinstance(t.get("description"), str):
+            fn["description"] = t["description"]
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def _convert_tool_choice(choice: Any, params: dict[str, Any]) -> None:
+    if not isinstance(choice, dict):
+        raise _bad("'tool_choice' must be an object", "tool_choice")
+    kind = choice.get("type")
+    if kind == "auto":
+        params["tool_choice"] = "auto"
+    elif kind == "any":
+        params["tool_choice"] = "required"
+    elif kind == "none":
+        params["tool_choice"] = "none"
+    elif kind == "tool" and isinstance(choice.get("name"), str):
+        params["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+    else:
+        raise _bad("'tool_choice.type' must be auto, any, tool (with name) or none", "tool_choice")
+    if choice.get("disable_parallel_tool_use") is True:
+        params["parallel_tool_calls"] = False
+
+
+def to_router_request(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any], bool, str | None]:
+    """(messages, params, stream, user) for the router, from an Anthropic Messages body."""
+    for name in data:
+        if name in FORBIDDEN_FIELDS:
+            raise invalid_request(f"'{name}' is not accepted: the gateway chooses upstreams and credentials itself",
+                                  param=name, code="forbidden_parameter")
+        if name not in _FIELDS:
+            raise invalid_request(f"{name}: Extra inputs are not permitted", param=name, code="unknown_parameter")
+    max_tokens = data.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise _bad("'max_tokens' is required and must be a positive integer", "max_tokens")
+    params: dict[str, Any] = {"max_tokens": max_tokens}
+    messages: list[dict[str, Any]] = []
+    system = data.get("system")
+    if system is not None:
+        text = _text_of_blocks(system, "system")
+        if text:
+            messages.append({"role": "system", "content": text})
+    raw = data.get("messages")
+    if not isinstance(raw, list) or not raw:
+        raise _bad("'messages' must be a non-empty list", "messages")
+    for i, m in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise _bad(f"{where} must be an object", where)
+        role = m.get("role")
+        if role == "user":
+            messages.extend(_convert_user(m.get("content"), where))
+        elif role == "assistant":
+            messages.append(_convert_assistant(m.get("content"), where))
+        else:
+            raise _bad(f"{where}.role must be 'user' or 'assistant'", f"{where}.role")
+    for name in ("temperature", "top_p"):
+        v = data.get(name)
+        if v is not None:
+            if not _is_num(v):
+                raise _bad(f"'{name}' must be a number", name)
+            params[name] = v
+    top_k = data.get("top_k")
+    if top_k is not None:
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+            raise _bad("'top_k' must be a positive integer", "top_k")
+        params["top_k"] = top_k
+    stops = data.get("stop_sequences")
+    if stops is not None:
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise _bad("'stop_sequences' must be a list of strings", "stop_sequences")
+        if stops:
+            params["stop"] = stops
+    if data.get("tools") is not None:
+        tools = _convert_tools(data["tools"])
+        if tools:
+            params["tools"] = tools
+    if data.get("tool_choice") is not None:
+        _convert_tool_choice(data["tool_choice"], params)
+        if params.get("tool_choice") == "none" and "tools" not in params:
+            params.pop("tool_choice")
+    thinking = data.get("thinking")
+    if thinking is not None:
+        if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled", "adaptive"):
+            raise _bad("'thinking' must be {type: enabled, budget_tokens} or {type: disabled}", "thinking")
+        if thinking["type"] != "disabled":
+            budget = thinking.get("budget_tokens")
+            budget = budget if isinstance(budget, int) and not isinstance(budget, bool) else 4096
+            params["reasoning_effort"] = "low" if budget <= 2048 else "medium" if budget <= 8192 else "high"
+    if isinstance(data.get("service_tier"), str):
+        params["service_tier"] = data["service_tier"]
+    user: str | None = None
+    meta = data.get("metadata")
+    if meta is not None:
+        if not isinstance(meta, dict):
+            raise _bad("'metadata' must be an object", "metadata")
+        uid = meta.get("user_id")
+        if uid is not None and not isinstance(uid, str):
+            raise _bad("'metadata.user_id' must be a string", "metadata.user_id")
+        user = uid or None
+    stream = data.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise _bad("'stream' must be a boolean", "stream")
+    return messages, params, stream, user
+
+
+# ------------------------------------------------------------------------------------------ answers
+
+
+def anthropic_usage(u: Usage) -> dict[str, Any]:
+    """Anthropic counts ``input_tokens`` without cache reads and writes; ``Usage`` includes them."""
+    return {"input_tokens": max(0, u.input_tokens - u.cache_read_tokens - u.cache_write_tokens),
+            "output_tokens": u.output_tokens,
+            "cache_creation_input_tokens": u.cache_write_tokens,
+            "cache_read_input_tokens": u.cache_read_tokens}
+
+
+def stop_reason(resp_finish: str | None, has_tool_calls: bool) -> str:
+    if has_tool_calls and resp_finish in (None, "stop", "tool_calls"):
+        return "tool_use"
+    return _STOP_REASON.get(resp_finish or "stop", "end_turn")
+
+
+def _tool_input(arguments: str) -> Any:
+    try:
+        value = orjson.loads(arguments) if arguments else {}
+    except orjson.JSONDecodeError:
+        return {"_raw_arguments": arguments}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def message_object(resp: Response, request_id: str) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    if resp.content:
+        content.append({"type": "text", "text": resp.content})
+    for tc in resp.tool_calls:
+        content.append({"type": "tool_use", "id": tc.id, "name": tc.name, "input": _tool_input(tc.arguments)})
+    return {"id": f"msg_{request_id}", "type": "message", "role": "assistant", "model": resp.model,
+            "content": content, "stop_reason": stop_reason(resp.finish_reason, bool(resp.tool_calls)),
+            "stop_sequence": None, "usage": anthropic_usage(resp.usage)}
+
+
+class AnthropicEventEncoder:
+    """Router chunks -> Anthropic Messages stream events."""
+
+    def __init__(self, request_id: str) -> None:
+        self._request_id = request_id
+        self._index = -1
+        self._open: str | None = None
+        self._pinged = False
+        self._tool_blocks: dict[int, int] = {}
+        self._finish: str | None = None
+        self._any_tool = False
+        self.usage: Usage | None = None
+
+    @staticmethod
+    def _event(name: bytes, obj: dict[str, Any]) -> bytes:
+        return sse_event(name, orjson.dumps(obj))
+
+    def start(self, first: StreamChunk) -> bytes:
+        message = {"id": f"msg_{self._request_id}", "type": "message", "role": "assistant", "model": first.model,
+                   "content": [], "stop_reason": None, "stop_sequence": None,
+                   "usage": {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0,
+                             "cache_read_input_tokens": 0}}
+        return self._event(b"message_start", {"type": "message_start", "message": message})
+
+    def _close(self) -> bytes:
+        if self._open is None:
+            return b""
+        self._open = None
+        return self._event(b"content_block_stop", {"type": "content_block_stop", "index": self._index})
+
+    def _open_block(self, kind: str, block: dict[str, Any]) -> bytes:
+        out = self._close()
+        self._index += 1
+        self._open = kind
+        out += self._event(b"content_block_start", {"type": "content_block_start", "index": self._index,
+                                                    "content_block": block})
+        if not self._pinged:
+            self._pinged = True
+            out += self._event(b"ping", {"type": "ping"})
+        return out
+
+    def chunk(self, c: StreamChunk) -> bytes:
+        out = b""
+        if c.delta:
+            if self._open != "text":
+                out += self._open_block("text", {"type": "text", "text": ""})
+            out += self._event(b"content_block_delta", {"type": "content_block_delta", "index": self._index,
+                                                        "delta": {"type": "text_delta", "text": c.delta}})
+        for t in c.tool_calls:
+            block = self._tool_blocks.get(t.index)
+            if block is None:
+                self._any_tool = True
+                out += self._open_block("tool", {"type": "tool_use", "id": t.id or f"toolu_{self._request_id}_{t.index}",
+                                                 "name": t.name or "", "input": {}})
+                block = self._tool_blocks[t.index] = self._index
+            if t.arguments:
+                out += self._event(b"content_block_delta", {"type": "content_block_delta", "index": block,
+                                                            "delta": {"type": "input_json_delta",
+                                                                      "partial_json": t.arguments}})
+        if c.usage is not None:
+            self.usage = c.usage
+        if c.finish_reason is not None:
+            self._finish = c.finish_reason
+        return out
+
+    def finish(self) -> bytes:
+        out = self._close()
+        if not self._pinged:
+            out += self._event(b"ping", {"type": "ping"})
+        usage = anthropic_usage(self.usage or Usage())
+        out += self._event(b"message_delta", {"type": "message_delta",
+                                              "delta": {"stop_reason": stop_reason(self._finish, self._any_tool),
+                                                        "stop_sequence": None},
+                                              "usage": usage})
+        return out + self._event(b"message_stop", {"type": "message_stop"})
+
+    def error(self, info: ErrorInfo) -> bytes:
+        return self._event(b"error", anthropic_error_object(info))
+
+
+# ------------------------------------------------------------------------------------------ route
+
+
+class Messages:
+    """``POST /v1/messages``."""
+
+    route = "messages"
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self._in_flight = gw.metrics.in_flight.labels(self.route)
+
+    async def _error(self, send: Send, exc: BaseException, request_id: str, started: float) -> None:
+        info = self.gw.error_info(exc, self.route, request_id)
+        headers = [(b"x-modelplex-request-id", request_id.encode()), (b"request-id", f"req_{request_id}".encode()),
+                   *retry_after_header(info)]
+        await send_body(send, info.status, anthropic_error_body(info, f"req_{request_id}"), headers)
+        self.gw.metrics.observe(self.route, info.status, time.perf_counter() - started)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gw
+        started = time.perf_counter()
+        request_id = new_request_id()
+        self._in_flight.inc()
+        try:
+            head = RequestHead(scope)
+            check_length(head, gw.max_body)
+            principal = await gw.auth.inference(head)
+            body = await read_body(receive, gw.max_body, head.content_length)
+            data = parse_object(body)
+            messages, params, stream, user = to_router_request(data)
+            ext = Extension.parse(data.get("modelplex"))
+            target = gw.resolve_target(data.get("model"))
+            check_target(principal, gw.ext_task_target(target, ext))
+            kwargs = gw.route_kwargs(target, ext, user=user, request_id=request_id, principal=principal)
+            admission = await gw.admit(principal, estimate_tokens(len(body), params.get("max_tokens")))
+            watch = DisconnectWatch(receive)
+            if stream:
+                await self._stream(send, messages, params, kwargs, admission, watch, started, request_id)
+                return
+            try:
+                resp = await gw.router.acomplete(messages, **kwargs, **params)
+            except asyncio.CancelledError:
+                if not watch.disconnected:
+                    raise
+                watch.absorb()
+                gw.metrics.observe(self.route, 499, time.perf_counter() - started)
+                return
+            finally:
+                watch.stop()
+            watch.absorb()
+            headers = gw.routing_headers(request_id, resp.model, resp.provider, cost_usd=resp.cost_usd,
+                                         fallback=resp.fallback_used, attempts=len(resp.attempts), task=resp.task,
+                                         strategy=resp.strategy)
+            headers.append((b"request-id", f"req_{request_id}".encode()))
+            await send_body(send, 200, orjson.dumps(message_object(resp, request_id)), headers)
+            gw.metrics.observe(self.route, 200, time.perf_counter() - started, model=resp.model,
+                               provider=resp.provider, usage=resp.usage, cost_usd=resp.cost_usd,
+                               fallback=resp.fallback_used)
+            await gw.settle(admission, resp.usage)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._error(send, exc, request_id, started)
+        finally:
+            self._in_flight.dec()
+
+    async def _stream(self, send: Send, messages: list[dict[str, Any]], params: dict[str, Any],
+                      kwargs: dict[str, Any], admission: Any, watch: DisconnectWatch, started: float,
+                      request_id: str) -> None:
+        gw = self.gw
+        gw.track(request_id)
+        agen = gw.router.astream(messages, **kwargs, **params)
+        try:
+            first = await agen.__anext__()
+        except asyncio.CancelledError:
+            gw.untrack(request_id)
+            watch.stop()
+            if not watch.disconnected:
+                raise
+            watch.absorb()
+            gw.metrics.observe(self.route, 499, time.perf_counter() - started)
+            return
+        except BaseException:
+            gw.untrack(request_id)
+            watch.stop()
+            raise
+        attempts = gw.untrack(request_id)
+        gw.metrics.ttft.labels(self.route).observe(time.perf_counter() - started)
+        fallback = fallback_from_attempts(attempts, first.model)
+        headers = gw.routing_headers(request_id, first.model, first.provider, fallback=fallback,
+                                     attempts=len(attempts))
+        headers.append((b"request-id", f"req_{request_id}".encode()))
+        outcome = await stream_response(send, agen, first, AnthropicEventEncoder(request_id), headers, watch,
+                                        lambda e: gw.error_info(e, self.route, request_id))
+        gw.metrics.stream_outcomes.labels(self.route, outcome.status).inc()
+        status = 200 if outcome.status == "completed" else 499 if outcome.status == "disconnected" else 502
+        gw.metrics.observe(self.route, status, time.perf_counter() - started, model=first.model,
+                           provider=first.provider, usage=outcome.usage, cost_usd=outcome.cost_usd, fallback=fallback)
+        await gw.settle(admission, outcome.usage)
+
+
+__all__ = ["AnthropicEventEncoder", "Messages", "anthropic_usage", "message_object", "to_router_request"]

@@ -1,0 +1,629 @@
+"""The OpenAI-compatible serving routes: chat completions, embeddings, models.
+
+Owns: ``POST /v1/chat/completions`` (``ChatCompletions``: non-streaming and SSE streaming, tools,
+``response_format``), ``POST /v1/embeddings`` (``Embeddings``: float or base64), ``GET /v1/models``
+and ``GET /v1/models/{id}`` (``Models``), the request checks for those bodies (``parse_chat``,
+clear 400s, no pydantic) and the OpenAI wire shapes of the answers (``completion_body``,
+``OpenAIChunkEncoder``), which the official SDKs parse unchanged.
+
+Every route is a raw ASGI callable: orjson bytes in, orjson bytes out. Routing metadata goes out
+in ``x-modelplex-*`` headers (and, for non-streaming answers, a ``modelplex`` object in the body).
+
+Must not touch: auth internals, the router's logic, error mapping (``server.errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from modelplex.server.auth import Principal, check_target
+from modelplex.server.errors import (
+    ErrorInfo,
+    invalid_request,
+    not_found,
+    openai_error_body,
+    openai_error_object,
+    retry_after_header,
+)
+from modelplex.server.gateway import Extension, estimate_tokens, fallback_from_attempts, new_request_id
+from modelplex.server.http import (
+    DisconnectWatch,
+    Receive,
+    RequestHead,
+    Scope,
+    Send,
+    check_length,
+    parse_object,
+    read_body,
+    send_body,
+    send_json,
+)
+from modelplex.server.sse import stream_response
+from modelplex.types import Response, StreamChunk, Usage
+
+if TYPE_CHECKING:
+    from modelplex.server.gateway import Gateway
+
+# ------------------------------------------------------------------------------------------ request checks
+
+FORBIDDEN_FIELDS = frozenset({"api_base", "base_url", "api_key", "api_version", "custom_llm_provider",
+                              "organization", "azure_endpoint", "azure_ad_token", "extra_headers", "headers",
+                              "aws_access_key_id", "aws_secret_access_key", "aws_region_name", "vertex_project",
+                              "vertex_credentials", "proxy", "endpoint"})
+"""Fields that would point the gateway at another upstream or hand it credentials: always a 400."""
+
+IGNORED_FIELDS = frozenset({"store", "prompt_cache_key", "safety_identifier", "verbosity", "modalities",
+                            "stream_options", "user", "modelplex", "model", "messages", "stream", "timeout"})
+"""Accepted and handled by the gateway itself (or harmless and not forwarded)."""
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_pos_int(v: Any) -> bool:
+    return _is_int(v) and v >= 1
+
+
+def _is_stop(v: Any) -> bool:
+    return isinstance(v, str) or (isinstance(v, list) and len(v) <= 16 and all(isinstance(s, str) for s in v))
+
+
+def _is_tools(v: Any) -> bool:
+    if not isinstance(v, list):
+        return False
+    for t in v:
+        if not isinstance(t, dict) or t.get("type", "function") != "function":
+            return False
+        fn = t.get("function")
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            return False
+        if fn.get("parameters") is not None and not isinstance(fn["parameters"], dict):
+            return False
+    return True
+
+
+def _is_tool_choice(v: Any) -> bool:
+    if isinstance(v, str):
+        return v in ("none", "auto", "required")
+    if isinstance(v, dict):
+        fn = v.get("function")
+        return v.get("type") == "function" and isinstance(fn, dict) and isinstance(fn.get("name"), str)
+    return False
+
+
+def _is_response_format(v: Any) -> bool:
+    if not isinstance(v, dict):
+        return False
+    kind = v.get("type")
+    if kind in ("text", "json_object"):
+        return True
+    if kind == "json_schema":
+        js = v.get("json_schema")
+        return isinstance(js, dict) and isinstance(js.get("name"), str) and (
+            js.get("schema") is None or isinstance(js["schema"], dict))
+    return False
+
+
+PARAM_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "temperature": (_is_num, "a number"),
+    "top_p": (_is_num, "a number"),
+    "top_k": (_is_pos_int, "a positive integer"),
+    "frequency_penalty": (_is_num, "a number"),
+    "presence_penalty": (_is_num, "a number"),
+    "seed": (_is_int, "an integer"),
+    "max_tokens": (_is_pos_int, "a positive integer"),
+    "n": (lambda v: v == 1 and _is_int(v), "1 (the gateway returns one choice)"),
+    "logprobs": (lambda v: isinstance(v, bool), "a boolean"),
+    "top_logprobs": (_is_int, "an integer"),
+    "logit_bias": (lambda v: isinstance(v, dict), "an object"),
+    "parallel_tool_calls": (lambda v: isinstance(v, bool), "a boolean"),
+    "reasoning_effort": (lambda v: isinstance(v, str), "a string"),
+    "service_tier": (lambda v: isinstance(v, str), "a string"),
+    "metadata": (lambda v: isinstance(v, dict), "an object"),
+    "stop": (_is_stop, "a string or a list of strings"),
+    "tools": (_is_tools, "a list of function tools ({type: function, function: {name, parameters}})"),
+    "tool_choice": (_is_tool_choice, "none, auto, required or {type: function, function: {name}}"),
+    "response_format": (_is_response_format, "{type: text | json_object | json_schema (with json_schema.name)}"),
+}
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+
+def check_messages(messages: Any) -> list[dict[str, Any]]:
+    """OpenAI chat messages, checked just enough for clear 400s."""
+    if not isinstance(messages, list) or not messages:
+        raise invalid_request("'messages' must be a non-empty list", param="messages")
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise invalid_request(f"{where} must be an object", param=where)
+        role = m.get("role")
+        if role not in _ROLES:
+            raise invalid_request(f"{where}.role must be one of {', '.join(sorted(_ROLES))}", param=f"{where}.role")
+        content = m.get("content")
+        if content is None:
+            if role != "assistant":
+                raise invalid_request(f"{where}.content is required for role {role!r}", param=f"{where}.content")
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                    raise invalid_request(f"{where}.content[{j}] must be an object with a 'type'",
+                                          param=f"{where}.content[{j}]")
+        elif not isinstance(content, str):
+            raise invalid_request(f"{where}.content must be a string, a list of parts or null",
+                                  param=f"{where}.content")
+        if role == "tool" and not isinstance(m.get("tool_call_id"), str):
+            raise invalid_request(f"{where}.tool_call_id is required for role 'tool'", param=f"{where}.tool_call_id")
+        calls = m.get("tool_calls")
+        if calls is not None:
+            if role != "assistant" or not isinstance(calls, list):
+                raise invalid_request(f"{where}.tool_calls must be a list on an assistant message",
+                                      param=f"{where}.tool_calls")
+            for j, tc in enumerate(calls):
+                fn = tc.get("function") if isinstance(tc, dict) else None
+                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) \
+                        or not isinstance(fn.get("arguments", ""), str) or not isinstance(tc.get("id"), str):
+                    raise invalid_request(f"{where}.tool_calls[{j}] needs id and function.name/arguments (strings)",
+                                          param=f"{where}.tool_calls[{j}]")
+    return messages
+
+
+def check_params(data: dict[str, Any], allowed_extra: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The model parameters of a chat body, by their OpenAI names; 400 for unknown or mistyped ones."""
+    params: dict[str, Any] = {}
+    for name, value in data.items():
+        if name in FORBIDDEN_FIELDS:
+            raise invalid_request(f"'{name}' is not accepted: the gateway chooses upstreams and credentials "
+                                  "itself", param=name, code="forbidden_parameter")
+        check = PARAM_CHECKS.get(name)
+        if check is None:
+            if name in IGNORED_FIELDS or name in allowed_extra:
+                continue
+            if name == "max_completion_tokens":
+                if value is not None:
+                    if not _is_pos_int(value):
+                        raise invalid_request("'max_completion_tokens' must be a positive integer", param=name)
+                    params["max_tokens"] = value
+                continue
+            if name in ("functions", "function_call"):
+                raise invalid_request(f"'{name}' is deprecated; use 'tools' and 'tool_choice'", param=name)
+            raise invalid_request(f"Unrecognized request argument supplied: {name}", param=name,
+                                  code="unknown_parameter")
+        if value is None:
+            continue
+        ok, expected = check
+        if not ok(value):
+            raise invalid_request(f"'{name}' must be {expected}", param=name)
+        if name == "max_tokens" and "max_tokens" in params:
+            continue  # max_completion_tokens wins
+        params[name] = value
+    return params
+
+
+@dataclass(slots=True)
+class ChatInput:
+    model: Any
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    stream: bool
+    include_usage: bool
+    ext: Extension
+    user: str | None
+    timeout: float | None
+
+
+def parse_chat(data: dict[str, Any]) -> ChatInput:
+    stream = data.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise invalid_request("'stream' must be a boolean", param="stream")
+    opts = data.get("stream_options")
+    include_usage = False
+    if opts is not None:
+        if not isinstance(opts, dict):
+            raise invalid_request("'stream_options' must be an object", param="stream_options")
+        iu = opts.get("include_usage", False)
+        if not isinstance(iu, bool):
+            raise invalid_request("'stream_options.include_usage' must be a boolean", param="stream_options")
+        include_usage = iu
+    user = data.get("user")
+    if user is not None and not isinstance(user, str):
+        raise invalid_request("'user' must be a string", param="user")
+    timeout = data.get("timeout")
+    if timeout is not None and (not _is_num(timeout) or timeout <= 0):
+        raise invalid_request("'timeout' must be a positive number of seconds", param="timeout")
+    return ChatInput(model=data.get("model"), messages=check_messages(data.get("messages")),
+                     params=check_params(data), stream=stream, include_usage=include_usage,
+                     ext=Extension.parse(data.get("modelplex")), user=user or None,
+                     timeout=float(timeout) if timeout is not None else None)
+
+
+# ------------------------------------------------------------------------------------------ wire shapes
+
+_FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter"}
+
+
+def finish_reason(value: str | None) -> str:
+    return _FINISH.get(value or "stop", "stop")
+
+
+def usage_object(u: Usage) -> dict[str, Any]:
+    return {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens, "total_tokens": u.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+
+
+def completion_object(resp: Response, request_id: str, created: int) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": resp.content, "refusal": None, "annotations": []}
+    if resp.tool_calls:
+        message["tool_calls"] = [tc.to_openai() for tc in resp.tool_calls]
+    return {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion",
+        "created": created,
+        "model": resp.model,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": "tool_calls" if resp.tool_calls and resp.finish_reason in ("stop", "tool_calls")
+                     else finish_reason(resp.finish_reason)}],
+        "usage": usage_object(resp.usage),
+        "system_fingerprint": None,
+        "modelplex": {"request_id": request_id, "provider": resp.provider, "cost_usd": resp.cost_usd,
+                      "latency_ms": resp.latency_ms, "fallback_used": resp.fallback_used,
+                      "attempts": len(resp.attempts), "task": resp.task, "strategy": resp.strategy,
+                      "selection_reason": resp.selection_reason, "usage_estimated": resp.usage.estimated},
+    }
+
+
+def completion_body(resp: Response, request_id: str, created: int) -> bytes:
+    return orjson.dumps(completion_object(resp, request_id, created))
+
+
+class OpenAIChunkEncoder:
+    """Router chunks -> ``chat.completion.chunk`` SSE events, byte-shaped as OpenAI sends them.
+
+    The constant part of every chunk (id, created, model) is serialised once.
+    """
+
+    __slots__ = ("_created", "_done_finish", "_head", "_include_usage", "_request_id", "_tail", "usage")
+
+    def __init__(self, request_id: str, created: int, include_usage: bool) -> None:
+        self._request_id = request_id
+        self._created = created
+        self._include_usage = include_usage
+        self._head = b""
+        self._tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
+        self._done_finish = False
+        self.usage: Usage | None = None
+
+    def _frame(self, choice: dict[str, Any]) -> bytes:
+        return self._head + b'"choices":[' + orjson.dumps(choice) + b"]" + self._tail
+
+    def start(self, first: StreamChunk) -> bytes:
+        self._head = (b'data: {"id":"chatcmpl-' + self._request_id.encode() +
+                      b'","object":"chat.completion.chunk","created":' + str(self._created).encode() +
+                      b',"model":' + orjson.dumps(first.model) + b',"system_fingerprint":null,')
+        return self._frame({"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
+                            "logprobs": None, "finish_reason": None})
+
+    def chunk(self, c: StreamChunk) -> bytes:
+        out = b""
+        delta: dict[str, Any] = {}
+        if c.delta:
+            delta["content"] = c.delta
+        if c.reasoning_delta:
+            delta["reasoning_content"] = c.reasoning_delta
+        if c.tool_calls:
+            calls = []
+            for t in c.tool_calls:
+                call: dict[str, Any] = {"index": t.index}
+                fn: dict[str, Any] = {}
+                if t.id:
+                    call["id"] = t.id
+                    call["type"] = "function"
+                if t.name:
+                    fn["name"] = t.name
+                fn["arguments"] = t.arguments or ""
+                call["function"] = fn
+                calls.append(call)
+            delta["tool_calls"] = calls
+        if delta:
+            out = self._frame({"index": 0, "delta": delta, "logprobs": None, "finish_reason": None})
+        if c.usage is not None:
+            self.usage = c.usage
+        if c.finish_reason is not None and not self._done_finish:
+            self._done_finish = True
+            out += self._frame({"index": 0, "delta": {}, "logprobs": None,
+                                "finish_reason": finish_reason(c.finish_reason)})
+        return out
+
+    def finish(self) -> bytes:
+        out = b""
+        if not self._done_finish:
+            out = self._frame({"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"})
+        if self._include_usage:
+            out += (self._head + b'"choices":[],"usage":' + orjson.dumps(usage_object(self.usage or Usage())) +
+                    b"}\n\n")
+        return out + b"data: [DONE]\n\n"
+
+    def error(self, info: ErrorInfo) -> bytes:
+        return b"data: " + orjson.dumps({"error": openai_error_object(info)}) + b"\n\n"
+
+
+# ------------------------------------------------------------------------------------------ routes
+
+
+async def send_openai_error(gw: Gateway, send: Send, exc: BaseException, route: str, request_id: str,
+                            started: float) -> int:
+    info = gw.error_info(exc, route, request_id)
+    headers = [(b"x-modelplex-request-id", request_id.encode()), *retry_after_header(info)]
+    await send_body(send, info.status, openai_error_body(info), headers)
+    gw.metrics.observe(route, info.status, time.perf_counter() - started)
+    return info.status
+
+
+class ChatCompletions:
+    """``POST /v1/chat/completions``."""
+
+    route = "chat"
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self._in_flight = gw.metrics.in_flight.labels(self.route)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gw
+        started = time.perf_counter()
+        request_id = new_request_id()
+        self._in_flight.inc()
+        try:
+            head = RequestHead(scope)
+            check_length(head, gw.max_body)
+            principal = await gw.auth.inference(head)
+            body = await read_body(receive, gw.max_body, head.content_length)
+            chat = parse_chat(parse_object(body))
+            target = gw.resolve_target(chat.model)
+            check_target(principal, gw.ext_task_target(target, chat.ext))
+            kwargs = gw.route_kwargs(target, chat.ext, user=chat.user, request_id=request_id, principal=principal)
+            if chat.timeout is not None:
+                kwargs["timeout"] = min(chat.timeout, gw.config.routing.deadline)
+            admission = await gw.admit(principal, estimate_tokens(len(body), chat.params.get("max_tokens")))
+            if chat.stream:
+                await self._stream(receive, send, chat, kwargs, admission, started, request_id)
+            else:
+                await self._complete(receive, send, chat, kwargs, admission, started, request_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await send_openai_error(gw, send, exc, self.route, request_id, started)
+        finally:
+            self._in_flight.dec()
+
+    async def _complete(self, receive: Receive, send: Send, chat: ChatInput, kwargs: dict[str, Any],
+                        admission: Any, started: float, request_id: str) -> None:
+        gw = self.gw
+        watch = DisconnectWatch(receive)
+        try:
+            resp = await gw.router.acomplete(chat.messages, **kwargs, **chat.params)
+        except asyncio.CancelledError:
+            if not watch.disconnected:
+                raise
+            watch.absorb()
+            gw.metrics.observe(self.route, 499, time.perf_counter() - started)
+            await gw.settle(admission, None)
+            return
+        finally:
+            watch.stop()
+        if watch.disconnected:
+            watch.absorb()
+        body = completion_body(resp, request_id, int(time.time()))
+        headers = gw.routing_headers(request_id, resp.model, resp.provider, cost_usd=resp.cost_usd,
+                                     fallback=resp.fallback_used, attempts=len(resp.attempts), task=resp.task,
+                                     strategy=resp.strategy)
+        await send_body(send, 200, body, headers)
+        gw.metrics.observe(self.route, 200, time.perf_counter() - started, model=resp.model, provider=resp.provider,
+                           usage=resp.usage, cost_usd=resp.cost_usd, fallback=resp.fallback_used)
+        await gw.settle(admission, resp.usage)
+
+    async def _stream(self, receive: Receive, send: Send, chat: ChatInput, kwargs: dict[str, Any],
+                      admission: Any, started: float, request_id: str) -> None:
+        gw = self.gw
+        watch = DisconnectWatch(receive)
+        gw.track(request_id)
+        agen = gw.router.astream(chat.messages, **kwargs, **chat.params)
+        try:
+            first = await agen.__anext__()
+        except asyncio.CancelledError:
+            gw.untrack(request_id)
+            watch.stop()
+            if not watch.disconnected:
+                raise
+            watch.absorb()
+            gw.metrics.observe(self.route, 499, time.perf_counter() - started)
+            return
+        except BaseException:
+            gw.untrack(request_id)
+            watch.stop()
+            raise
+        attempts = gw.untrack(request_id)
+        gw.metrics.ttft.labels(self.route).observe(time.perf_counter() - started)
+        headers = gw.routing_headers(request_id, first.model, first.provider,
+                                     fallback=fallback_from_attempts(attempts, first.model),
+                                     attempts=len(attempts))
+        encoder = OpenAIChunkEncoder(request_id, int(time.time()), chat.include_usage)
+        outcome = await stream_response(send, agen, first, encoder, headers, watch,
+                                        lambda e: gw.error_info(e, self.route, request_id))
+        gw.metrics.stream_outcomes.labels(self.route, outcome.status).inc()
+        status = 200 if outcome.status == "completed" else 499 if outcome.status == "disconnected" else 502
+        gw.metrics.observe(self.route, status, time.perf_counter() - started, model=first.model,
+                           provider=first.provider, usage=outcome.usage, cost_usd=outcome.cost_usd,
+                           fallback=fallback_from_attempts(attempts, first.model))
+        await gw.settle(admission, outcome.usage)
+
+
+# ------------------------------------------------------------------------------------------ embeddings
+
+
+def _embedding_input(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, (int, list)) for v in value):
+        raise invalid_request("token-array input is not supported; send text", param="input")
+    raise invalid_request("'input' must be a string or a non-empty list of strings", param="input")
+
+
+def encode_embedding(vector: list[float], fmt: str) -> list[float] | str:
+    if fmt == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    return vector
+
+
+class Embeddings:
+    """``POST /v1/embeddings``."""
+
+    route = "embeddings"
+    _FIELDS = frozenset({"model", "input", "encoding_format", "dimensions", "user", "modelplex"})
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gw
+        started = time.perf_counter()
+        request_id = new_request_id()
+        try:
+            head = RequestHead(scope)
+            check_length(head, gw.max_body)
+            principal = await gw.auth.inference(head)
+            body = await read_body(receive, gw.max_body, head.content_length)
+            data = parse_object(body)
+            for name in data:
+                if name in FORBIDDEN_FIELDS:
+                    raise invalid_request(f"'{name}' is not accepted", param=name, code="forbidden_parameter")
+                if name not in self._FIELDS:
+                    raise invalid_request(f"Unrecognized request argument supplied: {name}", param=name,
+                                          code="unknown_parameter")
+            texts = _embedding_input(data.get("input"))
+            fmt = data.get("encoding_format") or "float"
+            if fmt not in ("float", "base64"):
+                raise invalid_request("'encoding_format' must be float or base64", param="encoding_format")
+            params: dict[str, Any] = {}
+            dims = data.get("dimensions")
+            if dims is not None:
+                if not _is_pos_int(dims):
+                    raise invalid_request("'dimensions' must be a positive integer", param="dimensions")
+                params["dimensions"] = dims
+            user = data.get("user")
+            if user is not None and not isinstance(user, str):
+                raise invalid_request("'user' must be a string", param="user")
+            ext = Extension.parse(data.get("modelplex"))
+            target = gw.resolve_target(data.get("model"))
+            check_target(principal, target)
+            kw: dict[str, Any] = {"request_id": request_id, "api_key_id": principal.key_id,
+                                  "user": ext.user or user or None, "tags": ext.tags}
+            if target.kind == "model":
+                kw["model"] = target.name
+            elif target.kind == "task":
+                kw["task"] = target.name
+            admission = await gw.admit(principal, estimate_tokens(len(body), 0))
+            resp = await gw.router.aembed(texts, **kw, **params)
+            payload = {"object": "list",
+                       "data": [{"object": "embedding", "index": i, "embedding": encode_embedding(v, fmt)}
+                                for i, v in enumerate(resp.embeddings)],
+                       "model": resp.model,
+                       "usage": {"prompt_tokens": resp.usage.input_tokens, "total_tokens": resp.usage.input_tokens}}
+            headers = gw.routing_headers(request_id, resp.model, resp.provider, cost_usd=resp.cost_usd,
+                                         attempts=len(resp.attempts))
+            await send_body(send, 200, orjson.dumps(payload), headers)
+            gw.metrics.observe(self.route, 200, time.perf_counter() - started, model=resp.model,
+                               provider=resp.provider, usage=resp.usage, cost_usd=resp.cost_usd)
+            await gw.settle(admission, resp.usage)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await send_openai_error(gw, send, exc, self.route, request_id, started)
+
+
+# ------------------------------------------------------------------------------------------ models
+
+
+def _created(as_of: dt.date | None) -> int:
+    if as_of is None:
+        return 0
+    return int(dt.datetime(as_of.year, as_of.month, as_of.day, tzinfo=dt.UTC).timestamp())
+
+
+def model_entries(gw: Gateway, principal: Principal) -> list[dict[str, Any]]:
+    """Models whose provider is enabled, then tasks as ``task:<name>``, then ``auto``; all filtered
+    by the key's allow-list."""
+    router = gw.router
+    enabled = router.enabled_providers()
+    key = principal.key
+    out: list[dict[str, Any]] = []
+    for spec in sorted(router.catalog.models(), key=lambda s: s.id):
+        if spec.provider not in enabled or spec.deprecation.deprecated:
+            continue
+        if key is not None and not key.allows_model(spec.id):
+            continue
+        out.append({"id": spec.id, "object": "model", "created": _created(spec.as_of), "owned_by": spec.provider})
+    for name in router.planner.task_names():
+        if key is None or key.allows_task(name):
+            out.append({"id": f"task:{name}", "object": "model", "created": 0, "owned_by": "modelplex"})
+    if key is None or key.allows_task("auto"):
+        out.append({"id": "auto", "object": "model", "created": 0, "owned_by": "modelplex"})
+    return out
+
+
+class Models:
+    """``GET /v1/models`` and ``GET /v1/models/{model}``."""
+
+    route = "models"
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gw
+        started = time.perf_counter()
+        request_id = new_request_id()
+        try:
+            principal = await gw.auth.inference(RequestHead(scope))
+            entries = model_entries(gw, principal)
+            wanted = (scope.get("path_params") or {}).get("model")
+            if wanted is None:
+                await send_json(send, 200, {"object": "list", "data": entries})
+            else:
+                match = next((e for e in entries if e["id"] == wanted), None)
+                if match is None:
+                    spec = gw.router.catalog.find(wanted)
+                    match = next((e for e in entries if spec is not None and e["id"] == spec.id), None)
+                if match is None:
+                    raise not_found(f"The model {wanted!r} does not exist or this key may not use it.",
+                                    code="model_not_found", param="model")
+                await send_json(send, 200, match)
+            gw.metrics.observe(self.route, 200, time.perf_counter() - started)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await send_openai_error(gw, send, exc, self.route, request_id, started)
+
+
+__all__ = ["ChatCompletions", "Embeddings", "Models", "OpenAIChunkEncoder", "check_messages", "check_params",
+           "completion_body", "completion_object", "parse_chat", "usage_object"]

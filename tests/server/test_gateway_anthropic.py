@@ -1,0 +1,239 @@
+"""The Anthropic Messages ingress: the official ``anthropic`` SDK against a live gateway (messages.create,
+messages.stream, tools, errors), the raw event sequence, and the body conversion as pure functions."""
+
+from __future__ import annotations
+
+import json
+
+import anthropic
+import pytest
+
+from modelplex.server.anthropic_routes import AnthropicEventEncoder, message_object, to_router_request
+from modelplex.server.errors import GatewayError
+from modelplex.testing.faults import Behavior, Fault
+from modelplex.types import Response, StreamChunk, ToolCall, ToolCallDelta, Usage
+
+WEATHER = {"name": "get_weather", "description": "Weather in a city",
+           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+def client(gw, key: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0)
+
+
+# ------------------------------------------------------------------------------------------ live SDK
+
+
+def test_messages_create_against_claude_and_openai_models(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    for model, provider in (("fakeclaude/sonnet", "fakeclaude"), ("fakeai/small", "fakeai")):
+        raw = c.messages.with_raw_response.create(model=model, max_tokens=200, system="Be brief.",
+                                                  messages=[{"role": "user", "content": "Hello there"}])
+        msg = raw.parse()
+        assert msg.type == "message" and msg.role == "assistant"
+        assert msg.id.startswith("msg_")
+        assert msg.model == model
+        assert msg.content[0].type == "text" and msg.content[0].text.startswith("This is a reply from")
+        assert msg.stop_reason == "end_turn"
+        assert msg.usage.input_tokens > 0 and msg.usage.output_tokens > 0
+        assert msg.usage.cache_read_input_tokens == 0
+        assert raw.headers["x-modelplex-provider"] == provider
+    # the system prompt and max_tokens reached both upstreams in their own protocol
+    claude = [cap for cap in gw.fake.captured if cap.protocol == "anthropic"][-1].json
+    assert claude["max_tokens"] == 200 and "Be brief." in json.dumps(claude["system"])
+    oai = [cap for cap in gw.fake.captured if cap.protocol == "openai"][-1].json
+    assert oai["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
+def test_messages_stream_with_the_sdk_helper(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    whole = c.messages.create(model="fakeclaude/sonnet", max_tokens=100,
+                              messages=[{"role": "user", "content": "Stream me"}])
+    with c.messages.stream(model="fakeclaude/sonnet", max_tokens=100,
+                           messages=[{"role": "user", "content": "Stream me"}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == whole.content[0].text
+    assert final.content[0].text == text
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == whole.usage.output_tokens
+    assert final.usage.input_tokens == whole.usage.input_tokens > 0
+
+
+def test_raw_event_sequence(live) -> None:
+    gw = live()
+    key = gw.create_key()
+    with gw.http() as h, h.stream("POST", "/v1/messages", headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+                                  json={"model": "fakeai/small", "max_tokens": 50, "stream": True,
+                                        "messages": [{"role": "user", "content": "hi"}]}) as r:
+        assert r.status_code == 200
+        events = [line[7:] for line in r.iter_lines() if line.startswith("event: ")]
+    assert events[:3] == ["message_start", "content_block_start", "ping"]
+    assert set(events[3:-3]) == {"content_block_delta"}
+    assert events[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+
+
+def test_tool_use_round_trip(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    gw.fake.behavior = Behavior(tool_call={"name": "get_weather", "arguments": {"city": "Oslo"}})
+    for model in ("fakeclaude/sonnet", "fakeai/small"):
+        gw.fake.behavior = Behavior(tool_call={"name": "get_weather", "arguments": {"city": "Oslo"}})
+        msg = c.messages.create(model=model, max_tokens=200, tools=[WEATHER],
+                                tool_choice={"type": "tool", "name": "get_weather"},
+                                messages=[{"role": "user", "content": "Weather in Oslo?"}])
+        assert msg.stop_reason == "tool_use"
+        block = next(b for b in msg.content if b.type == "tool_use")
+        assert block.name == "get_weather" and block.input == {"city": "Oslo"}
+        gw.fake.behavior = Behavior()  # the fake Anthropic would call the tool again otherwise
+        answer = c.messages.create(model=model, max_tokens=200, tools=[WEATHER], messages=[
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "content": [b.model_dump() for b in msg.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block.id, "content": "-3C, snow"}]},
+        ])
+        assert answer.content[0].type == "text"
+    sent = [cap for cap in gw.fake.captured if cap.protocol == "openai"][-1].json
+    assert sent["messages"][-1]["role"] == "tool" and sent["messages"][-1]["content"] == "-3C, snow"
+    gw.fake.behavior = Behavior(tool_call={"name": "get_weather", "arguments": {"city": "Oslo"}})
+    with c.messages.stream(model="fakeai/small", max_tokens=200, tools=[WEATHER],
+                           tool_choice={"type": "any"},
+                           messages=[{"role": "user", "content": "Weather in Oslo?"}]) as stream:
+        final = stream.get_final_message()
+    tool = next(b for b in final.content if b.type == "tool_use")
+    assert tool.name == "get_weather"
+    assert tool.input == {"city": "Oslo"} and final.stop_reason == "tool_use"
+
+
+def test_errors_use_anthropic_shapes_and_sdk_types(live) -> None:
+    gw = live()
+    key = gw.create_key(allowed_models=["fakeai/*"])
+    with pytest.raises(anthropic.AuthenticationError) as e401:
+        client(gw, "mpx-bbbbbbbb-wrong").messages.create(model="fakeai/small", max_tokens=10,
+                                                         messages=[{"role": "user", "content": "x"}])
+    assert e401.value.body["type"] == "error" and e401.value.body["error"]["type"] == "authentication_error"
+    with pytest.raises(anthropic.NotFoundError) as e404:
+        client(gw, key).messages.create(model="claude-nonexistent-9", max_tokens=10,
+                                        messages=[{"role": "user", "content": "x"}])
+    assert e404.value.body["error"]["type"] == "not_found_error"
+    with pytest.raises(anthropic.PermissionDeniedError):
+        client(gw, key).messages.create(model="fakeclaude/sonnet", max_tokens=10,
+                                        messages=[{"role": "user", "content": "x"}])
+    with gw.http() as h:
+        r = h.post("/v1/messages", headers={"x-api-key": key},
+                   json={"model": "fakeai/small", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 400
+    assert r.json()["error"] == {"type": "invalid_request_error", "message": r.json()["error"]["message"]}
+    assert "max_tokens" in r.json()["error"]["message"]
+
+
+def test_stream_failure_after_first_byte_is_an_error_event(live) -> None:
+    gw = live()
+    key = gw.create_key()
+    gw.fake.behavior = Behavior(stream_chunks=6)
+    gw.fake.plan.fail_next(Fault("stream_cut", after_chunks=2))
+    with gw.http() as h, h.stream("POST", "/v1/messages", headers={"x-api-key": key},
+                                  json={"model": "fakeai/small", "max_tokens": 50, "stream": True,
+                                        "messages": [{"role": "user", "content": "hi"}]}) as r:
+        lines = [line for line in r.iter_lines() if line]
+    events = [line[7:] for line in lines if line.startswith("event: ")]
+    assert events[-1] == "error" and "message_stop" not in events
+    payload = json.loads(lines[-1][6:])
+    assert payload["type"] == "error" and payload["error"]["type"] in ("api_error", "overloaded_error")
+    gw.fake.plan.fail_next(Fault("stream_cut", after_chunks=2))
+    with pytest.raises(anthropic.APIStatusError), client(gw, key).messages.stream(
+            model="fakeai/small", max_tokens=50, messages=[{"role": "user", "content": "hi"}]) as stream:
+        for _ in stream.text_stream:
+            pass
+
+
+# ------------------------------------------------------------------------------------------ pure conversion
+
+
+def test_conversion_of_system_images_tools_and_results() -> None:
+    messages, params, stream, user = to_router_request({
+        "model": "x", "max_tokens": 300, "stream": True, "metadata": {"user_id": "u-1"},
+        "system": [{"type": "text", "text": "A"}, {"type": "text", "text": "B"}],
+        "stop_sequences": ["END"], "temperature": 0.2, "top_k": 5,
+        "tools": [WEATHER], "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
+        "thinking": {"type": "enabled", "budget_tokens": 10_000},
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "look"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}]},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                {"type": "text", "text": "calling"},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Rome"}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "hot"}]},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "boom", "is_error": True},
+                {"type": "text", "text": "thanks"}]},
+        ]})
+    assert stream is True and user == "u-1"
+    assert messages == [
+        {"role": "system", "content": "A\n\nB"},
+        {"role": "user", "content": [{"type": "text", "text": "look"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
+        {"role": "assistant", "content": "calling", "tool_calls": [
+            {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}}]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "hot"},
+        {"role": "tool", "tool_call_id": "toolu_2", "content": "Error: boom"},
+        {"role": "user", "content": "thanks"},
+    ]
+    assert params == {"max_tokens": 300, "temperature": 0.2, "top_k": 5, "stop": ["END"],
+                      "tools": [{"type": "function", "function": {"name": "get_weather",
+                                                                  "parameters": WEATHER["input_schema"],
+                                                                  "description": "Weather in a city"}}],
+                      "tool_choice": "required", "parallel_tool_calls": False, "reasoning_effort": "high"}
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"model": "x", "messages": [{"role": "user", "content": "a"}]}, "max_tokens"),
+    ({"model": "x", "max_tokens": 5, "messages": []}, "messages"),
+    ({"model": "x", "max_tokens": 5, "messages": [{"role": "system", "content": "a"}]}, "messages[0].role"),
+    ({"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document"}]}]},
+     "messages[0].content[0]"),
+    ({"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": "a"}], "api_base": "http://e"},
+     "api_base"),
+    ({"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": "a"}], "extra": 1}, "extra"),
+    ({"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": "a"}],
+      "tool_choice": {"type": "sometimes"}}, "tool_choice"),
+])
+def test_conversion_rejects_bad_bodies(body, param) -> None:
+    with pytest.raises(GatewayError) as exc:
+        to_router_request(body)
+    assert exc.value.status == 400 and exc.value.param == param
+
+
+def test_message_object_and_usage_excludes_cache_from_input() -> None:
+    resp = Response(content="ok", model="m/x", provider="m", finish_reason="length",
+                    tool_calls=[ToolCall("call_1", "f", '{"a": 1}')],
+                    usage=Usage(input_tokens=100, output_tokens=7, cache_read_tokens=60, cache_write_tokens=10))
+    msg = message_object(resp, "abc")
+    assert msg["id"] == "msg_abc"
+    assert msg["content"] == [{"type": "text", "text": "ok"}, {"type": "tool_use", "id": "call_1", "name": "f",
+                                                              "input": {"a": 1}}]
+    assert msg["stop_reason"] == "max_tokens"
+    assert msg["usage"] == {"input_tokens": 30, "output_tokens": 7, "cache_creation_input_tokens": 10,
+                            "cache_read_input_tokens": 60}
+
+
+def test_encoder_interleaves_text_and_tool_blocks() -> None:
+    enc = AnthropicEventEncoder("r1")
+    out = enc.start(StreamChunk(model="m/x"))
+    out += enc.chunk(StreamChunk(delta="Let me check."))
+    out += enc.chunk(StreamChunk(tool_calls=[ToolCallDelta(0, id="call_9", name="f", arguments='{"a"')]))
+    out += enc.chunk(StreamChunk(tool_calls=[ToolCallDelta(0, arguments=": 1}")]))
+    out += enc.chunk(StreamChunk(finish_reason="tool_calls", usage=Usage(input_tokens=5, output_tokens=3)))
+    out += enc.finish()
+    events = [json.loads(line[6:]) for line in out.decode().splitlines() if line.startswith("data: ")]
+    kinds = [(e["type"], e.get("index")) for e in events]
+    assert kinds == [("message_start", None), ("content_block_start", 0), ("ping", None),
+                     ("content_block_delta", 0), ("content_block_stop", 0), ("content_block_start", 1),
+                     ("content_block_delta", 1), ("content_block_delta", 1), ("content_block_stop", 1),
+                     ("message_delta", None), ("message_stop", None)]
+    assert events[5]["content_block"] == {"type": "tool_use", "id": "call_9", "name": "f", "input": {}}
+    assert events[-2]["delta"]["stop_reason"] == "tool_use"
+    assert events[-2]["usage"]["output_tokens"] == 3
