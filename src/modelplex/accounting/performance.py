@@ -95,7 +95,7 @@ def summarize(samples: Sequence[_Sample]) -> dict[str, Any]:
 class PerformanceTracker:
     """Rolling per-(model, task) statistics from usage records and feedback. Thread-safe."""
 
-    def __init__(self, *, clock: Clock | None = None, window: int = 10_000, feedback_window: int = 100_000,
+    def __init__(self, *, clock: Clock | None = None, window: int = 10_000, feedback_window: int = 20_000,
                  min_samples: int = 20, success_floor: float = 0.9, min_quality_samples: int = 5,
                  balanced_tolerance: float = 0.05, latency_weight: float = 0.25,
                  max_age: float | None = None) -> None:

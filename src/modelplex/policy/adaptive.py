@@ -97,7 +97,7 @@ class AdaptiveChooser:
     def __init__(self, *, prior_alpha: float = 1.0, prior_beta: float = 1.0, exploration: float = 0.1,
                  rng: random.Random | None = None, clock: Clock | None = None, half_life_s: float | None = None,
                  cost_exponent: float = 0.25, latency_exponent: float = 0.1, latency_ref_s: float = 1.0,
-                 max_pending: int = 100_000) -> None:
+                 max_pending: int = 20_000) -> None:
         if not (prior_alpha > 0 and prior_beta > 0 and math.isfinite(prior_alpha + prior_beta)):
             raise ValueError("prior_alpha and prior_beta must be positive and finite")
         if half_life_s is not None and not (half_life_s > 0 and math.isfinite(half_life_s)):
