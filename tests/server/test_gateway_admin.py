@@ -253,3 +253,29 @@ def test_no_secret_in_logs_or_bodies(live, caplog: pytest.LogCaptureFixture) -> 
     everything = "\n".join(bodies) + "\n" + caplog.text
     for secret in (PROVIDER_KEY, ADMIN_KEY, SERVER_SECRET, key, key[13:]):
         assert secret not in everything
+
+
+async def test_a_replica_picks_up_a_strategy_saved_by_another(fake) -> None:
+    from modelplex.server.app import refresh_settings
+    from modelplex.server.settings_store import STATE_KEY
+    from modelplex.state import MemoryState
+
+    class SharedMemory(MemoryState):
+        shared = True  # stands in for Redis: one state object seen by both "replicas"
+
+    from modelplex.router import Router
+
+    state = SharedMemory()
+    cfg = gateway_config(fake.base_url)
+    apps = [create_app(router=Router(cfg, env={}, state=state), env={}) for _ in range(2)]
+    a, b = (app.state.gateway for app in apps)
+    assert a.settings.shared
+    saved = await a.settings.save("quality_optimized")
+    a.router.runtime_strategy, a.settings_updated_at = "quality_optimized", saved.updated_at
+    assert b.router.runtime_strategy is None
+    assert await refresh_settings(b) is True
+    assert b.router.runtime_strategy == "quality_optimized"
+    assert await refresh_settings(b) is False  # nothing newer
+    await state.set(STATE_KEY, {"strategy": "no-such-strategy", "updated_at": saved.updated_at + 10})
+    assert await refresh_settings(b) is True
+    assert b.router.runtime_strategy == "quality_optimized"  # an unknown name is ignored: the last good stays

@@ -370,3 +370,17 @@ def test_user_field_maps_to_the_usage_records_user(live) -> None:
     rows = wait_for(lambda: gw.usage(user="bob"))
     assert rows[0]["model"] == "fakeai/small"
     assert rows[0]["api_key_id"] == key[4:12]
+
+
+def test_cors_middleware_applies_to_the_serving_routes(live) -> None:
+    gw = live(server={"cors_origins": ["https://app.example"]})
+    key = gw.create_key()
+    origin = {"origin": "https://app.example"}
+    with gw.http() as h:
+        r = h.post("/v1/chat/completions", json={"model": "fakeai/small", "messages": MSG},
+                   headers={"authorization": f"Bearer {key}", **origin})
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
+        assert "x-modelplex-model" in r.headers["access-control-expose-headers"]
+        pre = h.options("/v1/chat/completions", headers={**origin, "access-control-request-method": "POST"})
+        assert pre.status_code == 200

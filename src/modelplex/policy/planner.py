@@ -118,6 +118,8 @@ class Planner:
     def fallback_paths(self) -> dict[str, list[str]]:
         """``routing.fallback_paths`` normalized; recomputed when the config's paths change at run time."""
         raw = self.config.routing.fallback_paths
+        if not raw:
+            return {}
         key = tuple((k, tuple(v)) for k, v in raw.items())
         if key != self._paths_key:
             self._paths = self._normalized_paths(raw)

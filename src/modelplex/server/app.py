@@ -100,9 +100,29 @@ def _not_found(request: Request, exc: Exception) -> Response:
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
+class GatewayApp(Starlette):
+    """A Starlette app whose serving routes skip the router and middleware stack on the hot path.
+
+    ``POST /v1/chat/completions`` (and the other exact-path serving routes) are dispatched from a
+    dict straight to their ASGI callables, which do their own error handling, as long as no user
+    middleware was added (CORS, or anything added later with ``add_middleware``): then every request
+    goes through the full stack. Everything else is plain Starlette.
+    """
+
+    fast_paths: dict[tuple[str, str], Any]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not self.user_middleware:
+            handler = self.fast_paths.get((scope["method"], scope["path"]))
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(config: Config | str | Path | Mapping[str, Any] | None = None, *, router: Router | None = None,
                no_auth: bool = False, env: Mapping[str, str] | None = None, key_store: KeyStore | None = None,
-               extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+               extra_routes: Sequence[BaseRoute] = ()) -> GatewayApp:
     """Build the gateway app. ``config`` is a ``Config``, a YAML path, a mapping or ``None``
     (``$MODELPLEX_CONFIG`` or defaults); ``router`` an already-built router to serve (its config is
     used when ``config`` is ``None``). ``no_auth`` turns authentication off (local use only)."""
@@ -131,11 +151,12 @@ def create_app(config: Config | str | Path | Mapping[str, Any] | None = None, *,
                     "" if admin_key else " and the admin API")
     log.info("key store: %s; server secret from %s", store.name, secret_source)
 
+    chat, messages, embeddings, models = ChatCompletions(gw), Messages(gw), Embeddings(gw), Models(gw)
     routes: list[BaseRoute] = [
-        Route("/v1/chat/completions", ChatCompletions(gw), methods=["POST"], name="chat_completions"),
-        Route("/v1/messages", Messages(gw), methods=["POST"], name="messages"),
-        Route("/v1/embeddings", Embeddings(gw), methods=["POST"], name="embeddings"),
-        Route("/v1/models", Models(gw), methods=["GET"], name="models"),
+        Route("/v1/chat/completions", chat, methods=["POST"], name="chat_completions"),
+        Route("/v1/messages", messages, methods=["POST"], name="messages"),
+        Route("/v1/embeddings", embeddings, methods=["POST"], name="embeddings"),
+        Route("/v1/models", models, methods=["GET"], name="models"),
         Route("/v1/models/{model:path}", Models(gw), methods=["GET"], name="model"),
         *admin_routes(gw),
         *dashboard_routes(router, gateway=gw),
@@ -155,8 +176,9 @@ def create_app(config: Config | str | Path | Mapping[str, Any] | None = None, *,
                     await refresher
             await _shutdown(gw, owns_router)
 
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={404: _not_found, 405: _not_found})
+    app = GatewayApp(routes=routes, lifespan=lifespan, exception_handlers={404: _not_found, 405: _not_found})
+    app.fast_paths = {("POST", "/v1/chat/completions"): chat, ("POST", "/v1/messages"): messages,
+                      ("POST", "/v1/embeddings"): embeddings, ("GET", "/v1/models"): models}
     if cfg.server.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
@@ -239,18 +261,25 @@ def _apply_strategy(gw: Gateway, strategy: str | None) -> None:
         log.warning("ignoring persisted strategy %r: not a strategy of this configuration", strategy)
 
 
+async def refresh_settings(gw: Gateway) -> bool:
+    """Apply settings saved by another replica when they are newer than ours; True when applied."""
+    try:
+        got = await gw.settings.load()
+    except Exception:
+        log.debug("settings refresh failed", exc_info=True)
+        return False
+    if got is not None and (gw.settings_updated_at is None or got.updated_at > gw.settings_updated_at):
+        _apply_strategy(gw, got.strategy)
+        gw.settings_updated_at = got.updated_at
+        return True
+    return False
+
+
 async def _sync_settings(gw: Gateway) -> None:
     """Pick up strategy changes made through other replicas (shared state backend)."""
     while True:
         await asyncio.sleep(SETTINGS_REFRESH_S)
-        try:
-            got = await gw.settings.load()
-        except Exception:
-            log.debug("settings refresh failed", exc_info=True)
-            continue
-        if got is not None and (gw.settings_updated_at is None or got.updated_at > gw.settings_updated_at):
-            _apply_strategy(gw, got.strategy)
-            gw.settings_updated_at = got.updated_at
+        await refresh_settings(gw)
 
 
 def app_from_env() -> Starlette:
@@ -260,4 +289,4 @@ def app_from_env() -> Starlette:
     return create_app(os.environ.get(CONFIG_ENV) or None, no_auth=no_auth)
 
 
-__all__ = ["app_from_env", "create_app", "key_store_for"]
+__all__ = ["GatewayApp", "app_from_env", "create_app", "key_store_for", "refresh_settings"]

@@ -43,6 +43,7 @@ KEY_PREFIX = "mpx-"
 ID_LENGTH = 8
 ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 """32 symbols without look-alikes (no l, o, 0, 1): 40 bits of visible id."""
+_ID_CHARS = frozenset(ID_ALPHABET)
 SECRET_BYTES = 32
 """Random bytes in the secret part: 256 bits (the brief asks for at least 128)."""
 MIN_SERVER_SECRET = 16
@@ -67,7 +68,7 @@ def parse_key(text: str) -> str | None:
     if len(text) < len(KEY_PREFIX) + ID_LENGTH + 2 or not text.startswith(KEY_PREFIX):
         return None
     key_id = text[len(KEY_PREFIX): len(KEY_PREFIX) + ID_LENGTH]
-    if text[len(KEY_PREFIX) + ID_LENGTH] != "-" or any(c not in ID_ALPHABET for c in key_id):
+    if text[len(KEY_PREFIX) + ID_LENGTH] != "-" or not _ID_CHARS.issuperset(key_id):
         return None
     return key_id
 
@@ -113,10 +114,10 @@ class ApiKey:
         return self.daily_usd is not None or self.monthly_usd is not None
 
     def allows_model(self, *names: str) -> bool:
-        return any(fnmatchcase(n, p) for p in self.allowed_models for n in names if n)
+        return _matches(self.allowed_models, names)
 
     def allows_task(self, name: str) -> bool:
-        return any(fnmatchcase(name, p) for p in self.allowed_tasks)
+        return _matches(self.allowed_tasks, (name,))
 
     def to_public(self) -> dict[str, Any]:
         """Everything but the digest, for the admin API."""
@@ -142,6 +143,12 @@ class ApiKey:
                    prompt_logging=bool(d["prompt_logging"]), metadata=orjson.loads(d["metadata"] or "{}"),
                    created_at=float(d["created_at"]),
                    revoked_at=float(d["revoked_at"]) if d["revoked_at"] is not None else None)
+
+
+def _matches(patterns: tuple[str, ...], names: Iterable[str]) -> bool:
+    if "*" in patterns:
+        return True
+    return any(fnmatchcase(n, p) for p in patterns for n in names if n)
 
 
 # ------------------------------------------------------------------------------------------ stores
@@ -362,7 +369,12 @@ def _secret_file(path: Path) -> tuple[bytes, str]:
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
             log.warning("server secret file %s is readable by others (mode %o); chmod 600 it", path, mode)
-        value = path.read_text(encoding="utf-8").strip()
+        value = ""
+        for _ in range(40):  # another worker may have created the file and not written it yet
+            value = path.read_text(encoding="utf-8").strip()
+            if value:
+                break
+            time.sleep(0.05)
         if len(value) < MIN_SERVER_SECRET:
             raise ConfigError(f"server secret file {path} is empty or too short", key="server.server_secret") from None
         return value.encode(), f"file {path}"
