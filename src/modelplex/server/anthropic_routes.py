@@ -488,24 +488,11 @@ class Messages:
                       kwargs: dict[str, Any], admission: Any, watch: DisconnectWatch, started: float,
                       request_id: str) -> None:
         gw = self.gw
-        gw.track(request_id)
         agen = gw.router.astream(messages, **kwargs, **params)
-        try:
-            first = await agen.__anext__()
-        except asyncio.CancelledError:
-            gw.untrack(request_id)
-            watch.stop()
-            if not watch.disconnected:
-                raise
-            watch.absorb()
-            gw.metrics.observe(self.route, 499, time.perf_counter() - started)
+        opened = await gw.first_chunk(self.route, agen, watch, started, request_id)
+        if opened is None:
             return
-        except BaseException:
-            gw.untrack(request_id)
-            watch.stop()
-            raise
-        attempts = gw.untrack(request_id)
-        gw.metrics.ttft.labels(self.route).observe(time.perf_counter() - started)
+        first, attempts = opened
         fallback = fallback_from_attempts(attempts, first.model)
         headers = gw.routing_headers(request_id, first.model, first.provider, fallback=fallback,
                                      attempts=len(attempts))

@@ -21,9 +21,11 @@ Must not touch: wire formats (the route modules), the router's attempt loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +34,12 @@ from modelplex.resilience.ratelimit import RateLimiter
 from modelplex.server.auth import Authenticator, Principal, Target
 from modelplex.server.errors import ErrorInfo, classify, invalid_request
 from modelplex.server.metrics import GatewayMetrics
-from modelplex.types import Attempt, Requirements, Usage
+from modelplex.types import Attempt, Requirements, StreamChunk, Usage
 
 if TYPE_CHECKING:
     from modelplex.config import Config
     from modelplex.router import Router
+    from modelplex.server.http import DisconnectWatch
     from modelplex.server.keys import ApiKey, KeyManager
     from modelplex.server.settings_store import SettingsStore
 
@@ -176,6 +179,29 @@ class Gateway:
 
     def untrack(self, request_id: str) -> list[Attempt]:
         return self._inflight_attempts.pop(request_id, [])
+
+    async def first_chunk(self, route: str, agen: AsyncIterator[StreamChunk], watch: DisconnectWatch,
+                          started: float, request_id: str) -> tuple[StreamChunk, list[Attempt]] | None:
+        """Wait for a routed stream's first chunk (retries and fallbacks happen before it), tracking its
+        attempts. ``None`` when the client went away first (recorded as a 499); other errors propagate."""
+        self.track(request_id)
+        try:
+            first = await agen.__anext__()
+        except asyncio.CancelledError:
+            self.untrack(request_id)
+            watch.stop()
+            if not watch.disconnected:
+                raise
+            watch.absorb()
+            self.metrics.observe(route, 499, time.perf_counter() - started)
+            return None
+        except BaseException:
+            self.untrack(request_id)
+            watch.stop()
+            raise
+        attempts = self.untrack(request_id)
+        self.metrics.ttft.labels(route).observe(time.perf_counter() - started)
+        return first, attempts
 
     # ------------------------------------------------------------------ secrets and errors
 

@@ -444,24 +444,11 @@ class ChatCompletions:
                       admission: Any, started: float, request_id: str) -> None:
         gw = self.gw
         watch = DisconnectWatch(receive)
-        gw.track(request_id)
         agen = gw.router.astream(chat.messages, **kwargs, **chat.params)
-        try:
-            first = await agen.__anext__()
-        except asyncio.CancelledError:
-            gw.untrack(request_id)
-            watch.stop()
-            if not watch.disconnected:
-                raise
-            watch.absorb()
-            gw.metrics.observe(self.route, 499, time.perf_counter() - started)
+        opened = await gw.first_chunk(self.route, agen, watch, started, request_id)
+        if opened is None:
             return
-        except BaseException:
-            gw.untrack(request_id)
-            watch.stop()
-            raise
-        attempts = gw.untrack(request_id)
-        gw.metrics.ttft.labels(self.route).observe(time.perf_counter() - started)
+        first, attempts = opened
         headers = gw.routing_headers(request_id, first.model, first.provider,
                                      fallback=fallback_from_attempts(attempts, first.model),
                                      attempts=len(attempts))
