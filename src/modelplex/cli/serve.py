@@ -31,6 +31,22 @@ def _loop_and_http() -> tuple[str, str]:
     return loop, http
 
 
+GC_THRESHOLD = (50_000, 20, 100)
+"""Young-generation threshold for the served process: a request allocates many short-lived objects, and
+the default (700) runs a collection every few requests; full collections over a large heap were the
+p99 outliers in the gateway benchmark (docs/performance.md)."""
+
+
+def _tune_gc() -> None:
+    """Move everything allocated at start-up (catalog, modules) out of the collector's way, then raise the
+    young-generation threshold. Only the ``serve`` process does this; the library never touches gc."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 @app.command("serve")
 def serve_command(
     config: ConfigOption = None,
@@ -73,6 +89,7 @@ def serve_command(
         if not gw.router.state.shared:
             out.write("  warning: rate limits, breakers and budgets are per worker without a Redis state backend\n")
     out.flush()
+    _tune_gc()
     loop, http = _loop_and_http()
     common = {"host": host, "port": port, "loop": loop, "http": http, "access_log": False,
               "log_level": log_level.lower(), "timeout_graceful_shutdown": 30}
