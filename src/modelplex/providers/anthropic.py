@@ -96,7 +96,7 @@ from modelplex.errors import (
     redact,
     status_error,
 )
-from modelplex.providers.base import Adapter, ProviderConfig, StreamDecoder, WireRequest
+from modelplex.providers.base import Adapter, ProviderConfig, StreamDecoder, WireRequest, add_turn
 from modelplex.types import Response, StreamChunk, TokenCount, ToolCall, ToolCallDelta, Usage
 
 if TYPE_CHECKING:
@@ -342,12 +342,7 @@ class _Converter:
         turns: list[dict[str, Any]] = []
 
         def add(role: str, blocks: list[dict[str, Any]]) -> None:
-            if not blocks:
-                return
-            if turns and turns[-1]["role"] == role:
-                turns[-1]["content"].extend(blocks)
-            else:
-                turns.append({"role": role, "content": blocks})
+            add_turn(turns, role, blocks, "content")
 
         for message in messages:
             if not isinstance(message, Mapping):

@@ -121,6 +121,17 @@ class StreamDecoder(ABC):
 _EOL = re.compile(rb"\r\n|\r|\n")
 
 
+def add_turn(turns: list[dict[str, Any]], role: str, items: list[dict[str, Any]], field: str = "content") -> None:
+    """Append ``items`` as a turn of ``role``, merged into the previous turn when it has the same role
+    (Anthropic, Gemini and Bedrock require alternating roles). Empty ``items`` add nothing."""
+    if not items:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1][field].extend(items)
+    else:
+        turns.append({"role": role, field: items})
+
+
 async def iter_sse(content: aiohttp.StreamReader | AsyncIterator[bytes]) -> AsyncIterator[tuple[str | None, bytes]]:
     """Yield ``(event, data)`` per Server-Sent Event, per the WHATWG framing rules (lines end with
     ``\\r\\n``, ``\\n`` or ``\\r``; multi-line data joined with ``\\n``; comments ignored).

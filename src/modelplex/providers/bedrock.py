@@ -76,7 +76,7 @@ from modelplex.errors import (
     redact,
     status_error,
 )
-from modelplex.providers.base import Adapter, ProviderConfig, StreamDecoder, WireRequest
+from modelplex.providers.base import Adapter, ProviderConfig, StreamDecoder, WireRequest, add_turn
 from modelplex.types import (
     ChatRequest,
     EmbeddingResponse,
@@ -616,12 +616,7 @@ def to_messages(messages: Iterable[Message], bad: BadRequestFactory) -> tuple[li
     out: list[dict[str, Any]] = []
 
     def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        if not blocks:
-            return
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
+        add_turn(out, role, blocks, "content")
 
     docs = 0
     for msg in messages:

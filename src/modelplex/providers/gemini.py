@@ -64,7 +64,7 @@ from modelplex.errors import (
     redact,
     status_error,
 )
-from modelplex.providers.base import Adapter, StreamDecoder, WireRequest
+from modelplex.providers.base import Adapter, StreamDecoder, WireRequest, add_turn
 from modelplex.types import (
     ChatRequest,
     EmbeddingResponse,
@@ -460,12 +460,7 @@ def to_contents(messages: Iterable[Message], bad: BadRequestFactory) -> tuple[li
     names: dict[str, str] = {}  # tool_call_id -> function name
 
     def add(role: str, parts: list[dict[str, Any]]) -> None:
-        if not parts:
-            return
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
+        add_turn(contents, role, parts, "parts")
 
     for msg in messages:
         role = msg.get("role")
