@@ -19,7 +19,6 @@ import asyncio
 import logging
 import os
 import sys
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +52,7 @@ from modelplex.resilience.retry import RetryPolicy
 from modelplex.resilience.throttle import ThrottleRegistry
 from modelplex.selection import Selector
 from modelplex.state import make_state
+from modelplex.state.memory import MemoryState
 from modelplex.transport import LoopThread, SessionFactory, SessionPool
 from modelplex.types import (
     Attempt,
@@ -203,7 +203,7 @@ class Router:
                   strategy: str | None, user: str | None, request_id: str | None, tags: list[str] | None,
                   api_key_id: str | None, timeout: float | None, context: Mapping[str, Any] | None,
                   needs: HardNeeds, kind: str, downgrade: bool = False) -> _Call:
-        rid = request_id or uuid.uuid4().hex
+        rid = request_id or os.urandom(16).hex()
         msgs = list(messages or [])
         if isinstance(requirements, Mapping):
             requirements = Requirements.from_dict(dict(requirements))
@@ -408,9 +408,18 @@ class Router:
             call.downgraded = True
             return await self._run(call, send)
 
+    async def _settle(self, reservation: Any, cost: float) -> None:
+        """Settle a reservation to completion even if the caller is cancelled meanwhile. In-process state
+        settles without suspending, so nothing can interrupt it and no shielding task is needed."""
+        assert self.budgets is not None
+        if isinstance(self.budgets.state, MemoryState):
+            await self.budgets.settle(reservation, cost)
+        else:
+            await _shielded(self.budgets.settle(reservation, cost))
+
     async def _settle_partial(self, reservation: Any, spec: ModelSpec, exc: StreamInterruptedError) -> None:
         usage = exc.partial_usage if isinstance(exc.partial_usage, Usage) else Usage()
-        await _shielded(self.budgets.settle(reservation, self.catalog.cost_of_usage(spec, usage)))
+        await self._settle(reservation, self.catalog.cost_of_usage(spec, usage))
 
     def _shortest_cooldown(self, call: _Call) -> float | None:
         waits = [w for spec in call.plan.targets for w in (self.breakers.retry_in(f"provider:{spec.provider}"),
@@ -440,7 +449,8 @@ class Router:
     # ------------------------------------------------------------------ accounting
 
     def _record(self, call: _Call, spec: ModelSpec | None, usage: Usage | None, cost: float, *, success: bool,
-                error: BaseException | None, ttft_ms: float | None = None) -> None:
+                error: BaseException | None, ttft_ms: float | None = None,
+                fallback_used: bool | None = None) -> None:
         if self.recorder is None and self.performance is None and self.adaptive is None and not self.on_record:
             return
         from modelplex.accounting.records import UsageRecord
@@ -451,7 +461,8 @@ class Router:
             strategy=call.plan.strategy, experiment_arm=call.plan.experiment_arm, user=call.user,
             api_key_id=call.api_key_id, tags=call.tags, model=spec.id if spec else None,
             provider=spec.provider if spec else None, attempts=[a.to_dict() for a in call.attempts],
-            attempt_count=len(call.attempts), fallback_used=_fallback_used(call, spec),
+            attempt_count=len(call.attempts),
+            fallback_used=_fallback_used(call, spec) if fallback_used is None else fallback_used,
             input_tokens=u.input_tokens, output_tokens=u.output_tokens, cached_tokens=u.cache_read_tokens,
             cache_write_tokens=u.cache_write_tokens, reasoning_tokens=u.reasoning_tokens, cost_usd=cost,
             provider_cost_usd=u.provider_cost_usd, usage_estimated=u.estimated,
@@ -536,7 +547,7 @@ class Router:
             raise
         resp.cost_usd = self.catalog.cost_of_usage(spec, resp.usage)
         if reservation is not None:
-            await _shielded(self.budgets.settle(reservation, resp.cost_usd))
+            await self._settle(reservation, resp.cost_usd)
         resp.request_id = call.request_id
         resp.latency_ms = round((self.clock.now() - call.started) * 1000, 3)
         resp.task = call.plan.task
@@ -547,7 +558,8 @@ class Router:
         resp.selection_reason = call.plan.selection_reason
         resp.model = spec.id
         resp.provider = spec.provider
-        self._record(call, spec, resp.usage, resp.cost_usd, success=True, error=None)
+        self._record(call, spec, resp.usage, resp.cost_usd, success=True, error=None,
+                     fallback_used=resp.fallback_used)
         for cb in self.on_success:
             _safe_callback(cb, resp)
         return resp
@@ -625,7 +637,7 @@ class Router:
                 usage = self._estimate_stream_usage(call, spec, "".join(text))
             cost = self.catalog.cost_of_usage(spec, usage)
             if reservation is not None:
-                await _shielded(self.budgets.settle(reservation, cost))
+                await self._settle(reservation, cost)
             self._record(call, spec, usage, cost, success=done, error=error, ttft_ms=ttft_ms)
             if done:
                 for cb in self.on_success:
@@ -677,7 +689,7 @@ class Router:
             raise
         resp.cost_usd = self.catalog.cost_of_usage(spec, resp.usage)
         if reservation is not None:
-            await _shielded(self.budgets.settle(reservation, resp.cost_usd))
+            await self._settle(reservation, resp.cost_usd)
         resp.attempts = call.attempts
         resp.model = spec.id
         resp.provider = spec.provider
@@ -775,16 +787,29 @@ def _message_bytes(m: Message) -> int:
 def _needs_of(messages: list[Message], params: Mapping[str, Any]) -> HardNeeds:
     rf = params.get("response_format")
     json_needed = isinstance(rf, Mapping) and rf.get("type") in ("json_object", "json_schema")
-    vision = any(isinstance(m.get("content"), list) and any(
-        isinstance(p, dict) and p.get("type") == "image_url" for p in m["content"]) for m in messages)  # type: ignore[union-attr]
-    return HardNeeds(tool_calling=bool(params.get("tools")), json=json_needed, vision=vision)
+    vision = False
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "image_url" for p in content):
+            vision = True
+            break
+    tools = bool(params.get("tools"))
+    if not (tools or json_needed or vision):
+        return _NO_NEEDS
+    return HardNeeds(tool_calling=tools, json=json_needed, vision=vision)
+
+
+_NO_NEEDS = HardNeeds()
 
 
 def _fallback_used(call: _Call, spec: ModelSpec | None) -> bool:
     if spec is None:
         return False
+    attempts = call.attempts
+    if len(attempts) == 1 and call.plan.targets and call.plan.targets[0] is spec:
+        return False  # the common case: the first target answered at once
     primary_ids = {s.id for s in call.plan.targets[: max(1, call.plan.primary)]}
-    return spec.id not in primary_ids or any(a.outcome != "success" and a.target != spec.id for a in call.attempts)
+    return spec.id not in primary_ids or any(a.outcome != "success" and a.target != spec.id for a in attempts)
 
 
 def _release(permits: tuple[Permit, Permit | None]) -> None:

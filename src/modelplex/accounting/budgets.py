@@ -23,14 +23,15 @@ Must not touch: the router's attempt loop, planning, usage storage (sinks), HTTP
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
-import uuid
+import os
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -201,8 +202,8 @@ class Reservation:
     """A hold on the budget for one attempt. Pass it back to ``settle`` or ``release``."""
 
     id: str
-    """Unique per attempt (``<request_id>:<random>``): a request that falls over to another target
-    reserves again under a new id."""
+    """Unique per attempt (``<request_id>:<process prefix><sequence>``): a request that falls over to
+    another target reserves again under a new id."""
     request_id: str
     amount_usd: float
     started: float
@@ -210,10 +211,12 @@ class Reservation:
     downgraded: bool = False
     status: Literal["held", "settled", "released"] = "held"
     actual_usd: float | None = None
+    keys: tuple[str, ...] = ()
+    """The scopes' state keys (filled in by ``BudgetManager.reserve``; derived from ``scopes`` if empty)."""
 
-    @property
-    def keys(self) -> tuple[str, ...]:
-        return tuple(s.key for s in self.scopes)
+    def __post_init__(self) -> None:
+        if not self.keys and self.scopes:
+            self.keys = tuple(s.key for s in self.scopes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +319,18 @@ def _check_money(value: float, what: str) -> float:
     return v
 
 
+class _Applicable(NamedTuple):
+    """The scopes that apply to one (user, API key, periods), with what the hot path needs of them."""
+
+    scopes: tuple[Scope, ...]
+    keys: tuple[str, ...]
+    key_limits: tuple[tuple[str, float], ...]
+    end: float
+    """The latest period end (epoch seconds): the keys' lifetime is derived from it."""
+    periods: tuple[Period, Period]
+    """Held so that the periods' ids, part of the memo key, stay unique while the entry lives."""
+
+
 # ---------------------------------------------------------------------------------------------- manager
 
 
@@ -352,12 +367,16 @@ class BudgetManager:
         self._global = {"daily": config.daily_usd, "monthly": config.monthly_usd}
         self._per_user = {"daily": config.per_user_daily_usd, "monthly": config.per_user_monthly_usd}
         self._stateful = any(v is not None for v in (*self._global.values(), *self._per_user.values()))
+        self._per_user_any = any(v is not None for v in self._per_user.values())
         self._periods: dict[Window, Period] = {}
         self._alerted: OrderedDict[str, None] = OrderedDict()
         self._track = track_subjects
         self._users: OrderedDict[str, None] = OrderedDict()
         self._keys: OrderedDict[str, KeyBudget] = OrderedDict()
         self._key_budgets: dict[str, KeyBudget] = {}
+        self._applicable: dict[tuple[Any, ...], _Applicable] = {}
+        self._rid_prefix = os.urandom(4).hex()
+        self._rid_seq = itertools.count(1)
 
     def __repr__(self) -> str:
         return f"BudgetManager(state={self.state!r}, on_exceed={self.on_exceed!r}, timezone={self.tz.key!r})"
@@ -415,6 +434,25 @@ class BudgetManager:
                     out.append(Scope("key", api_key_id, w, lim, self.period(w, started)))
         return out
 
+    def _applicable_for(self, user: str | None, api_key_id: str | None, key_budget: KeyBudget | None,
+                        started: float) -> _Applicable:
+        """``scopes`` with their state keys and latest period end, memoized per (user, key, periods):
+        the hot path builds no ``Scope`` and encodes no key on a repeat."""
+        daily, monthly = self.period("daily", started), self.period("monthly", started)
+        # The memoized entry holds both Period objects, so their ids cannot be reused while it lives.
+        memo_key = (user, api_key_id, key_budget, id(daily), id(monthly), id(self._global), id(self._per_user))
+        hit = self._applicable.get(memo_key)
+        if hit is not None:
+            return hit
+        scopes = tuple(self.scopes(user, api_key_id, key_budget, started))
+        keys = tuple(s.key for s in scopes)
+        entry = _Applicable(scopes, keys, tuple(zip(keys, (s.limit_usd for s in scopes), strict=True)),
+                            max((s.period.end for s in scopes), default=0.0), (daily, monthly))
+        if len(self._applicable) >= 4096:
+            self._applicable.clear()
+        self._applicable[memo_key] = entry
+        return entry
+
     def _remember(self, user: str | None, api_key_id: str | None, key_budget: KeyBudget | None) -> None:
         if user is not None and self._per_user_any:
             self._users[user] = None
@@ -426,10 +464,6 @@ class BudgetManager:
             self._keys.move_to_end(api_key_id)
             while len(self._keys) > self._track:
                 self._keys.popitem(last=False)
-
-    @property
-    def _per_user_any(self) -> bool:
-        return any(v is not None for v in self._per_user.values())
 
     def _key_ttl(self, scopes: Sequence[Scope], now_wall: float) -> float:
         end = max(s.period.end for s in scopes)
@@ -461,17 +495,18 @@ class BudgetManager:
         key_budget = self.key_budget(api_key_id, key_budget)
         if not self._stateful and (key_budget is None or api_key_id is None or key_budget.empty):
             return None
-        scopes = self.scopes(user, api_key_id, key_budget, started)
+        applicable = self._applicable_for(user, api_key_id, key_budget, started)
+        scopes = applicable.scopes
         if not scopes:
             return None
         self._remember(user, api_key_id, key_budget)
-        rid = f"{request_id}:{uuid.uuid4().hex[:16]}"
-        key_ttl = self._key_ttl(scopes, self.clock.wall())
-        ok, failed = await self.state.reserve([(s.key, s.limit_usd) for s in scopes], amount, rid,
-                                              self.reservation_ttl, key_ttl=key_ttl)
+        rid = f"{request_id}:{self._rid_prefix}{next(self._rid_seq):x}"
+        key_ttl = max(60.0, applicable.end - self.clock.wall() + self.key_retention)
+        ok, failed = await self.state.reserve(applicable.key_limits, amount, rid, self.reservation_ttl,
+                                              key_ttl=key_ttl)
         if ok:
-            return Reservation(rid, request_id, amount, started, tuple(scopes), downgraded)
-        if failed is None:  # the id existed already: impossible with a random suffix, but never guess
+            return Reservation(rid, request_id, amount, started, scopes, downgraded, keys=applicable.keys)
+        if failed is None:  # the id existed already: impossible with a unique suffix, but never guess
             raise RuntimeError(f"budget reservation id {rid!r} was already used")
         scope = next(s for s in scopes if s.key == failed)
         spent, reserved = await self.state.usage(failed)
@@ -514,7 +549,7 @@ class BudgetManager:
             log.info("budget_overrun request_id=%s estimate_usd=%.6f actual_usd=%.6f", reservation.request_id,
                      reservation.amount_usd, actual)
         if applied and actual > 0:
-            await self._check_alerts(reservation.scopes)
+            await self._check_alerts(reservation.scopes, reservation.keys)
         return applied
 
     async def release(self, reservation: Reservation | None) -> bool:
@@ -571,19 +606,24 @@ class BudgetManager:
 
     # ------------------------------------------------------------------ alerts
 
-    async def _check_alerts(self, scopes: Sequence[Scope]) -> None:
-        todo = [s for s in scopes if s.limit_usd > 0 and s.key not in self._alerted]
+    async def _check_alerts(self, scopes: Sequence[Scope], keys: Sequence[str] | None = None) -> None:
+        alerted = self._alerted
+        if keys is None:
+            keys = [s.key for s in scopes]
+        todo = [(s, k) for s, k in zip(scopes, keys, strict=True) if s.limit_usd > 0 and k not in alerted]
         if not todo:
             return
         try:
-            usages = await asyncio.gather(*(self.state.usage(s.key) for s in todo))
-            for scope, (spent, _reserved) in zip(todo, usages, strict=True):
+            if self.state.shared:  # round trips: overlap them
+                usages = await asyncio.gather(*(self.state.usage(k) for _s, k in todo))
+            else:  # in-process: plain awaits, no task per scope
+                usages = [await self.state.usage(k) for _s, k in todo]
+            for (scope, key), (spent, _reserved) in zip(todo, usages, strict=True):
                 if spent + EPSILON < self.alert_at * scope.limit_usd:
                     continue
                 now = self.clock.wall()
-                fired = await self.state.incr(f"budget-alert:{scope.key}", 1.0,
-                                              ttl=self._key_ttl([scope], now))
-                self._mark_alerted(scope.key)
+                fired = await self.state.incr(f"budget-alert:{key}", 1.0, ttl=self._key_ttl([scope], now))
+                self._mark_alerted(key)
                 if fired == 1.0:
                     self.alerts.emit(BudgetAlert(scope=scope.name, period=scope.period.label,
                                                  limit_usd=scope.limit_usd, spent_usd=spent,

@@ -81,7 +81,24 @@ def param_name(protocol: str, spec: ModelSpec | None, param: str) -> str | None:
     return PROTOCOL_PARAMS.get(protocol, _OPENAI).get(param)
 
 
+_SUPPORTED_MEMO: dict[tuple[str, int], tuple[ModelSpec | None, frozenset[str]]] = {}
+
+
 def supported(protocol: str, spec: ModelSpec | None) -> frozenset[str]:
+    """The OpenAI-named parameters ``spec`` takes over ``protocol``. Memoized per (protocol, spec object):
+    specs are immutable, and the memo holds the spec so that its id cannot be reused while cached."""
+    memo_key = (protocol, id(spec))
+    hit = _SUPPORTED_MEMO.get(memo_key)
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    result = _supported(protocol, spec)
+    if len(_SUPPORTED_MEMO) >= 8192:
+        _SUPPORTED_MEMO.clear()
+    _SUPPORTED_MEMO[memo_key] = (spec, result)
+    return result
+
+
+def _supported(protocol: str, spec: ModelSpec | None) -> frozenset[str]:
     table = PROTOCOL_PARAMS.get(protocol, _OPENAI)
     names = {p for p, v in table.items() if v is not None}
     if spec is not None:

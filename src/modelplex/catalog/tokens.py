@@ -27,6 +27,7 @@ import re
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -155,6 +156,8 @@ class _EncodingRegistry:
         self._lock = threading.Lock()
         self._loaded: dict[tuple[str, str], tiktoken.Encoding] = {}
         self._failed: set[tuple[str, str, int, int]] = set()
+        self.counters: dict[tuple[Any, ...], tuple[_Counter, float]] = {}
+        """``_counter_for``'s memo: (model attributes, environment) -> (counter, valid until, monotonic)."""
 
     def get(self, name: str) -> tiktoken.Encoding | None:
         name = _ENCODING_ALIASES.get(name, name)
@@ -195,6 +198,7 @@ class _EncodingRegistry:
         with self._lock:
             self._loaded.clear()
             self._failed.clear()
+            self.counters.clear()
 
 
 def _already_loaded_by_tiktoken(name: str) -> tiktoken.Encoding | None:
@@ -575,16 +579,39 @@ class _Counter:
         return _estimate(text, self.weights, self.scale)
 
 
+_COUNTER_MEMO_SIZE = 4096
+_MISSING_FILE_RECHECK_S = 5.0
+"""A model whose encoding file is not cached is re-checked this often (the file may be added later)."""
+
+
 def _counter_for(model: ModelSpec | str | None) -> _Counter:
-    family, name = _resolve(*_model_attrs(model))
-    encoding = None if _heuristics_forced() or name is None else _REGISTRY.get(name)
+    """The counter for ``model``, memoized per (model attributes, tokenizer environment): resolving the
+    encoding hashes its cache path and may ``stat`` a file, which would otherwise dominate short prompts."""
+    attrs = _model_attrs(model)
+    env = os.environ
+    key = (attrs, env.get(TOKENIZER_ENV), env.get("TIKTOKEN_CACHE_DIR"), env.get("DATA_GYM_CACHE_DIR"))
+    memo = _REGISTRY.counters
+    hit = memo.get(key)
+    now = time.monotonic()
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    family, name = _resolve(*attrs)
+    forced = _heuristics_forced()
+    encoding = None if forced or name is None else _REGISTRY.get(name)
     if encoding is not None:
-        return _Counter(family, f"tiktoken:{encoding.name}", encoding, (), (1.0, 1.0))
-    if family == "openai":
+        counter = _Counter(family, f"tiktoken:{encoding.name}", encoding, (), (1.0, 1.0))
+    elif family == "openai":
         weights = _COEFFICIENTS[_HEURISTIC_ENCODING.get(name or "o200k_base", "o200k_base")]
-        return _Counter(family, "heuristic:openai", None, weights, (1.0, 1.0))
-    scale_key = _claude_scale_key(model) if family == "claude" else family
-    return _Counter(family, f"heuristic:{family}", None, _COEFFICIENTS["o200k_base"], _FAMILY_SCALES[scale_key])
+        counter = _Counter(family, "heuristic:openai", None, weights, (1.0, 1.0))
+    else:
+        scale_key = _claude_scale_key(model) if family == "claude" else family
+        counter = _Counter(family, f"heuristic:{family}", None, _COEFFICIENTS["o200k_base"],
+                           _FAMILY_SCALES[scale_key])
+    final = encoding is not None or forced or name is None
+    if len(memo) >= _COUNTER_MEMO_SIZE:
+        memo.clear()
+    memo[key] = (counter, math.inf if final else now + _MISSING_FILE_RECHECK_S)
+    return counter
 
 
 # =============================================================================================

@@ -112,6 +112,7 @@ class Planner:
                 max_tokens=tc.max_tokens, temperature=tc.temperature, escalate_to=tc.escalate_to)
         self._paths_key: tuple[Any, ...] | None = None
         self._paths: dict[str, list[str]] = {}
+        self._plans: dict[tuple[Any, ...], RoutePlan] = {}
         self.reload_env(env)
 
     @property
@@ -181,6 +182,54 @@ class Planner:
              user: str | None = None, request_id: str = "", needs: HardNeeds = HardNeeds(),
              input_tokens: int = 0, message_count: int = 0, artifacts: int = 0,
              requires_creative_writing: bool = False, downgrade: bool = False) -> RoutePlan:
+        """The attempt plan for one request. Plans are memoized: the same inputs give the same plan
+        until the catalog, the enabled providers, the runtime strategy, the environment overrides or the
+        routing settings change. Plans that depend on the caller (an experiment split) or on learned
+        state (the adaptive strategy) are never memoized. Each caller gets its own copy."""
+        key = self._plan_key(model, task, requirements, strategy, needs, input_tokens, message_count, artifacts,
+                             requires_creative_writing, downgrade)
+        if key is not None:
+            hit = self._plans.get(key)
+            if hit is not None:
+                return _copy_plan(hit)
+        plan = self._plan(model=model, task=task, requirements=requirements, strategy=strategy, user=user,
+                          request_id=request_id, needs=needs, input_tokens=input_tokens,
+                          message_count=message_count, artifacts=artifacts,
+                          requires_creative_writing=requires_creative_writing, downgrade=downgrade)
+        if key is not None and plan.strategy is not None and \
+                self.strategies[plan.strategy].selection != "adaptive":
+            if len(self._plans) >= _PLAN_CACHE_SIZE:
+                self._plans.clear()
+            self._plans[key] = _copy_plan(plan)
+        elif key is not None and plan.explicit:
+            self._plans[key] = _copy_plan(plan)
+        return plan
+
+    def _plan_key(self, model: str | None, task: str | None, requirements: Requirements | None,
+                  strategy: str | None, needs: HardNeeds, input_tokens: int, message_count: int, artifacts: int,
+                  creative: bool, downgrade: bool) -> tuple[Any, ...] | None:
+        """Everything a plan depends on, or None when it must not be memoized."""
+        cfg = self.config
+        if cfg.experiments.strategy_split:
+            return None
+        rc = cfg.routing
+        cx = cfg.complexity
+        shape: tuple[Any, ...] | None = None
+        if cx.enabled:
+            score = score_request(cx, input_tokens=input_tokens, message_count=message_count, artifacts=artifacts,
+                                  requires_creative_writing=creative)
+            shape = (cx.threshold, score.score, *score.parts.values())
+        uf = rc.universal_fallback
+        paths = rc.fallback_paths
+        return (model, task, requirements, strategy, needs, downgrade, shape, self.runtime_strategy(),
+                id(self.overrides), self.enabled_providers(), self.catalog.version, rc.default_strategy,
+                rc.max_candidates, uf if isinstance(uf, str) or uf is None else tuple(uf),
+                tuple(map(id, rc.cross_provider_chain)),
+                tuple((k, tuple(v)) for k, v in paths.items()) if paths else None, id(cfg.providers))
+
+    def _plan(self, *, model: str | None, task: str | None, requirements: Requirements | None,
+              strategy: str | None, user: str | None, request_id: str, needs: HardNeeds, input_tokens: int,
+              message_count: int, artifacts: int, requires_creative_writing: bool, downgrade: bool) -> RoutePlan:
         enabled = self.enabled_providers()
         if model is not None and task is None and requirements is None:
             if model.startswith("task:"):
@@ -377,6 +426,16 @@ class Planner:
             else:
                 out.append(s)
         return out, dropped
+
+
+_PLAN_CACHE_SIZE = 1024
+
+
+def _copy_plan(p: RoutePlan) -> RoutePlan:
+    """A copy whose lists and dicts the caller may change without touching the memoized plan."""
+    return RoutePlan(list(p.targets), p.primary, p.task, p.strategy, p.experiment_arm, p.selection_reason,
+                     p.max_cost_per_request, dict(p.task_params), p.requirements, p.explicit, p.complexity,
+                     dict(p.dropped))
 
 
 def _dedupe(specs: list[ModelSpec]) -> list[ModelSpec]:
