@@ -72,6 +72,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelplex.router")
 
+_BYTES_BOUND_MAX = 2048
+"""Prompts up to this many bytes are bounded by their size in the budget estimate instead of counted."""
+_REPLY_PRIMING = 3
+
 Callback = Callable[..., Any]
 
 
@@ -250,10 +254,18 @@ class Router:
         n = self._input_tokens(call, spec)
         return n + margin <= spec.input_limit and n + out <= spec.context_window
 
+    def _prompt_tokens_bound(self, call: _Call, spec: ModelSpec) -> int:
+        """An upper bound of the prompt's tokens for the worst-case estimate. A token is at least one
+        UTF-8 byte, so a short prompt is bounded by its size (plus the reply priming) without running
+        a tokenizer; a long one is counted, so that its hold is not several times too large."""
+        if call.prompt_bytes <= _BYTES_BOUND_MAX:
+            return call.prompt_bytes + _REPLY_PRIMING
+        return self._input_tokens(call, spec)
+
     def _estimate_cost(self, call: _Call, spec: ModelSpec) -> float:
         out = int(call.params.get("max_tokens") or spec.default_params.get("max_tokens") or
                   min(spec.max_output_tokens, 4096))
-        n = self._input_tokens(call, spec) if call.kind != "embedding" else call.prompt_bytes // 3 + 1
+        n = self._prompt_tokens_bound(call, spec) if call.kind != "embedding" else call.prompt_bytes // 3 + 1
         p = spec.pricing
         return (n * p.input_per_mtok + (out if call.kind != "embedding" else 0) * p.output_per_mtok) / 1e6
 

@@ -39,20 +39,28 @@ class SessionPool:
         self._factory = factory or default_session
         self._sessions: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
         self._lock = threading.Lock()
+        self._last: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
+        """The most recently used entry: most programs use one loop, so this answers without a lookup."""
 
     def get(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0] is loop and not last[1].closed:
+            return last[1]
         entry = self._sessions.get(id(loop))
         if entry is not None and entry[0] is loop and not entry[1].closed:
+            self._last = entry
             return entry[1]
         with self._lock:
             session = self._factory()
-            self._sessions[id(loop)] = (loop, session)
+            self._sessions[id(loop)] = self._last = (loop, session)
             return session
 
     async def aclose_current(self) -> None:
         loop = asyncio.get_running_loop()
         entry = self._sessions.pop(id(loop), None)
+        if self._last is not None and self._last[0] is loop:
+            self._last = None
         if entry is not None and not entry[1].closed:
             await entry[1].close()
 
@@ -61,6 +69,8 @@ class SessionPool:
 
     def forget(self, loop: asyncio.AbstractEventLoop) -> None:
         self._sessions.pop(id(loop), None)
+        if self._last is not None and self._last[0] is loop:
+            self._last = None
 
 
 class LoopThread:

@@ -1,0 +1,114 @@
+"""SessionPool (a session per event loop) and LoopThread (the sync API's background loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from modelplex.transport import LoopThread, SessionPool
+
+
+class _Session:
+    """Stands in for ``aiohttp.ClientSession``: the pool only reads ``closed`` and calls ``close``."""
+
+    made = 0
+
+    def __init__(self) -> None:
+        _Session.made += 1
+        self.n = _Session.made
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def _pool() -> SessionPool:
+    return SessionPool(_Session)  # type: ignore[arg-type]
+
+
+def test_one_session_per_loop_reused_across_calls() -> None:
+    pool = _pool()
+
+    async def twice() -> tuple[Any, Any]:
+        return pool.get(), pool.get()
+
+    a, b = asyncio.run(twice())
+    assert a is b
+    c, _ = asyncio.run(twice())  # a new loop gets a new session
+    assert c is not a
+
+
+def test_a_closed_session_is_replaced() -> None:
+    pool = _pool()
+
+    async def run() -> None:
+        first = pool.get()
+        await first.close()
+        second = pool.get()
+        assert second is not first and not second.closed
+        assert pool.get() is second
+
+    asyncio.run(run())
+
+
+def test_aclose_current_and_forget_drop_the_loops_session() -> None:
+    pool = _pool()
+
+    async def run() -> None:
+        first = pool.get()
+        await pool.aclose_current()
+        assert first.closed
+        second = pool.get()
+        assert second is not first
+        pool.forget(asyncio.get_running_loop())
+        third = pool.get()
+        assert third is not second
+        assert pool.sessions() == [(asyncio.get_running_loop(), third)]
+
+    asyncio.run(run())
+
+
+def test_two_loops_in_two_threads_alternating_keep_their_own_sessions() -> None:
+    pool = _pool()
+    lt = LoopThread("test-transport")
+
+    async def get() -> Any:
+        return pool.get()
+
+    async def main() -> None:
+        mine = pool.get()
+        for _ in range(3):
+            theirs = lt.run(get())  # the other loop, then ours again: the fast path must not mix them
+            assert theirs is not mine
+            assert pool.get() is mine
+            assert lt.run(get()) is theirs
+
+    try:
+        asyncio.run(main())
+    finally:
+        lt.stop()
+
+
+def test_loop_thread_runs_coroutines_from_many_threads() -> None:
+    lt = LoopThread("test-transport-many")
+    results: list[int] = []
+
+    async def square(x: int) -> int:
+        await asyncio.sleep(0)
+        return x * x
+
+    def worker(x: int) -> None:
+        results.append(lt.run(square(x)))
+
+    try:
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == [i * i for i in range(8)]
+        assert lt.started
+    finally:
+        lt.stop()
+    assert not lt.started
