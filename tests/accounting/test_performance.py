@@ -82,6 +82,22 @@ def test_late_feedback_is_attributed_and_bounded() -> None:
     assert t.stats(by=("model",))[0]["quality_samples"] == 3
 
 
+def test_late_feedback_expires_after_the_age_limit() -> None:
+    clock = FakeClock()
+    t = PerformanceTracker(clock=clock, feedback_max_age_s=60.0)
+    t.observe(rec("r1", MINI))
+    assert t.feedback("early", 0.9) is False  # kept for a request not observed yet
+    clock.advance(61.0)
+    assert t.feedback("r1", 0.5) is False
+    t.observe(rec("early", MINI))  # its score is too old to apply
+    assert t.stats(by=("model",))[0]["quality_samples"] == 0
+    assert t.feedback("early", 0.7) is True
+    assert t.stats(by=("model",))[0]["avg_quality"] == pytest.approx(0.7)
+    assert len(t._by_id) == 1 and len(t._pending) == 1  # only what is younger than the limit
+    with pytest.raises(ValueError):
+        PerformanceTracker(feedback_max_age_s=0.0)
+
+
 def test_window_keeps_the_latest_requests_per_key() -> None:
     t = PerformanceTracker(window=3)
     for i in range(5):

@@ -222,3 +222,32 @@ def test_snapshot_restores() -> None:
                 else after[field] == before[field]
     other.reset()
     assert other.snapshot()["arms"] == []
+
+
+def test_feedback_memory_is_bounded_by_count_and_age() -> None:
+    clock = FakeClock()
+    chooser = AdaptiveChooser(rng=random.Random(0), clock=clock, max_pending=3, pending_max_age_s=60.0)
+    for i in range(4):
+        chooser.observe(UsageRecord(f"r{i}", task="t", model=B.id, success=True, cost_usd=0.001))
+    assert not chooser.feedback("r0", 0.5)  # the oldest of four fell out (bound 3)
+    assert chooser.feedback("r1", 0.5)
+    clock.advance(61.0)
+    assert not chooser.feedback("r2", 0.5)  # too old for feedback
+    chooser.observe(UsageRecord("new", task="t", model=B.id, success=True, cost_usd=0.001))
+    assert len(chooser._pending) == 1  # the sweep forgot the old ones
+    assert chooser.feedback("new", 0.0)
+    [arm] = chooser.snapshot()["arms"]
+    assert arm["feedback_n"] == 2
+    with pytest.raises(ValueError):
+        AdaptiveChooser(max_pending=0)
+
+
+def test_feedback_after_restore_reaches_the_restored_arm() -> None:
+    chooser = AdaptiveChooser(rng=random.Random(0), clock=FakeClock())
+    chooser.observe(UsageRecord("r1", task="t", model=B.id, success=True, cost_usd=0.001))
+    chooser.restore(chooser.snapshot())
+    assert chooser.feedback("r1", 0.0)
+    [arm] = chooser.snapshot()["arms"]
+    assert arm["alpha"] == pytest.approx(1.0) and arm["beta"] == pytest.approx(2.0)
+    chooser.reset()
+    assert not chooser.feedback("r1", 1.0)

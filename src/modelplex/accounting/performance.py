@@ -1,7 +1,8 @@
 """Performance statistics per model and task, recommendations, and the seed's performance payload.
 
 Owns: ``PerformanceTracker`` — ``observe(rec)`` keeps the last ``window`` requests per (model,
-task); ``feedback(request_id, score)`` attributes a late quality score through a bounded map;
+task); ``feedback(request_id, score)`` attributes a late quality score through a bounded map (the
+last ``feedback_window`` requests, for ``feedback_max_age_s`` seconds);
 ``stats(by=...)``, ``recommendations(task)``, ``performance_report(task)`` (the JSON of seed
 flexible-model-selection's ``GET /api/v1/models/performance/``) and ``load_from_sink`` (warm-up
 from stored history). Also ``percentile`` (the nearest-rank method every report uses).
@@ -49,6 +50,13 @@ from modelplex.resilience.clock import Clock, SystemClock
 
 GROUP_FIELDS = ("model", "provider", "task", "strategy")
 
+FEEDBACK_WINDOW = 10_000
+"""Requests (and early scores) remembered for ``feedback``, the oldest forgotten first."""
+
+FEEDBACK_MAX_AGE_S = 900.0
+"""Seconds a request stays open to ``feedback`` in memory (feedback arrives within minutes; later
+scores still reach the usage store)."""
+
 
 def percentile(sorted_values: Sequence[float], p: float) -> float | None:
     """Nearest-rank percentile of an ascending sequence (``None`` when empty)."""
@@ -61,7 +69,6 @@ def percentile(sorted_values: Sequence[float], p: float) -> float | None:
 
 @dataclass(slots=True)
 class _Sample:
-    request_id: str
     ts: float
     model: str
     provider: str | None
@@ -95,12 +102,14 @@ def summarize(samples: Sequence[_Sample]) -> dict[str, Any]:
 class PerformanceTracker:
     """Rolling per-(model, task) statistics from usage records and feedback. Thread-safe."""
 
-    def __init__(self, *, clock: Clock | None = None, window: int = 10_000, feedback_window: int = 20_000,
+    def __init__(self, *, clock: Clock | None = None, window: int = 10_000, feedback_window: int = FEEDBACK_WINDOW,
                  min_samples: int = 20, success_floor: float = 0.9, min_quality_samples: int = 5,
                  balanced_tolerance: float = 0.05, latency_weight: float = 0.25,
-                 max_age: float | None = None) -> None:
+                 max_age: float | None = None, feedback_max_age_s: float | None = FEEDBACK_MAX_AGE_S) -> None:
         if window < 1 or feedback_window < 1:
             raise ValueError("window and feedback_window must be >= 1")
+        if feedback_max_age_s is not None and not feedback_max_age_s > 0:
+            raise ValueError(f"feedback_max_age_s must be a positive number of seconds, got {feedback_max_age_s!r}")
         self.clock: Clock = clock or SystemClock()
         self.window = window
         self.feedback_window = feedback_window
@@ -111,20 +120,27 @@ class PerformanceTracker:
         self.latency_weight = latency_weight
         self.max_age = max_age
         """Ignore samples older than this many seconds (wall clock), when set."""
+        self.feedback_max_age_s = feedback_max_age_s
+        """Forget requests (and early scores) for ``feedback`` after this many seconds (monotonic), when set."""
         self._windows: dict[tuple[str, str | None], deque[_Sample]] = {}
-        self._by_id: OrderedDict[str, _Sample] = OrderedDict()
-        self._pending: OrderedDict[str, float] = OrderedDict()
+        # request id -> (sample, when observed); and request id -> (score, when given) for scores that
+        # arrive before their request. Both oldest first, bounded by feedback_window and the age limit.
+        self._by_id: OrderedDict[str, tuple[_Sample, float]] = OrderedDict()
+        self._pending: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._next_sweep = -math.inf
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ input
 
     def observe(self, rec: UsageRecord) -> None:
         """Count one finished request (the router calls this once per logical request)."""
-        model, provider = attribution(rec.model, rec.provider, rec.attempts)
-        if model is None:
-            return
-        self._add(_Sample(rec.request_id, float(rec.ts), model, provider, rec.task, rec.strategy, bool(rec.success),
-                          float(rec.latency_ms), float(rec.cost_usd), rec.quality_score))
+        model, provider = rec.model, rec.provider
+        if not model:
+            model, provider = attribution(model, provider, rec.attempts)
+            if model is None:
+                return
+        self._add(rec.request_id, _Sample(float(rec.ts), model, provider, rec.task, rec.strategy, bool(rec.success),
+                                          float(rec.latency_ms), float(rec.cost_usd), rec.quality_score))
 
     def observe_dict(self, d: Mapping[str, Any]) -> None:
         """Count one stored record dict (``UsageSink.query`` shape)."""
@@ -135,38 +151,66 @@ class PerformanceTracker:
         if model is None:
             return
         q = d.get("quality_score")
-        self._add(_Sample(str(d["request_id"]), float(d["ts"]), model, provider, d.get("task"), d.get("strategy"),
-                          bool(d["success"]), float(d["latency_ms"]), float(d["cost_usd"]),
-                          None if q is None else float(q)))
+        self._add(str(d["request_id"]), _Sample(float(d["ts"]), model, provider, d.get("task"), d.get("strategy"),
+                                                bool(d["success"]), float(d["latency_ms"]), float(d["cost_usd"]),
+                                                None if q is None else float(q)))
 
-    def _add(self, s: _Sample) -> None:
+    def _add(self, request_id: str, s: _Sample) -> None:
         with self._lock:
+            now = self.clock.now()
             key = (s.model, s.task)
             win = self._windows.get(key)
             if win is None:
                 win = self._windows[key] = deque(maxlen=self.window)
             win.append(s)
-            pending = self._pending.pop(s.request_id, None)
-            if pending is not None:
-                s.quality = pending
-            self._by_id[s.request_id] = s
-            self._by_id.move_to_end(s.request_id)
-            while len(self._by_id) > self.feedback_window:
-                self._by_id.popitem(last=False)
+            if self._pending:
+                early = self._pending.pop(request_id, None)
+                if early is not None and not self._too_old(early[1], now):
+                    s.quality = early[0]
+            by_id = self._by_id
+            if request_id in by_id:
+                by_id.move_to_end(request_id)
+            by_id[request_id] = (s, now)
+            if len(by_id) > self.feedback_window:
+                by_id.popitem(last=False)
+            if self.feedback_max_age_s is not None and now >= self._next_sweep:
+                self._sweep(now)
+
+    def _too_old(self, at: float, now: float) -> bool:
+        return self.feedback_max_age_s is not None and now - at > self.feedback_max_age_s
+
+    def _sweep(self, now: float) -> None:
+        """Forget feedback entries past the age limit; runs at most once per second of clock time."""
+        assert self.feedback_max_age_s is not None
+        self._next_sweep = now + 1.0
+        cutoff = now - self.feedback_max_age_s
+        for m in (self._by_id, self._pending):
+            while m:
+                oldest = next(iter(m))
+                if m[oldest][1] > cutoff:
+                    break
+                del m[oldest]
 
     def feedback(self, request_id: str, score: float) -> bool:
         """Attach a quality score (0..1). Returns whether the request was known; an unknown one is
         kept (bounded) and applied if the request is observed later."""
         score = float(score)
         with self._lock:
-            s = self._by_id.get(request_id)
-            if s is not None:
-                s.quality = score
-                return True
-            self._pending[request_id] = score
-            self._pending.move_to_end(request_id)
-            while len(self._pending) > self.feedback_window:
-                self._pending.popitem(last=False)
+            now = self.clock.now()
+            entry = self._by_id.get(request_id)
+            if entry is not None:
+                if not self._too_old(entry[1], now):
+                    entry[0].quality = score
+                    return True
+                del self._by_id[request_id]
+            pending = self._pending
+            if request_id in pending:
+                pending.move_to_end(request_id)
+            pending[request_id] = (score, now)
+            if len(pending) > self.feedback_window:
+                pending.popitem(last=False)
+            if self.feedback_max_age_s is not None and now >= self._next_sweep:
+                self._sweep(now)
             return False
 
     async def load_from_sink(self, sink: UsageSink, since: float | None = None, until: float | None = None

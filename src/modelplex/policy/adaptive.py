@@ -54,6 +54,12 @@ DEFAULT_TOKENS = (250.0, 750.0)
 """(input, output) tokens assumed per request before a task has any observation: the catalog's
 1:3 blended price for 1,000 tokens."""
 
+MAX_PENDING = 10_000
+"""Successful requests remembered for ``feedback`` (the oldest are forgotten first)."""
+
+PENDING_MAX_AGE_S = 900.0
+"""Seconds a successful request stays open to ``feedback`` (feedback arrives within minutes)."""
+
 NEUTRAL_ERRORS = frozenset({"bad_request", "authentication", "permission_denied", "rate_limited"})
 """Attempt errors that say nothing about the model's quality (the caller's request, credentials, or
 momentary throttling, which the throttle registry handles): they are not counted as failures."""
@@ -79,11 +85,6 @@ class ArmStats:
     updated: float = 0.0
 
 
-def _ew_update(mean: float, weight: float, x: float) -> tuple[float, float]:
-    weight += 1.0
-    return mean + (x - mean) / weight, weight
-
-
 class AdaptiveChooser:
     """Ranks candidates per task by Thompson sampling over their observed quality per dollar.
 
@@ -91,19 +92,25 @@ class AdaptiveChooser:
     ``exploration``: probability of putting a uniformly random candidate first (settable).
     ``rng``: the randomness (seed it for reproducible rankings). ``clock``: monotonic time, for
     ``half_life_s`` (``None``: no forgetting; otherwise evidence halves every ``half_life_s`` seconds,
-    so the chooser follows models whose quality or price changes).
+    so the chooser follows models whose quality or price changes). ``max_pending`` and
+    ``pending_max_age_s`` bound the successful requests remembered for ``feedback``: the most recent
+    ``max_pending``, for at most ``pending_max_age_s`` seconds (``None``: no age limit).
     """
 
     def __init__(self, *, prior_alpha: float = 1.0, prior_beta: float = 1.0, exploration: float = 0.1,
                  rng: random.Random | None = None, clock: Clock | None = None, half_life_s: float | None = None,
                  cost_exponent: float = 0.25, latency_exponent: float = 0.1, latency_ref_s: float = 1.0,
-                 max_pending: int = 20_000) -> None:
+                 max_pending: int = MAX_PENDING, pending_max_age_s: float | None = PENDING_MAX_AGE_S) -> None:
         if not (prior_alpha > 0 and prior_beta > 0 and math.isfinite(prior_alpha + prior_beta)):
             raise ValueError("prior_alpha and prior_beta must be positive and finite")
         if half_life_s is not None and not (half_life_s > 0 and math.isfinite(half_life_s)):
             raise ValueError(f"half_life_s must be a positive number of seconds, got {half_life_s!r}")
         if not (cost_exponent >= 0 and latency_exponent >= 0):
             raise ValueError("cost_exponent and latency_exponent must be >= 0")
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending!r}")
+        if pending_max_age_s is not None and not pending_max_age_s > 0:
+            raise ValueError(f"pending_max_age_s must be a positive number of seconds, got {pending_max_age_s!r}")
         self.prior_alpha = float(prior_alpha)
         self.prior_beta = float(prior_beta)
         self.exploration = exploration
@@ -114,9 +121,13 @@ class AdaptiveChooser:
         self.latency_exponent = float(latency_exponent)
         self.latency_ref_s = float(latency_ref_s)
         self._max_pending = max_pending
+        self._pending_max_age = pending_max_age_s
         self._arms: dict[tuple[str, str], ArmStats] = {}
         self._tokens: dict[str, tuple[float, float, float]] = {}  # task -> (in mean, out mean, weight)
-        self._pending: OrderedDict[str, tuple[tuple[str, str], float, float]] = OrderedDict()
+        # request id -> (arm, reward booked, when), oldest first; the arm is looked up again by its
+        # (task, model) on feedback, so a restore() in between is honoured
+        self._pending: OrderedDict[str, tuple[ArmStats, float, float]] = OrderedDict()
+        self._next_pending_sweep = -math.inf
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ settings
@@ -146,12 +157,13 @@ class AdaptiveChooser:
         if arm is None:
             arm = self._arms[key] = ArmStats(task, model, updated=now)
             return arm
-        f = self._decay_factor(arm.updated, now)
-        if f < 1.0:
-            arm.alpha *= f
-            arm.beta *= f
-            arm.latency_w *= f
-            arm.cost_w *= f
+        if self.half_life_s is not None and now > arm.updated:
+            f = 0.5 ** ((now - arm.updated) / self.half_life_s)
+            if f < 1.0:
+                arm.alpha *= f
+                arm.beta *= f
+                arm.latency_w *= f
+                arm.cost_w *= f
         arm.updated = now
         return arm
 
@@ -220,25 +232,30 @@ class AdaptiveChooser:
         """Learn from one finished request: a success (reward 1, or ``rec.quality_score`` when set)
         for the model that answered, a failure for each model whose attempt errored (except
         ``NEUTRAL_ERRORS``); skipped and cancelled attempts teach nothing."""
-        task = rec.task or ANY_TASK
+        served = rec.model
         outcome: dict[str, bool] = {}
-        latency: dict[str, float] = {}
+        served_latency = 0.0  # seconds, of the served model's last successful attempt
         for a in rec.attempts or ():
-            target, kind = a.get("target"), a.get("outcome")
+            target = a.get("target")
             if not isinstance(target, str):
                 continue
+            kind = a.get("outcome")
             if kind == "success":
                 outcome[target] = True
-                latency[target] = float(a.get("latency_ms") or 0.0) / 1000.0
-            elif kind == "error" and a.get("error_type") not in NEUTRAL_ERRORS:
-                outcome.setdefault(target, False)
-        if rec.model:
+                if target == served:
+                    served_latency = float(a.get("latency_ms") or 0.0) / 1000.0
+            elif kind == "error" and target not in outcome and a.get("error_type") not in NEUTRAL_ERRORS:
+                outcome[target] = False
+        if served:
             if rec.success:
-                outcome[rec.model] = True
-            elif not rec.attempts:
-                outcome.setdefault(rec.model, False)
+                outcome[served] = True
+            elif not rec.attempts and served not in outcome:
+                outcome[served] = False
         if not outcome:
             return
+        task = rec.task or ANY_TASK
+        q = rec.quality_score
+        reward = 1.0 if q is None else min(max(float(q), 0.0), 1.0)
         with self._lock:
             now = self.clock.now()
             for model, ok in outcome.items():
@@ -249,19 +266,35 @@ class AdaptiveChooser:
                     arm.beta += 1.0
                     continue
                 arm.successes += 1
-                reward = 1.0 if rec.quality_score is None else min(max(float(rec.quality_score), 0.0), 1.0)
                 arm.alpha += reward
                 arm.beta += 1.0 - reward
-                if model == rec.model:
-                    arm.cost_mean, arm.cost_w = _ew_update(arm.cost_mean, arm.cost_w, max(rec.cost_usd, 0.0))
-                    lat = latency.get(model) or rec.latency_ms / 1000.0
+                if model == served:
+                    arm.cost_w += 1.0
+                    arm.cost_mean += (max(rec.cost_usd, 0.0) - arm.cost_mean) / arm.cost_w
+                    lat = served_latency or rec.latency_ms / 1000.0
                     if lat > 0:
-                        arm.latency_mean, arm.latency_w = _ew_update(arm.latency_mean, arm.latency_w, lat)
+                        arm.latency_w += 1.0
+                        arm.latency_mean += (lat - arm.latency_mean) / arm.latency_w
                     self._learn_tokens(task, rec, now)
-                    self._pending[rec.request_id] = ((task, model), reward, now)
-                    self._pending.move_to_end(rec.request_id)
-                    while len(self._pending) > self._max_pending:
-                        self._pending.popitem(last=False)
+                    self._remember(rec.request_id, (arm, reward, now), now)
+
+    def _remember(self, request_id: str, entry: tuple[ArmStats, float, float], now: float) -> None:
+        """Keep a successful request open to ``feedback`` (bounded in count and age)."""
+        pending = self._pending
+        if request_id in pending:
+            pending.move_to_end(request_id)
+        pending[request_id] = entry
+        if len(pending) > self._max_pending:
+            pending.popitem(last=False)
+        if self._pending_max_age is not None and now >= self._next_pending_sweep:
+            # at most once per second of clock time: forget the entries past the age limit
+            self._next_pending_sweep = now + 1.0
+            cutoff = now - self._pending_max_age
+            while pending:
+                oldest = next(iter(pending))
+                if pending[oldest][2] > cutoff:
+                    break
+                del pending[oldest]
 
     def _learn_tokens(self, task: str, rec: UsageRecord, now: float) -> None:
         if rec.input_tokens <= 0 and rec.output_tokens <= 0:
@@ -280,17 +313,19 @@ class AdaptiveChooser:
             entry = self._pending.get(request_id)
             if entry is None:
                 return False
-            key, booked, at = entry
-            arm = self._arms.get(key)
-            if arm is None:
-                return False
+            booked_arm, booked, at = entry
             now = self.clock.now()
-            arm = self._arm(key[0], key[1], now)
+            if self._pending_max_age is not None and now - at > self._pending_max_age:
+                del self._pending[request_id]
+                return False
+            if (booked_arm.task, booked_arm.model) not in self._arms:
+                return False
+            arm = self._arm(booked_arm.task, booked_arm.model, now)
             f = self._decay_factor(at, now)
             arm.alpha = max(0.0, arm.alpha + (q - booked) * f)
             arm.beta = max(0.0, arm.beta + (booked - q) * f)
             arm.feedback_n += 1
-            self._pending[request_id] = (key, q, at)
+            self._pending[request_id] = (arm, q, at)
             return True
 
     # ------------------------------------------------------------------ views

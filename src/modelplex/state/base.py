@@ -118,7 +118,8 @@ class StateBackend(ABC):
         otherwise nothing changes and the first failing key is returned as ``(False, key)``.
         The hold expires after ``ttl`` seconds (crash safety: a caller that dies frees its hold).
         A ``reservation_id`` that already exists is not applied twice: ``(True, None)`` if it is
-        still held, ``(False, None)`` if it was settled or released. ``key_ttl`` (seconds) sets
+        still held, ``(False, None)`` if it was settled or released (the memory backend remembers
+        the last ~10,000 finished ids; Redis keeps each for the record retention). ``key_ttl`` (seconds) sets
         an expiry on the keys' usage (for period-scoped budget keys), refreshed on every write.
         """
 

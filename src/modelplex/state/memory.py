@@ -8,6 +8,14 @@ Values are stored as JSON bytes (orjson) so that callers get fresh copies and th
 Redis backend returns. Expired entries are dropped lazily on access and swept in bulk now and then,
 so memory stays bounded by the live keys.
 
+Reservations are kept only while they are open: a settle or release drops the record at once, and
+only its id is remembered, among the last 5,000 to 10,000 finished ids (``FINISHED_IDS_KEPT``, in
+two generations), so a repeated ``reserve`` of a just-finished id is refused, as on Redis. A
+reservation whose hold expired unsettled keeps its record for ``record_retention`` seconds more, so
+a late settle still books the spend. The hold heap is compacted when stale entries (of reservations
+already finished) outnumber the open ones, so at steady state memory follows the requests in
+flight, not the request rate.
+
 Must not touch: the network, other processes, breaker/budget policy.
 """
 
@@ -37,6 +45,15 @@ from modelplex.state.base import (
 _SWEEP_EVERY = 1024
 """Rate-limit buckets are swept of full (expired) entries once per this many calls."""
 
+FINISHED_IDS_KEPT = 10_000
+"""At most this many of the most recently settled or released reservation ids are remembered (at
+least half as many: two generations of half the size each), so that a ``reserve`` repeating one of
+them is refused (``(False, None)``) instead of holding again."""
+
+_COMPACT_MIN = 1024
+"""The hold heap is rebuilt from the open reservations once it has this many entries and more than
+twice as many as there are open reservations (the rest are stale: finished before their hold ran out)."""
+
 
 @dataclass(slots=True)
 class _Usage:
@@ -48,12 +65,11 @@ class _Usage:
 
 @dataclass(slots=True)
 class _Reservation:
+    """An open (held, or hold expired but not yet settled) reservation; finished ones are dropped."""
+
     keys: tuple[str, ...]
-    amount: float
     hold_until: float
-    forget_at: float
     key_ttl: float | None
-    state: str = "reserved"  # reserved | settled | released
 
 
 class MemoryState(StateBackend):
@@ -73,8 +89,10 @@ class MemoryState(StateBackend):
         self._rate_calls = 0
         self._usage: dict[str, _Usage] = {}
         self._reservations: dict[str, _Reservation] = {}
-        self._hold_heap: list[tuple[float, str]] = []
-        self._forget_heap: list[tuple[float, str]] = []
+        self._hold_heap: list[tuple[float, str]] = []  # (hold_until, id); stale once the id finished
+        self._expired_heap: list[tuple[float, str]] = []  # (forget_at, id) of holds that ran out unsettled
+        self._finished: dict[str, None] = {}  # ids finished recently (the current generation) ...
+        self._finished_before: dict[str, None] = {}  # ... and the generation before it
 
     # ------------------------------------------------------------------ key/value
 
@@ -172,29 +190,43 @@ class MemoryState(StateBackend):
         amount = entry.holds.pop(rid, None)
         if amount is None:
             return
-        entry.reserved = entry.reserved - amount if entry.holds else 0.0
-        if entry.reserved < 0:
-            entry.reserved = 0.0
+        entry.reserved = entry.reserved - amount if entry.holds and entry.reserved > amount else 0.0
 
     def _purge(self, now: float) -> None:
         holds = self._hold_heap
+        reservations = self._reservations
         while holds and holds[0][0] <= now:
             _, rid = heapq.heappop(holds)
-            res = self._reservations.get(rid)
-            if res is not None and res.state == "reserved" and res.hold_until <= now:
+            res = reservations.get(rid)
+            if res is not None and res.hold_until <= now:
+                # The hold ran out unsettled (a crashed caller): free it, keep the record for a late settle.
                 for key in res.keys:
                     self._unhold(key, rid, now)
-        forget = self._forget_heap
-        while forget and forget[0][0] <= now:
-            _, rid = heapq.heappop(forget)
-            res = self._reservations.get(rid)
-            if res is not None and res.forget_at <= now:
-                del self._reservations[rid]
+                heapq.heappush(self._expired_heap, (res.hold_until + self._retention, rid))
+        expired = self._expired_heap
+        while expired and expired[0][0] <= now:
+            _, rid = heapq.heappop(expired)
+            res = reservations.get(rid)
+            if res is not None and res.hold_until + self._retention <= now:
+                del reservations[rid]
 
     @staticmethod
     def _touch(entry: _Usage, key_ttl: float | None, now: float) -> None:
         if key_ttl is not None:
             entry.expires_at = now + key_ttl
+
+    def _compact_holds(self, now: float) -> None:
+        """Rebuild the hold heap from the reservations still held (drops entries of finished ones)."""
+        heap = [(res.hold_until, rid) for rid, res in self._reservations.items() if res.hold_until > now]
+        heapq.heapify(heap)
+        self._hold_heap = heap
+
+    def _remember_finished(self, rid: str) -> None:
+        finished = self._finished
+        finished[rid] = None
+        if len(finished) >= FINISHED_IDS_KEPT // 2:
+            self._finished_before = finished
+            self._finished = {}
 
     async def reserve(self, key_limits: Sequence[tuple[str, float]], amount: float, reservation_id: str,
                       ttl: float, *, key_ttl: float | None = None) -> tuple[bool, str | None]:
@@ -203,43 +235,56 @@ class MemoryState(StateBackend):
         with self._lock:
             now = self._clock.now()
             self._purge(now)
-            existing = self._reservations.get(reservation_id)
-            if existing is not None:
-                return existing.state == "reserved", None
+            if reservation_id in self._reservations:
+                return True, None
+            if reservation_id in self._finished or reservation_id in self._finished_before:
+                return False, None
+            entries: list[_Usage | None] = []
             for key, limit in limits:
                 entry = self._usage_entry(key, now, create=False)
-                spent, reserved = (entry.spent, entry.reserved) if entry else (0.0, 0.0)
-                if spent + reserved + amount > limit + EPSILON:
+                if entry is not None:
+                    if entry.spent + entry.reserved + amount > limit + EPSILON:
+                        return False, key
+                elif amount > limit + EPSILON:
                     return False, key
-            for key, _ in limits:
-                entry = self._usage_entry(key, now, create=True)
-                assert entry is not None
+                entries.append(entry)
+            usage = self._usage
+            expires_at = None if key_ttl is None else now + key_ttl
+            for (key, _), entry in zip(limits, entries, strict=True):
+                if entry is None:
+                    entry = usage[key] = _Usage()
                 entry.holds[reservation_id] = amount
                 entry.reserved += amount
-                self._touch(entry, key_ttl, now)
+                if expires_at is not None:
+                    entry.expires_at = expires_at
             hold_until = now + ttl
-            forget_at = hold_until + self._retention
-            self._reservations[reservation_id] = _Reservation(
-                keys=tuple(k for k, _ in limits), amount=amount, hold_until=hold_until,
-                forget_at=forget_at, key_ttl=key_ttl)
-            heapq.heappush(self._hold_heap, (hold_until, reservation_id))
-            heapq.heappush(self._forget_heap, (forget_at, reservation_id))
+            self._reservations[reservation_id] = _Reservation(tuple([k for k, _ in limits]), hold_until, key_ttl)
+            heap = self._hold_heap
+            heapq.heappush(heap, (hold_until, reservation_id))
+            if len(heap) >= _COMPACT_MIN and len(heap) > 2 * len(self._reservations):
+                self._compact_holds(now)
             return True, None
 
     def _finish(self, reservation_id: str, actual: float | None) -> bool:
         now = self._clock.now()
         self._purge(now)
-        res = self._reservations.get(reservation_id)
-        if res is None or res.state != "reserved":
+        res = self._reservations.pop(reservation_id, None)
+        if res is None:
             return False
+        spend = actual is not None
+        expires_at = None if res.key_ttl is None else now + res.key_ttl
         for key in res.keys:
-            self._unhold(key, reservation_id, now)
+            entry = self._usage_entry(key, now, create=spend)
+            if entry is None:
+                continue
+            held = entry.holds.pop(reservation_id, None)
+            if held is not None:
+                entry.reserved = entry.reserved - held if entry.holds and entry.reserved > held else 0.0
             if actual is not None:
-                entry = self._usage_entry(key, now, create=True)
-                assert entry is not None
                 entry.spent += actual
-                self._touch(entry, res.key_ttl, now)
-        res.state = "released" if actual is None else "settled"
+                if expires_at is not None:
+                    entry.expires_at = expires_at
+        self._remember_finished(reservation_id)
         return True
 
     async def settle(self, reservation_id: str, actual: float) -> bool:
@@ -283,7 +328,7 @@ class MemoryState(StateBackend):
                 "keys": len(self._kv),
                 "rate_buckets": len(self._tat),
                 "budget_keys": len(self._usage),
-                "reservations": sum(1 for r in self._reservations.values() if r.state == "reserved"),
+                "reservations": len(self._reservations),
             }
 
     async def clear(self) -> None:
@@ -294,7 +339,9 @@ class MemoryState(StateBackend):
             self._usage.clear()
             self._reservations.clear()
             self._hold_heap.clear()
-            self._forget_heap.clear()
+            self._expired_heap.clear()
+            self._finished = {}
+            self._finished_before = {}
 
     def __repr__(self) -> str:
         return f"MemoryState(clock={self._clock!r})"
