@@ -183,6 +183,9 @@ class Router:
         self.provider_status = {s.name: s for s in statuses}
         self._adapters = {}
         self._enabled = frozenset(enabled)
+        planner = getattr(self, "planner", None)  # absent while __init__ runs
+        if planner is not None:
+            planner.invalidate()
 
     def enabled_providers(self) -> frozenset[str]:
         return self._enabled

@@ -189,7 +189,9 @@ class Attempt:
     detail: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {"target": self.target, "provider": self.provider, "outcome": self.outcome,
+                "error_type": self.error_type, "status_code": self.status_code, "latency_ms": self.latency_ms,
+                "retry": self.retry, "detail": self.detail}
 
 
 @dataclass(slots=True)

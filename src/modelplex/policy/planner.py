@@ -146,6 +146,12 @@ class Planner:
 
     def reload_env(self, env: Mapping[str, str] | None = None) -> None:
         self.overrides = EnvOverrides.from_env(os.environ if env is None else env)
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Forget memoized plans (the environment overrides were reloaded, or the providers re-resolved).
+        Everything else a plan depends on is part of the memo key."""
+        self._plans.clear()
 
     # ------------------------------------------------------------------ name resolution
 
@@ -214,18 +220,18 @@ class Planner:
             return None
         rc = cfg.routing
         cx = cfg.complexity
-        shape: tuple[Any, ...] | None = None
-        if cx.enabled:
-            score = score_request(cx, input_tokens=input_tokens, message_count=message_count, artifacts=artifacts,
-                                  requires_creative_writing=creative)
-            shape = (cx.threshold, score.score, *score.parts.values())
+        # The complexity score is a function of these (see policy.complexity.score_request), not of the
+        # raw counts: two requests with the same shape get the same score and the same escalation.
+        shape = (input_tokens > cx.long_input_tokens, message_count > cx.many_messages, artifacts, creative,
+                 cx.threshold, cx.artifacts_weight, cx.artifacts_cap, cx.creative_weight) if cx.enabled else None
         uf = rc.universal_fallback
         paths = rc.fallback_paths
         return (model, task, requirements, strategy, needs, downgrade, shape, self.runtime_strategy(),
-                id(self.overrides), self.enabled_providers(), self.catalog.version, rc.default_strategy,
+                self.enabled_providers(), self.catalog.version, rc.default_strategy,
                 rc.max_candidates, uf if isinstance(uf, str) or uf is None else tuple(uf),
-                tuple(map(id, rc.cross_provider_chain)),
-                tuple((k, tuple(v)) for k, v in paths.items()) if paths else None, id(cfg.providers))
+                tuple(s if isinstance(s, str) else (s.provider, s.model) for s in rc.cross_provider_chain),
+                tuple((k, tuple(v)) for k, v in paths.items()) if paths else None,
+                tuple((name, tuple(ps.fallbacks)) for name, ps in cfg.providers.items() if ps.fallbacks))
 
     def _plan(self, *, model: str | None, task: str | None, requirements: Requirements | None,
               strategy: str | None, user: str | None, request_id: str, needs: HardNeeds, input_tokens: int,
