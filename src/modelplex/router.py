@@ -427,7 +427,7 @@ class Router:
         """Settle a reservation to completion even if the caller is cancelled meanwhile. In-process state
         settles without suspending, so nothing can interrupt it and no shielding task is needed."""
         assert self.budgets is not None
-        if isinstance(self.budgets.state, MemoryState):
+        if type(self.budgets.state) is MemoryState:  # exactly: a subclass might suspend
             await self.budgets.settle(reservation, cost)
         else:
             await _shielded(self.budgets.settle(reservation, cost))
@@ -561,20 +561,22 @@ class Router:
                 _safe_callback(cb, exc, call.request_id)
             raise
         resp.cost_usd = self.catalog.cost_of_usage(spec, resp.usage)
-        if reservation is not None:
-            await self._settle(reservation, resp.cost_usd)
-        resp.request_id = call.request_id
-        resp.latency_ms = round((self.clock.now() - call.started) * 1000, 3)
-        resp.task = call.plan.task
-        resp.strategy = call.plan.strategy
-        resp.experiment_arm = call.plan.experiment_arm
-        resp.attempts = call.attempts
-        resp.fallback_used = _fallback_used(call, spec)
-        resp.selection_reason = call.plan.selection_reason
-        resp.model = spec.id
-        resp.provider = spec.provider
-        self._record(call, spec, resp.usage, resp.cost_usd, success=True, error=None,
-                     fallback_used=resp.fallback_used)
+        try:
+            if reservation is not None:
+                await self._settle(reservation, resp.cost_usd)
+        finally:  # the call happened: it is recorded even if the caller is cancelled while settling
+            resp.request_id = call.request_id
+            resp.latency_ms = round((self.clock.now() - call.started) * 1000, 3)
+            resp.task = call.plan.task
+            resp.strategy = call.plan.strategy
+            resp.experiment_arm = call.plan.experiment_arm
+            resp.attempts = call.attempts
+            resp.fallback_used = _fallback_used(call, spec)
+            resp.selection_reason = call.plan.selection_reason
+            resp.model = spec.id
+            resp.provider = spec.provider
+            self._record(call, spec, resp.usage, resp.cost_usd, success=True, error=None,
+                         fallback_used=resp.fallback_used)
         for cb in self.on_success:
             _safe_callback(cb, resp)
         return resp
@@ -651,9 +653,11 @@ class Router:
             if usage is None:
                 usage = self._estimate_stream_usage(call, spec, "".join(text))
             cost = self.catalog.cost_of_usage(spec, usage)
-            if reservation is not None:
-                await self._settle(reservation, cost)
-            self._record(call, spec, usage, cost, success=done, error=error, ttft_ms=ttft_ms)
+            try:
+                if reservation is not None:
+                    await self._settle(reservation, cost)
+            finally:
+                self._record(call, spec, usage, cost, success=done, error=error, ttft_ms=ttft_ms)
             if done:
                 for cb in self.on_success:
                     _safe_callback(cb, call.request_id)
@@ -703,13 +707,15 @@ class Router:
             self._record(call, None, None, 0.0, success=False, error=exc)
             raise
         resp.cost_usd = self.catalog.cost_of_usage(spec, resp.usage)
-        if reservation is not None:
-            await self._settle(reservation, resp.cost_usd)
-        resp.attempts = call.attempts
-        resp.model = spec.id
-        resp.provider = spec.provider
-        resp.request_id = call.request_id
-        self._record(call, spec, resp.usage, resp.cost_usd, success=True, error=None)
+        try:
+            if reservation is not None:
+                await self._settle(reservation, resp.cost_usd)
+        finally:
+            resp.attempts = call.attempts
+            resp.model = spec.id
+            resp.provider = spec.provider
+            resp.request_id = call.request_id
+            self._record(call, spec, resp.usage, resp.cost_usd, success=True, error=None)
         return resp
 
     def embed(self, input: list[str] | str, **kwargs: Any) -> EmbeddingResponse:
@@ -849,11 +855,15 @@ def _safe_callback(cb: Callback, *args: Any) -> None:
 async def _shielded(coro: Any) -> Any:
     """Run accounting/budget bookkeeping to completion even if the caller is cancelled."""
     task = asyncio.ensure_future(coro)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:  # keep waiting: the bookkeeping must finish; re-raise after
+            cancelled = exc
+    if cancelled is not None:
+        raise cancelled
+    return task.result()
 
 
 __all__ = ["ModelplexError", "Router"]

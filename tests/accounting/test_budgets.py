@@ -6,6 +6,7 @@ Concurrency and the same invariants on Redis live in test_budget_concurrency.py.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from modelplex.accounting.budgets import (
     BudgetManager,
     BudgetRejectedError,
     KeyBudget,
+    Reservation,
     period_for,
 )
 from modelplex.accounting.records import UsageRecord
@@ -473,3 +475,230 @@ async def test_a_downgrade_signal_converts_to_a_plain_rejection() -> None:
     assert (str(plain), plain.scope, plain.limit_usd, plain.spent_usd, plain.retry_after, plain.needed_usd,
             plain.resets_at) == (str(ei.value), "global:daily", 1, 1.0, ei.value.retry_after, 0.1,
                                  "2026-11-22T00:00:00+00:00")
+
+
+# ---------------------------------------------------------------------------- memoized scopes and ids
+
+
+class YieldingState(StateBackend):
+    """The memory backend behind an interface that suspends on every call and says it is shared, as a
+    network backend would: the alert check then overlaps its reads."""
+
+    name = "yielding"
+    shared = True
+
+    def __init__(self, inner: MemoryState) -> None:
+        self.inner = inner
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)
+        return await getattr(self.inner, method)(*args, **kwargs)
+
+    async def get(self, key: str) -> Any:
+        return await self._call("get", key)
+
+    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        await self._call("set", key, value, ttl)
+
+    async def delete(self, key: str) -> None:
+        await self._call("delete", key)
+
+    async def incr(self, key: str, amount: float = 1.0, ttl: float | None = None) -> float:
+        return await self._call("incr", key, amount, ttl)
+
+    async def rate_limit(self, key: str, limit: float, window_s: float, cost: float = 1.0, *,
+                         force: bool = False) -> tuple[bool, float]:
+        return await self._call("rate_limit", key, limit, window_s, cost, force=force)
+
+    async def reserve(self, key_limits: Sequence[tuple[str, float]], amount: float, reservation_id: str,
+                      ttl: float, *, key_ttl: float | None = None) -> tuple[bool, str | None]:
+        return await self._call("reserve", key_limits, amount, reservation_id, ttl, key_ttl=key_ttl)
+
+    async def settle(self, reservation_id: str, actual: float) -> bool:
+        return await self._call("settle", reservation_id, actual)
+
+    async def release(self, reservation_id: str) -> bool:
+        return await self._call("release", reservation_id)
+
+    async def usage(self, key: str) -> tuple[float, float]:
+        return await self._call("usage", key)
+
+    async def add_spent(self, key: str, amount: float, *, key_ttl: float | None = None) -> float:
+        return await self._call("add_spent", key, amount, key_ttl=key_ttl)
+
+    async def health(self) -> dict[str, Any]:
+        return await self._call("health")
+
+    async def clear(self) -> None:
+        await self._call("clear")
+
+
+def expected_keys(mgr: BudgetManager, user: str | None, api_key_id: str | None, kb: KeyBudget | None,
+                  started: float) -> tuple[str, ...]:
+    """The keys computed from scratch (``scopes`` is not memoized)."""
+    return tuple(s.key for s in mgr.scopes(user, api_key_id, kb, started))
+
+
+async def test_reservation_ids_are_unique_within_and_across_managers() -> None:
+    clock = FakeClock(wall_start=NOON)
+    state = MemoryState(clock)
+    m1, _, _ = make(clock, state, daily_usd=1_000)
+    m2, _, _ = make(clock, state, daily_usd=1_000)
+    held: list[Any] = []
+    for i in range(500):  # one request id reused: only the suffix tells the attempts apart
+        for mgr in (m1, m2):
+            res = await mgr.reserve(request_id="same", user=None, api_key_id=None, amount=0.001,
+                                    started=clock.wall())
+            assert res is not None and res.id.startswith("same:") and res.request_id == "same"
+            held.append(res)
+        if i % 7 == 0:  # finished ids stay refused for a while: new ones must not collide with them
+            assert await m1.settle(held[-2], 0.001) and await m2.release(held[-1])
+    assert len({r.id for r in held}) == len(held) == 1000
+    suffix1 = {r.id.split(":", 1)[1][:8] for r in held[0::2]}
+    suffix2 = {r.id.split(":", 1)[1][:8] for r in held[1::2]}
+    assert len(suffix1) == len(suffix2) == 1 and suffix1 != suffix2  # a per-manager prefix
+    # a request id containing ':' cannot collide with another request's id and suffix either
+    a = await m1.reserve(request_id="x:1", user=None, api_key_id=None, amount=0.001, started=clock.wall())
+    b = await m1.reserve(request_id="x", user=None, api_key_id=None, amount=0.001, started=clock.wall())
+    assert a is not None and b is not None and a.id != b.id
+
+
+async def test_keys_follow_the_day_and_the_month_rollover() -> None:
+    start = utc(2026, 11, 30, 23, 59, 0)
+    clock = FakeClock(wall_start=start)
+    mgr, _, _ = make(clock, daily_usd=100, monthly_usd=1_000, per_user_daily_usd=10, per_user_monthly_usd=50)
+    kb = KeyBudget(daily_usd=5, monthly_usd=20)
+
+    async def keys_at(started: float, user: str | None = "alice", key: str | None = "k") -> tuple[str, ...]:
+        res = await mgr.reserve(request_id="r", user=user, api_key_id=key, amount=0.01, started=started,
+                                key_budget=kb)
+        assert res is not None
+        assert res.keys == tuple(s.key for s in res.scopes) == expected_keys(mgr, user, key, kb, started)
+        await mgr.release(res)
+        return res.keys
+
+    november = await keys_at(clock.wall())
+    assert november == ("budget:global:day:2026-11-30", "budget:global:month:2026-11",
+                        "budget:user:alice:day:2026-11-30", "budget:user:alice:month:2026-11",
+                        "budget:key:k:day:2026-11-30", "budget:key:k:month:2026-11")
+    assert await keys_at(clock.wall()) == november  # a repeat in the same periods
+    late = clock.wall()
+    clock.advance(120)  # 2026-12-01 00:01 UTC: a new day and a new month
+    december = await keys_at(clock.wall())
+    assert december == ("budget:global:day:2026-12-01", "budget:global:month:2026-12",
+                        "budget:user:alice:day:2026-12-01", "budget:user:alice:month:2026-12",
+                        "budget:key:k:day:2026-12-01", "budget:key:k:month:2026-12")
+    # a request that started before midnight is still charged to November, in any order
+    for _ in range(3):
+        assert await keys_at(late) == november
+        assert await keys_at(clock.wall()) == december
+    clock.advance(86_400)  # the next day, same month
+    assert await keys_at(clock.wall(), user="bob", key=None) == (
+        "budget:global:day:2026-12-02", "budget:global:month:2026-12",
+        "budget:user:bob:day:2026-12-02", "budget:user:bob:month:2026-12")
+
+
+async def test_keys_follow_the_local_day_of_the_budget_time_zone() -> None:
+    # 05:30 UTC is still the previous day in New York; 04:59 UTC vs 05:01 UTC straddle its midnight in winter
+    clock = FakeClock(wall_start=utc(2026, 12, 15, 4, 59, 0))
+    mgr, _, _ = make(clock, daily_usd=100, timezone="America/New_York")
+    before = await mgr.reserve(request_id="a", user=None, api_key_id=None, amount=0.1, started=clock.wall())
+    clock.advance(120)
+    after = await mgr.reserve(request_id="b", user=None, api_key_id=None, amount=0.1, started=clock.wall())
+    assert before is not None and after is not None
+    assert before.keys == ("budget:global:day:2026-12-14",) and after.keys == ("budget:global:day:2026-12-15",)
+
+
+async def test_per_user_keys_are_each_users_own() -> None:
+    mgr, _, clock = make(per_user_daily_usd=1.0)
+    for _ in range(2):
+        for user in ("alice", "bob", "alice", "carol:x", None):
+            res = await mgr.reserve(request_id="r", user=user, api_key_id=None, amount=0.01, started=clock.wall())
+            if user is None:
+                assert res is None  # only per-user limits: an anonymous request has no scope
+                continue
+            assert res is not None
+            assert res.keys == expected_keys(mgr, user, None, None, clock.wall())
+            assert [s.subject for s in res.scopes] == [user]
+            await mgr.settle(res, 0.01)
+    assert (await mgr.state.usage("budget:user:alice:day:2026-11-21"))[0] == pytest.approx(0.04)
+    assert (await mgr.state.usage("budget:user:bob:day:2026-11-21"))[0] == pytest.approx(0.02)
+    assert (await mgr.state.usage("budget:user:carol%3Ax:day:2026-11-21"))[0] == pytest.approx(0.02)
+    # one user's exhausted budget does not leak into another's memoized scopes
+    await spend(mgr, 0.96, user="alice")
+    with pytest.raises(BudgetRejectedError) as ei:
+        await mgr.reserve(request_id="r", user="alice", api_key_id=None, amount=0.01, started=clock.wall())
+    assert ei.value.scope == "user:alice:daily"
+    assert await mgr.reserve(request_id="r", user="bob", api_key_id=None, amount=0.5, started=clock.wall())
+
+
+async def test_key_budgets_registered_or_changed_later_apply() -> None:
+    mgr, _, clock = make(daily_usd=100)
+    res = await mgr.reserve(request_id="a", user=None, api_key_id="k", amount=0.5, started=clock.wall())
+    assert res is not None and res.keys == ("budget:global:day:2026-11-21",)
+    mgr.set_key_budget("k", KeyBudget(daily_usd=1.0))
+    res = await mgr.reserve(request_id="b", user=None, api_key_id="k", amount=0.5, started=clock.wall())
+    assert res is not None and res.keys == ("budget:global:day:2026-11-21", "budget:key:k:day:2026-11-21")
+    assert [s.limit_usd for s in res.scopes] == [100, 1.0]
+    await mgr.settle(res, 0.5)
+    with pytest.raises(BudgetRejectedError) as ei:  # 0.5 spent of 1.0
+        await mgr.reserve(request_id="c", user=None, api_key_id="k", amount=0.75, started=clock.wall())
+    assert ei.value.scope == "key:k:daily" and ei.value.limit_usd == 1.0
+    mgr.set_key_budget("k", KeyBudget(daily_usd=2.0))  # raised: the new limit applies at once
+    res = await mgr.reserve(request_id="d", user=None, api_key_id="k", amount=0.75, started=clock.wall())
+    assert res is not None and [s.limit_usd for s in res.scopes] == [100, 2.0]
+    await mgr.release(res)
+    mgr.set_key_budget("k", KeyBudget(daily_usd=2.0, monthly_usd=0.6))  # a monthly limit added
+    with pytest.raises(BudgetRejectedError) as ei:  # the daily scope has room (0.5 + 0.7 of 2.0); the month not
+        await mgr.reserve(request_id="e", user=None, api_key_id="k", amount=0.7, started=clock.wall())
+    assert ei.value.scope == "key:k:monthly"
+    mgr.set_key_budget("k", None)  # removed: only the global scope again
+    res = await mgr.reserve(request_id="f", user=None, api_key_id="k", amount=5.0, started=clock.wall())
+    assert res is not None and res.keys == ("budget:global:day:2026-11-21",)
+    # an explicit budget equal in value to a registered one gives the same scopes; another value its own
+    mgr.set_key_budget("k", KeyBudget(daily_usd=3.0))
+    explicit = await mgr.reserve(request_id="g", user=None, api_key_id="k", amount=0.1, started=clock.wall(),
+                                 key_budget=KeyBudget(daily_usd=3))
+    registered = await mgr.reserve(request_id="h", user=None, api_key_id="k", amount=0.1, started=clock.wall())
+    other = await mgr.reserve(request_id="i", user=None, api_key_id="k", amount=0.1, started=clock.wall(),
+                              key_budget=KeyBudget(monthly_usd=3.0))
+    assert explicit is not None and registered is not None and other is not None
+    assert explicit.keys == registered.keys and explicit.scopes == registered.scopes
+    assert other.keys == ("budget:global:day:2026-11-21", "budget:key:k:month:2026-11")
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_alerts_fire_once_at_the_threshold(shared: bool) -> None:
+    clock = FakeClock(wall_start=NOON)
+    memory = MemoryState(clock)
+    mgr, alerts, _ = make(clock, YieldingState(memory) if shared else memory, daily_usd=10, monthly_usd=100,
+                          per_user_daily_usd=2)
+    for _ in range(79):  # 7.90 of 10: no alert yet
+        await spend(mgr, 0.1, user=None)
+    assert alerts == []
+    for _ in range(16):
+        await spend(mgr, 0.1, user="alice")  # alice reaches 1.60 (80%) on her 16th; global passes 8.00 at once
+    assert [a.scope for a in alerts] == ["global:daily", "user:alice:daily"]
+    assert alerts[0].spent_usd == pytest.approx(8.0) and alerts[1].spent_usd == pytest.approx(1.6)
+    for _ in range(5):
+        await spend(mgr, 0.01, user="alice")
+        await spend(mgr, 0.01, user="bob")
+    assert len(alerts) == 2  # past the threshold: no repeat
+    clock.advance(86_400)  # a new day: each daily scope may alert once more; the month stays below 80%
+    await spend(mgr, 8.0)
+    await spend(mgr, 1.0)
+    assert [(a.scope, a.period) for a in alerts[2:]] == [("global:daily", "2026-11-22")]
+    # concurrent settles that cross the threshold together still alert once
+    clock.advance(86_400)
+    reservations = [await mgr.reserve(request_id=f"c{i}", user="dave", api_key_id=None, amount=0.5,
+                                      started=clock.wall()) for i in range(4)]
+    await asyncio.gather(*(mgr.settle(res, 0.5) for res in reservations))
+    assert [(a.scope, a.period) for a in alerts[3:]] == [("user:dave:daily", "2026-11-23")]
+
+
+async def test_a_reservation_made_by_hand_derives_its_keys() -> None:
+    mgr, _, clock = make(daily_usd=5, per_user_monthly_usd=3)
+    scopes = tuple(mgr.scopes("alice", None, None, clock.wall()))
+    res = Reservation("r:1", "r", 0.1, clock.wall(), scopes)
+    assert res.keys == ("budget:global:day:2026-11-21", "budget:user:alice:month:2026-11")
+    assert Reservation("r:2", "r", 0.1, clock.wall(), ()).keys == ()

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import logging
+import shutil
 import socket
 import struct
 import subprocess
@@ -387,6 +388,121 @@ def test_forced_heuristics_ignore_a_present_cache(shared_cache: Path, monkeypatc
     result = count_text(HELD_OUT_PROSE[0], "gpt-4o")
     assert result.exact is False and result.method == "heuristic:openai"
     assert count_messages([{"role": "user", "content": "hi"}], "gpt-4o").exact is False
+
+
+# ---------------------------------------------------------------------------------- the counter memo
+
+
+class FakeMonotonic:
+    """Stands in for the ``time`` module inside ``tokens``: the memo's clock moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeMonotonic:
+    fake = FakeMonotonic()
+    monkeypatch.setattr(tokens, "time", fake)
+    return fake
+
+
+def _estimate_openai(text: str, encoding: str = "o200k_base") -> TokenCount:
+    return TokenCount(tokens._estimate(text, tokens._COEFFICIENTS[encoding], (1.0, 1.0)), False, "heuristic:openai")
+
+
+def _exact(text: str, path: Path, name: str = "o200k_base") -> TokenCount:
+    """Our own build from the file (tiktoken's registry stays empty, so nothing is shared by accident)."""
+    return TokenCount(len(tokens._build_encoding(name, str(path)).encode_ordinary(text)), True, f"tiktoken:{name}")
+
+
+def test_counter_memo_follows_the_tokenizer_environment(shared_cache: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path, no_network: NetworkSpy) -> None:
+    text = HELD_OUT_PROSE[3]
+    exact = _exact(text, shared_cache / O200K_FILE)
+    estimate = _estimate_openai(text)
+    msgs = [{"role": "user", "content": text}]
+    assert count_text(text, "gpt-4o") == exact
+    for _ in range(2):  # there and back again, twice: every switch is honoured at the next call
+        monkeypatch.setenv("MODELPLEX_TOKENIZER", "heuristic")
+        assert count_text(text, "gpt-4o") == estimate
+        assert count_messages(msgs, "gpt-4o").exact is False
+        monkeypatch.setenv("MODELPLEX_TOKENIZER", " Heuristic ")
+        assert count_text(text, "gpt-4o") == estimate
+        monkeypatch.setenv("MODELPLEX_TOKENIZER", "tiktoken")  # anything else: exact where possible
+        assert count_text(text, "gpt-4o") == exact
+        monkeypatch.delenv("MODELPLEX_TOKENIZER")
+        assert count_text(text, "gpt-4o") == exact
+        assert count_messages(msgs, "gpt-4o").exact is True
+        monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # a cache without the file
+        assert count_text(text, "gpt-4o") == estimate
+        monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # caching off
+        assert count_text(text, "gpt-4o") == estimate
+        monkeypatch.delenv("TIKTOKEN_CACHE_DIR")
+        monkeypatch.setenv("DATA_GYM_CACHE_DIR", str(shared_cache))
+        assert count_text(text, "gpt-4o") == exact
+        monkeypatch.setenv("DATA_GYM_CACHE_DIR", str(tmp_path))
+        assert count_text(text, "gpt-4o") == estimate
+        monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(shared_cache))  # TIKTOKEN_CACHE_DIR wins
+        assert count_text(text, "gpt-4o") == exact
+        monkeypatch.delenv("DATA_GYM_CACHE_DIR")
+    assert no_network.attempts == []
+
+
+def test_a_missing_encoding_file_is_rechecked(empty_cache: Path, tiktoken_dir: Path, fake_time: FakeMonotonic,
+                                              no_network: NetworkSpy) -> None:
+    text = HELD_OUT_PROSE[4]
+    estimate = count_text(text, "gpt-4o")
+    assert estimate == _estimate_openai(text)
+    shutil.copyfile(tiktoken_dir / O200K_FILE, empty_cache / O200K_FILE)  # the file appears later
+    exact = _exact(text, empty_cache / O200K_FILE)
+    fake_time.now += tokens._MISSING_FILE_RECHECK_S / 2
+    assert count_text(text, "gpt-4o") == estimate  # documented: looked for again only every few seconds
+    assert count_text(text, "openai/gpt-4o-mini") == exact  # a model not asked about yet looks at once
+    fake_time.now += tokens._MISSING_FILE_RECHECK_S
+    assert count_text(text, "gpt-4o") == exact
+    assert count_messages([{"role": "user", "content": text}], "gpt-4o").exact is True
+    fake_time.now += 10 * 365 * 86_400.0  # a loaded encoding is final: time does not matter any more
+    assert count_text(text, "gpt-4o") == exact
+    # and the other way: a file that goes missing again is still counted with the loaded encoding
+    (empty_cache / O200K_FILE).unlink()
+    assert count_text(text, "gpt-4o") == exact
+    assert no_network.attempts == []
+
+
+def test_clearing_the_registry_clears_the_counter_memo(empty_cache: Path, tiktoken_dir: Path,
+                                                       fake_time: FakeMonotonic) -> None:
+    text = HELD_OUT_PROSE[5]
+    assert count_text(text, "gpt-4o") == _estimate_openai(text)
+    assert tokens._REGISTRY.counters
+    shutil.copyfile(tiktoken_dir / O200K_FILE, empty_cache / O200K_FILE)
+    tokens._REGISTRY.clear()
+    assert tokens._REGISTRY.counters == {}
+    assert count_text(text, "gpt-4o") == _exact(text, empty_cache / O200K_FILE)  # no time has passed
+
+
+def test_the_counter_memo_keys_on_every_model_attribute(shared_cache: Path) -> None:
+    text = HELD_OUT_PROSE[6] + " 数据 данные"
+    models: list[ModelSpec | str | None] = [
+        spec("azure/prod-chat", tokenizer="cl100k_base"), spec("azure/prod-chat"),  # same id, other tokenizer
+        spec("custom/chat", family="llama-3.1"), spec("custom/chat", family="qwen3"),  # same id, other family
+        spec("azure/deploy-1"), spec("azure/deploy-1", wire_name="gpt-4-0613"),  # the wire name decides
+        spec("anthropic/claude-opus-4-1"), spec("anthropic/claude-opus-4-7"),  # the newer tokenizer's scale
+        "gpt-4", "GPT-4o", "gemini-2.5-pro", "deepseek-chat", None, "",
+    ]
+    memoized = [count_text(text, m) for m in models * 2]
+    assert memoized[: len(models)] == memoized[len(models) :]
+    fresh = []
+    for m in models:
+        tokens._REGISTRY.counters.clear()
+        fresh.append(count_text(text, m))
+    assert memoized[: len(models)] == fresh
+    assert [c.method for c in fresh[:6]] == ["tiktoken:cl100k_base", "tiktoken:o200k_base", "heuristic:llama",
+                                             "heuristic:qwen", "tiktoken:o200k_base", "tiktoken:cl100k_base"]
+    assert fresh[6].method == fresh[7].method == "heuristic:claude" and fresh[6].tokens < fresh[7].tokens
 
 
 # ---------------------------------------------------------------------------- heuristic error bounds

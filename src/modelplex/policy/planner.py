@@ -144,9 +144,17 @@ class Planner:
                 out.setdefault(i, []).extend(c for c in chain if c not in out.get(i, []))
         return out
 
+    @property
+    def overrides(self) -> EnvOverrides:
+        return self._overrides
+
+    @overrides.setter
+    def overrides(self, value: EnvOverrides) -> None:
+        self._overrides = value
+        self.invalidate()
+
     def reload_env(self, env: Mapping[str, str] | None = None) -> None:
         self.overrides = EnvOverrides.from_env(os.environ if env is None else env)
-        self.invalidate()
 
     def invalidate(self) -> None:
         """Forget memoized plans (the environment overrides were reloaded, or the providers re-resolved).
