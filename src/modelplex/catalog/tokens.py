@@ -225,13 +225,36 @@ def _build_encoding(name: str, path: str) -> tiktoken.Encoding:
         if line:
             token, rank = line.split()
             ranks[base64.b64decode(token)] = int(rank)
-    return tiktoken.Encoding(
+    encoding = tiktoken.Encoding(
         name=name,
         pat_str=source.pat_str,
         mergeable_ranks=ranks,
         special_tokens=dict(source.special_tokens),
         explicit_n_vocab=source.explicit_n_vocab,
     )
+    # The Rust core holds its own copy of the ranks; tiktoken keeps the Python dict only for pickling.
+    # Dropping it saves ~30 MB per loaded encoding (o200k_base); pickling goes through the registry.
+    encoding._mergeable_ranks = {}
+    encoding.__class__ = _lean_encoding_class()
+    return encoding
+
+
+@functools.cache
+def _lean_encoding_class() -> type:
+    import tiktoken
+
+    class LeanEncoding(tiktoken.Encoding):  # type: ignore[misc]
+        """A tiktoken Encoding built by modelplex without the Python copy of its ranks."""
+
+        def __reduce__(self) -> tuple[Any, ...]:
+            return _registry_encoding, (self.name,)
+
+    return LeanEncoding
+
+
+def _registry_encoding(name: str) -> tiktoken.Encoding | None:
+    """Unpickle a lean encoding: the registry loads it again (from the same cache, never the network)."""
+    return _REGISTRY.get(name)
 
 
 _REGISTRY = _EncodingRegistry()
