@@ -66,6 +66,22 @@ def test_refuses_to_start_without_an_admin_key(tmp_path: Path, fake: FakeProvide
     assert "Traceback" not in result.output
 
 
+def test_runs_uvicorn_with_uvloop_httptools_and_no_per_request_extras(tmp_path: Path, fake: FakeProviderServer,
+                                                                      monkeypatch) -> None:
+    import uvicorn
+
+    import modelplex.cli.serve as serve_module
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda target, **kw: seen.update(kw, target=target))
+    monkeypatch.setattr(serve_module, "_tune_gc", lambda: None)  # not in the test process
+    monkeypatch.setenv("MODELPLEX_ADMIN_KEY", ADMIN)
+    result = runner.invoke(app, ["serve", "--config", str(write_config(tmp_path, fake.base_url)), "--port", "0"])
+    assert result.exit_code == 0, result.output
+    assert (seen["loop"], seen["http"]) == ("uvloop", "httptools")
+    assert seen["access_log"] is False and seen["proxy_headers"] is False
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serves_and_reports_providers(tmp_path: Path, fake: FakeProviderServer, workers: int) -> None:
     port = free_port()

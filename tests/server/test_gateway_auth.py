@@ -117,3 +117,75 @@ def test_check_target_applies_globs() -> None:
     with pytest.raises(GatewayError):
         check_target(no_auto, Target("auto", "auto", "auto"))
     check_target(ANONYMOUS, Target("model", "anything/at-all", "x"))
+
+
+# ------------------------------------------------------------------------------------------ verified keys
+
+
+class CountingKeys(KeyManager):
+    """A key manager that counts HMAC computations."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.digests = 0
+
+    def digest(self, plaintext: str) -> str:
+        self.digests += 1
+        return super().digest(plaintext)
+
+
+async def test_a_verified_key_is_not_hashed_again_but_still_compared_and_checked() -> None:
+    keys = CountingKeys(MemoryKeyStore(), SECRET)
+    record, plaintext = await keys.create("k")
+    spy = Spy()
+    auth = Authenticator(keys, ADMIN, compare=spy)
+    hashed = keys.digests
+    first = await auth.inference(head(f"Bearer {plaintext}"))
+    second = await auth.inference(head(plaintext, header=b"x-api-key"))
+    assert first.key_id == second.key_id == record.id
+    assert keys.digests == hashed + 1  # once, for the first request
+    assert len(spy.calls) == 2 and all(expected == record.digest for _, expected in spy.calls)
+    wrong = plaintext[:-4] + "AAAA"  # same id, wrong secret: hashed and refused every time
+    for _ in range(2):
+        with pytest.raises(GatewayError) as exc:
+            await auth.inference(head(f"Bearer {wrong}"))
+        assert exc.value.status == 401
+    assert keys.digests == hashed + 3
+
+
+async def test_a_verified_key_stops_working_at_once_when_revoked_here() -> None:
+    keys = KeyManager(MemoryKeyStore(), SECRET)
+    record, plaintext = await keys.create("k")
+    auth = Authenticator(keys, ADMIN)
+    await auth.inference(head(f"Bearer {plaintext}"))
+    await keys.revoke(record.id)
+    with pytest.raises(GatewayError) as exc:
+        await auth.inference(head(f"Bearer {plaintext}"))
+    assert exc.value.status == 401 and "revoked" in exc.value.message
+
+
+async def test_a_verified_key_stops_working_within_the_cache_ttl_when_revoked_elsewhere() -> None:
+    now = [100.0]
+    store = MemoryKeyStore()
+    keys = KeyManager(store, SECRET, monotonic=lambda: now[0], cache_ttl=5.0)
+    record, plaintext = await keys.create("k")
+    auth = Authenticator(keys, ADMIN)
+    await auth.inference(head(f"Bearer {plaintext}"))
+    await store.revoke(record.id, at=1.0)  # another replica revoked it in the shared store
+    assert (await auth.inference(head(f"Bearer {plaintext}"))).key_id == record.id  # cached record
+    now[0] += 5.1
+    with pytest.raises(GatewayError) as exc:
+        await auth.inference(head(f"Bearer {plaintext}"))
+    assert exc.value.status == 401 and "revoked" in exc.value.message
+
+
+async def test_the_verified_key_map_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import modelplex.server.auth as auth_module
+
+    monkeypatch.setattr(auth_module, "VERIFIED_CACHE_SIZE", 2)
+    keys = KeyManager(MemoryKeyStore(), SECRET)
+    auth = Authenticator(keys, ADMIN)
+    made = [await keys.create(f"k{i}") for i in range(3)]
+    for record, plaintext in made:
+        assert (await auth.inference(head(f"Bearer {plaintext}"))).key_id == record.id
+    assert len(auth._verified) == 2 and made[0][1] not in auth._verified

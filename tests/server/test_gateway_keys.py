@@ -3,6 +3,7 @@ PostgreSQL), the lookup cache, and the server secret (config, environment, a 060
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
@@ -50,6 +51,8 @@ def test_digest_is_hmac_sha256_under_the_server_secret() -> None:
     _, key = generate_key()
     assert key_digest(SECRET, key) == hmac.new(SECRET, key.encode(), hashlib.sha256).hexdigest()
     assert key_digest(SECRET, key) != key_digest(b"another-secret-0123456789", key)
+    manager = KeyManager(MemoryKeyStore(), SECRET)  # keys its HMAC once and copies it per digest
+    assert [manager.digest(k) for k in (key, key, "mpx-x-é")] == [key_digest(SECRET, k) for k in (key, key, "mpx-x-é")]
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
@@ -128,6 +131,51 @@ async def test_lookup_cache_sees_local_revocation_at_once_and_caches_misses() ->
     now[0] = 6.0
     assert (await manager.lookup("aaaaaaaa")).name == "late"
 
+
+
+class GatedStore(MemoryKeyStore):
+    """A memory store whose reads are counted and answer only once ``gate`` is set, with what the
+    store held when they started (a read that was in flight while something changed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.reads = 0
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        self.reads += 1
+        found = await super().get(key_id)
+        await self.gate.wait()
+        return found
+
+
+async def test_concurrent_lookups_share_one_store_read_and_survive_a_caller_going_away() -> None:
+    store = GatedStore()
+    manager = KeyManager(store, SECRET)
+    key, _ = await manager.create("k")
+    loop = asyncio.get_running_loop()
+    waiters = [loop.create_task(manager.lookup(key.id)) for _ in range(20)]
+    await asyncio.sleep(0)
+    waiters[0].cancel()  # one client goes away: the others still get the record
+    store.gate.set()
+    results = await asyncio.gather(*waiters[1:])
+    assert store.reads == 1 and all(r is not None and r.id == key.id for r in results)
+    assert await manager.lookup(key.id) is results[0] and store.reads == 1  # cached now
+
+
+async def test_a_read_in_flight_during_a_local_revocation_is_not_cached() -> None:
+    store = GatedStore()
+    manager = KeyManager(store, SECRET)
+    key, _ = await manager.create("k")
+    early = asyncio.get_running_loop().create_task(manager.lookup(key.id))
+    while store.reads == 0:  # until the read has started (and seen the active record) and waits
+        await asyncio.sleep(0)
+    revoked = await manager.revoke(key.id)
+    assert revoked is not None and not revoked.active
+    store.gate.set()
+    assert (await early).active  # it raced the revocation and answers what it read...
+    assert not (await manager.lookup(key.id)).active  # ...but that answer was not cached
+    assert store.reads == 2
 
 def test_allow_lists_are_globs() -> None:
     key = ApiKey(id="abcdefgh", name="k", digest="", allowed_models=("openai/gpt-4o*",), allowed_tasks=("fast",))

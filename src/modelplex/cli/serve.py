@@ -2,10 +2,11 @@
 
 Owns: the command. It builds the app once in this process (so a missing admin key, a bad config
 or an unreachable key store fails here, in one line), prints which providers are enabled and why
-(``ANTHROPIC_API_KEY not set: anthropic disabled``), then runs uvicorn with uvloop and httptools
-and no access log. ``--workers N`` (N > 1) runs uvicorn's multi-process mode through the import
-string ``modelplex.server.app:app_from_env`` (a factory); the config path travels in
-``MODELPLEX_CONFIG`` and ``--no-auth`` in ``MODELPLEX_NO_AUTH``.
+(``ANTHROPIC_API_KEY not set: anthropic disabled``), then runs uvicorn with uvloop and httptools,
+no access log and no proxy-headers middleware (the gateway reads neither the client address nor
+the scheme, and that layer wraps every request). ``--workers N`` (N > 1) runs uvicorn's
+multi-process mode through the import string ``modelplex.server.app:app_from_env`` (a factory);
+the config path travels in ``MODELPLEX_CONFIG`` and ``--no-auth`` in ``MODELPLEX_NO_AUTH``.
 
 Must not touch: the app itself (``modelplex.server``), other commands.
 """
@@ -92,7 +93,7 @@ def serve_command(
     _tune_gc()
     loop, http = _loop_and_http()
     common = {"host": host, "port": port, "loop": loop, "http": http, "access_log": False,
-              "log_level": log_level.lower(), "timeout_graceful_shutdown": 30}
+              "proxy_headers": False, "log_level": log_level.lower(), "timeout_graceful_shutdown": 30}
     if workers == 1:
         uvicorn.run(app_obj, **common)
         return

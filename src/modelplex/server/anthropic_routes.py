@@ -453,7 +453,7 @@ class Messages:
             check_target(principal, gw.ext_task_target(target, ext))
             kwargs = gw.route_kwargs(target, ext, user=user, request_id=request_id, principal=principal)
             admission = await gw.admit(principal, estimate_tokens(len(body), params.get("max_tokens")))
-            watch = DisconnectWatch(receive)
+            watch = DisconnectWatch(receive, gw.watches)
             if stream:
                 await self._stream(send, messages, params, kwargs, admission, watch, started, request_id)
                 return

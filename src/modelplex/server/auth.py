@@ -8,6 +8,13 @@ its id is known or not (an unknown or malformed key is compared against a dummy 
 takes the same work either way. The admin key is compared as HMACs too (equal lengths, constant
 time). The admin key is not an inference key and inference keys never open the admin API.
 
+Verified keys: the digest of a key that verified is remembered (a bounded map of at most
+``VERIFIED_CACHE_SIZE`` keys: the HMAC of a string under this process's server secret never
+changes), so a known key costs a dictionary look-up and the compare instead of an HMAC. Whether it
+is still active is read from its record on every request (``KeyManager``'s cache: at once after a
+revocation through this replica, within the cache TTL after one through another). Keys that fail
+never enter the map, so every 401 still costs the full hash.
+
 Must not touch: key storage (``server.keys``), rate limits and budgets (``server.gateway``).
 """
 
@@ -36,6 +43,7 @@ class Principal:
 
 
 ANONYMOUS = Principal(None)
+VERIFIED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,8 @@ class Authenticator:
         self._admin_pepper = secrets.token_bytes(32)
         self._admin = self._admin_mac(admin_key) if admin_key else None
         self._dummy = keys.digest(generate_key()[1]) if keys is not None else ""
+        self._verified: dict[str, tuple[str, str, Principal | None]] = {}
+        """presented key -> (key id, its digest, the principal last built for it)."""
 
     def _admin_mac(self, value: str) -> bytes:
         return hmac.new(self._admin_pepper, value.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
@@ -72,16 +82,34 @@ class Authenticator:
         if self.no_auth:
             return ANONYMOUS
         presented = head.credential()
-        if presented is None or self.keys is None:
+        keys = self.keys
+        if presented is None or keys is None:
             raise unauthorized()
+        hit = self._verified.get(presented)
+        if hit is not None:
+            key_id, digest, principal = hit
+            record = keys.cached(key_id) or await keys.lookup(key_id)
+            if record is not None and self.compare(digest, record.digest):
+                if not record.active:
+                    raise unauthorized("This API key has been revoked.")
+                if principal is None or principal.key is not record:
+                    principal = Principal(record)
+                    self._verified[presented] = (key_id, digest, principal)
+                return principal
+            self._verified.pop(presented, None)  # the record is gone or changed: verify from scratch
         key_id = parse_key(presented)
-        record = await self.keys.lookup(key_id) if key_id is not None else None
+        record = await keys.lookup(key_id) if key_id is not None else None
         expected = record.digest if record is not None else self._dummy
-        ok = self.compare(self.keys.digest(presented), expected)
+        digest = keys.digest(presented)
+        ok = self.compare(digest, expected)
         if ok and record is not None:
             if not record.active:
                 raise unauthorized("This API key has been revoked.")
-            return Principal(record)
+            principal = Principal(record)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                del self._verified[next(iter(self._verified))]
+            self._verified[presented] = (record.id, digest, principal)
+            return principal
         if self._admin is not None and hmac.compare_digest(self._admin_mac(presented), self._admin):
             raise unauthorized("The admin key cannot call inference routes; create an inference key with "
                                "POST /api/v1/keys.")
@@ -112,4 +140,4 @@ def check_target(principal: Principal, target: Target) -> None:
         raise forbidden(f"This API key may not use {label}.", param="model")
 
 
-__all__ = ["ANONYMOUS", "Authenticator", "Principal", "Target", "check_target"]
+__all__ = ["ANONYMOUS", "VERIFIED_CACHE_SIZE", "Authenticator", "Principal", "Target", "check_target"]

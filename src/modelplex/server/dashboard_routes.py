@@ -145,6 +145,24 @@ def _attempts_of(rec: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _decision(rec: Any, model: str | None, provider: str | None, start: float, end: float) -> dict[str, Any]:
+    """One routing decision as the page shows it."""
+    return {
+        "ts": start, "end": end, "request_id": str(getattr(rec, "request_id", "")),
+        "kind": getattr(rec, "kind", "chat"), "task": getattr(rec, "task", None),
+        "strategy": getattr(rec, "strategy", None), "experiment_arm": getattr(rec, "experiment_arm", None),
+        "model": model, "provider": provider, "served": bool(getattr(rec, "model", None)),
+        "success": bool(getattr(rec, "success", False)), "error_type": getattr(rec, "error_type", None),
+        "fallback_used": bool(getattr(rec, "fallback_used", False)),
+        "cost_usd": float(getattr(rec, "cost_usd", 0.0) or 0.0),
+        "latency_ms": float(getattr(rec, "latency_ms", 0.0) or 0.0), "ttft_ms": getattr(rec, "ttft_ms", None),
+        "input_tokens": int(getattr(rec, "input_tokens", 0) or 0),
+        "output_tokens": int(getattr(rec, "output_tokens", 0) or 0),
+        "attempts": [_attempt_view(a) for a in _attempts_of(rec)],
+        "selection_reason": getattr(rec, "selection_reason", "") or "",
+    }
+
+
 def _pct(values: list[float], p: float) -> float | None:
     got = percentile(sorted(values), p)
     return None if got is None else round(got, 3)
@@ -166,7 +184,8 @@ class DashboardFeed:
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self._buckets: dict[int, dict[tuple[str, str], _Agg]] = {}
-        self._decisions: deque[dict[str, Any]] = deque(maxlen=max_decisions)
+        self._decisions: deque[tuple[Any, str | None, str | None, float, float]] = deque(maxlen=max_decisions)
+        """(record, model, provider, start, end) of the last requests; rows are built at snapshot time."""
         self._transitions: deque[dict[str, Any]] = deque(maxlen=50)
         self._trips: Counter[str] = Counter()
         self._total = _Count()
@@ -197,27 +216,21 @@ class DashboardFeed:
     # ------------------------------------------------------------------ input
 
     def observe(self, rec: Any) -> None:
-        """Count one finished request (a ``UsageRecord``; read by attribute)."""
-        attempts = _attempts_of(rec)
-        model, provider = attribution(getattr(rec, "model", None), getattr(rec, "provider", None), attempts)
+        """Count one finished request (a ``UsageRecord``; read by attribute). The decision row the
+        page shows is built from the record when a snapshot asks for it, not here."""
+        served = getattr(rec, "model", None)
+        if served:
+            model, provider = served, getattr(rec, "provider", None)
+        else:
+            model, provider = attribution(served, getattr(rec, "provider", None), _attempts_of(rec))
         success = bool(getattr(rec, "success", False))
         fallback = bool(getattr(rec, "fallback_used", False))
         cost = float(getattr(rec, "cost_usd", 0.0) or 0.0)
         latency = float(getattr(rec, "latency_ms", 0.0) or 0.0)
         start = float(getattr(rec, "ts", 0.0) or self.clock())
         end = start + latency / 1000.0
-        decision = {
-            "ts": start, "end": end, "request_id": str(getattr(rec, "request_id", "")),
-            "kind": getattr(rec, "kind", "chat"), "task": getattr(rec, "task", None),
-            "strategy": getattr(rec, "strategy", None), "experiment_arm": getattr(rec, "experiment_arm", None),
-            "model": model, "provider": provider, "served": bool(getattr(rec, "model", None)),
-            "success": success, "error_type": getattr(rec, "error_type", None), "fallback_used": fallback,
-            "cost_usd": cost, "latency_ms": latency, "ttft_ms": getattr(rec, "ttft_ms", None),
-            "input_tokens": int(getattr(rec, "input_tokens", 0) or 0),
-            "output_tokens": int(getattr(rec, "output_tokens", 0) or 0),
-            "attempts": [_attempt_view(a) for a in attempts],
-            "selection_reason": getattr(rec, "selection_reason", "") or "",
-        }
+        task = getattr(rec, "task", None)
+        skey = (getattr(rec, "strategy", None), getattr(rec, "experiment_arm", None))
         key = (model or NO_MODEL, provider or "")
         slot = int(end // self.bucket_s)
         with self._lock:
@@ -236,12 +249,17 @@ class DashboardFeed:
                 agg.add_latency(latency, self._rng)
                 self._latencies.append(latency)
             self._total.add(success, fallback, cost)
-            self._tokens[0] += decision["input_tokens"]
-            self._tokens[1] += decision["output_tokens"]
-            skey = (decision["strategy"], decision["experiment_arm"])
-            self._by_strategy.setdefault(skey, _Count()).add(success, fallback, cost)
-            self._by_task.setdefault(decision["task"], _Count()).add(success, fallback, cost)
-            self._decisions.append(decision)
+            self._tokens[0] += int(getattr(rec, "input_tokens", 0) or 0)
+            self._tokens[1] += int(getattr(rec, "output_tokens", 0) or 0)
+            counts = self._by_strategy.get(skey)
+            if counts is None:
+                counts = self._by_strategy[skey] = _Count()
+            counts.add(success, fallback, cost)
+            counts = self._by_task.get(task)
+            if counts is None:
+                counts = self._by_task[task] = _Count()
+            counts.add(success, fallback, cost)
+            self._decisions.append((rec, model, provider, start, end))
 
     def on_transition(self, event: Any) -> None:
         """A breaker changed state (``resilience.breaker.BreakerTransition``)."""
@@ -283,8 +301,8 @@ class DashboardFeed:
                         if into is None:
                             into = target[key] = _Agg()
                         into.merge(agg)
-            recent = list(self._decisions)[-decisions:] if decisions > 0 else []
-            recent.reverse()
+            kept = list(self._decisions)[-decisions:] if decisions > 0 else []
+            kept.reverse()
             totals = {**self._total.to_dict(), "failures": self._total.requests - self._total.successes,
                       "input_tokens": self._tokens[0], "output_tokens": self._tokens[1],
                       "p50_ms": _pct(list(self._latencies), 50), "p95_ms": _pct(list(self._latencies), 95),
@@ -295,6 +313,7 @@ class DashboardFeed:
             transitions = list(self._transitions)
             transitions.reverse()
             trips = dict(self._trips)
+        recent = [_decision(*entry) for entry in kept]
         strategies.sort(key=lambda r: (-r["requests"], str(r["strategy"]), str(r["experiment_arm"])))
         tasks.sort(key=lambda r: (-r["requests"], str(r["task"])))
         times = [(first + i) * width for i in range(points)]

@@ -33,20 +33,34 @@ from modelplex.errors import UnknownModelError, UnknownTaskError
 from modelplex.resilience.ratelimit import RateLimiter
 from modelplex.server.auth import Authenticator, Principal, Target
 from modelplex.server.errors import ErrorInfo, classify, invalid_request
+from modelplex.server.http import DisconnectWatch, WatchScheduler
 from modelplex.server.metrics import GatewayMetrics
 from modelplex.types import Attempt, Requirements, StreamChunk, Usage
 
 if TYPE_CHECKING:
     from modelplex.config import Config
     from modelplex.router import Router
-    from modelplex.server.http import DisconnectWatch
     from modelplex.server.keys import ApiKey, KeyManager
     from modelplex.server.settings_store import SettingsStore
 
 log = logging.getLogger("modelplex.server")
 
+_ID_BATCH = 256
+_ids: list[str] = []
+
+
 def new_request_id() -> str:
-    return os.urandom(16).hex()
+    """32 hex characters from the OS's random source, read for ``_ID_BATCH`` ids at a time."""
+    try:
+        return _ids.pop()
+    except IndexError:
+        raw = os.urandom(16 * _ID_BATCH).hex()
+        _ids.extend(raw[i:i + 32] for i in range(32, len(raw), 32))
+        return raw[:32]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.clear)  # a forked worker must not reuse its parent's ids
 
 
 @dataclass(slots=True)
@@ -152,6 +166,8 @@ class Gateway:
         self.no_auth = no_auth
         self.max_body = config.server.max_body_bytes
         self.limiter = RateLimiter(router.state)
+        self.watches = WatchScheduler()
+        """Starts the disconnect watch of calls that outlast ``server.http.WATCH_AFTER_S``."""
         self._extra_secrets = tuple(s for s in extra_secrets if s)
         self._inflight_attempts: dict[str, list[Attempt]] = {}
         self._budget_keys: dict[str, ApiKey] = {}
@@ -296,6 +312,8 @@ class Gateway:
                                        tokens=estimated_tokens if key.tpm is not None else 0)
         if self._budget_keys.get(key.id) is not key and (key.has_budget or key.id in self._budget_keys):
             self.register_key_budget(key)
+        if key.tpm is None:
+            return _NO_ADMISSION  # nothing for settle to correct
         return Admission(key.id, key.tpm, estimated_tokens)
 
     async def settle(self, admission: Admission, usage: Usage | None) -> None:

@@ -4,7 +4,8 @@ Owns: ``RequestHead`` (the few request headers the gateway reads, found in one p
 ``read_body`` (Content-Length check plus a running count of streamed bytes, so an oversized body
 is refused before it is buffered), ``parse_object`` (orjson, a clear 400 on anything but a JSON
 object), ``send_body``/``send_json`` and ``DisconnectWatch`` (cancels the handler's task when the
-client goes away, so an upstream call in flight is cancelled and its generator closed).
+client goes away, so an upstream call in flight is cancelled and its generator closed; with a
+``WatchScheduler`` the watching starts only for calls still running after ``WATCH_AFTER_S``).
 
 The serving routes are ASGI callables rather than Starlette request handlers: no ``Request``
 object, no validation layer, bytes in and bytes out.
@@ -120,21 +121,80 @@ async def send_json(send: Send, status: int, obj: Any, headers: Headers | None =
     await send_body(send, status, orjson.dumps(obj), headers or [])
 
 
+WATCH_AFTER_S = 0.1
+"""Disconnect watchers start this long (up to twice this long) into a call: answers that are faster
+(a gateway under load included) never pay for a watching task, and the client of a model call,
+which takes longer, is watched for the rest of it. A disconnect is noticed at most 0.2 s late."""
+
+
+class WatchScheduler:
+    """Starts the ``DisconnectWatch``es of calls that are still running ``after_s`` (at most twice
+    that) after they were registered, from one timer per event loop instead of a task per request.
+
+    Two generations: a tick starts the watches registered before the previous tick and ages the rest;
+    the timer runs only while watches are waiting. A watch stopped before its tick never costs a task.
+    """
+
+    __slots__ = ("_handle", "_loop", "_old", "_young", "after_s")
+
+    def __init__(self, after_s: float = WATCH_AFTER_S) -> None:
+        self.after_s = after_s
+        self._young: set[DisconnectWatch] = set()
+        self._old: set[DisconnectWatch] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, watch: DisconnectWatch) -> None:
+        loop = asyncio.get_running_loop()
+        if self._handle is None or self._loop is not loop:  # idle, or the app moved to another loop
+            self._loop = loop
+            self._young, self._old = set(), set()
+            self._handle = loop.call_later(self.after_s, self._tick, loop)
+        self._young.add(watch)
+
+    def discard(self, watch: DisconnectWatch) -> None:
+        self._young.discard(watch)
+        self._old.discard(watch)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is not self._loop:  # a timer left on a loop the app no longer runs on
+            return
+        due, self._old, self._young = self._old, self._young, set()
+        self._handle = loop.call_later(self.after_s, self._tick, loop) if self._old else None
+        for watch in due:
+            watch.start()
+
+
 class DisconnectWatch:
     """Watch ``receive`` for ``http.disconnect`` and cancel the current task when it comes.
 
     Start it only after the body has been read (it consumes ``receive``). ``stop()`` ends the
-    watch; ``disconnected`` says whether the client went away. One task per request.
+    watch; ``disconnected`` says whether the client went away. Without a ``scheduler`` the watching
+    task starts at once; with one it starts only if the call is still running after the scheduler's
+    delay (``WATCH_AFTER_S``), so a disconnect is noticed at most that much later, and an answer
+    faster than that is written to the closed connection (which the server drops) instead.
     """
 
-    __slots__ = ("_task", "_watcher", "disconnected")
+    __slots__ = ("_receive", "_scheduler", "_task", "_watcher", "disconnected")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, scheduler: WatchScheduler | None = None) -> None:
         self.disconnected = False
         self._task = asyncio.current_task()
-        self._watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+        self._receive = receive
+        self._watcher: asyncio.Task[None] | None = None
+        self._scheduler = scheduler
+        if scheduler is None:
+            self.start()
+        else:
+            scheduler.add(self)
 
-    async def _watch(self, receive: Receive) -> None:
+    def start(self) -> None:
+        """Begin watching now (the scheduler calls this)."""
+        if self._watcher is None and self._task is not None and not self._task.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        receive = self._receive
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -144,8 +204,12 @@ class DisconnectWatch:
                 return
 
     def stop(self) -> None:
-        if not self._watcher.done():
-            self._watcher.cancel()
+        if self._scheduler is not None:
+            self._scheduler.discard(self)
+            self._scheduler = None
+        watcher = self._watcher
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
 
     def absorb(self) -> None:
         """After a disconnect-triggered ``CancelledError`` was handled: clear the cancel request so
@@ -159,12 +223,14 @@ class DisconnectWatch:
 
 __all__ = [
     "JSON_CT",
+    "WATCH_AFTER_S",
     "DisconnectWatch",
     "Headers",
     "Receive",
     "RequestHead",
     "Scope",
     "Send",
+    "WatchScheduler",
     "check_length",
     "parse_object",
     "read_body",

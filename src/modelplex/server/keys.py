@@ -16,6 +16,7 @@ Must not touch: request authentication (``server.auth`` compares digests), HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -29,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +119,7 @@ class ApiKey:
         return _matches(self.allowed_models, names)
 
     def allows_task(self, name: str) -> bool:
-        return _matches(self.allowed_tasks, (name,))
+        return "*" in self.allowed_tasks or _matches_cached(self.allowed_tasks, (name,))
 
     def to_public(self) -> dict[str, Any]:
         """Everything but the digest, for the admin API."""
@@ -145,9 +147,15 @@ class ApiKey:
                    revoked_at=float(d["revoked_at"]) if d["revoked_at"] is not None else None)
 
 
-def _matches(patterns: tuple[str, ...], names: Iterable[str]) -> bool:
+def _matches(patterns: tuple[str, ...], names: tuple[str, ...]) -> bool:
     if "*" in patterns:
         return True
+    return _matches_cached(patterns, names)
+
+
+@lru_cache(maxsize=8192)
+def _matches_cached(patterns: tuple[str, ...], names: tuple[str, ...]) -> bool:
+    """Allow-list answers are pure functions of (patterns, names): memoised, bounded."""
     return any(fnmatchcase(n, p) for p in patterns for n in names if n)
 
 
@@ -394,7 +402,9 @@ class KeyManager:
 
     Lookups are cached for ``cache_ttl`` seconds (unknown ids too, so random ids cannot hammer the
     database); a revocation through this manager takes effect at once, one through another replica
-    within ``cache_ttl``.
+    within ``cache_ttl``. Concurrent lookups of an id that is not cached share one store read (when
+    an entry expires under load, the requests in flight do not each queue a read), and a read that
+    was in flight when a key was created or revoked here is not cached.
     """
 
     def __init__(self, store: KeyStore, server_secret: bytes, *, clock: Callable[[], float] = time.time,
@@ -407,9 +417,16 @@ class KeyManager:
         self._ttl = cache_ttl
         self._size = cache_size
         self._cache: OrderedDict[str, tuple[float, ApiKey | None]] = OrderedDict()
+        self._loading: dict[str, asyncio.Task[ApiKey | None]] = {}
+        self._epoch = 0
+        """Bumped by every create and revoke here: a store read started before one is not cached."""
+        self._mac = hmac.new(server_secret, digestmod=hashlib.sha256)  # keyed once; copied per digest
 
     def digest(self, plaintext: str) -> str:
-        return key_digest(self._secret, plaintext)
+        """``key_digest(server_secret, plaintext)``."""
+        mac = self._mac.copy()
+        mac.update(plaintext.encode("utf-8", "surrogatepass"))
+        return mac.hexdigest()
 
     async def create(self, name: str, *, allowed_models: Iterable[str] = ("*",), allowed_tasks: Iterable[str] = ("*",),
                      rpm: int | None = None, tpm: int | None = None, daily_usd: float | None = None,
@@ -431,23 +448,51 @@ class KeyManager:
                          monthly_usd=monthly_usd, prompt_logging=prompt_logging, metadata=dict(metadata or {}),
                          created_at=self._clock())
             if await self.store.insert(key):
-                self._cache.pop(key_id, None)
+                self._invalidate(key_id)
                 log.info("api key created id=%s name=%r", key_id, name)
                 return key, plaintext
         raise RuntimeError("could not allocate a unique key id")  # 8 collisions in 2**40: not plausible
 
+    def cached(self, key_id: str) -> ApiKey | None:
+        """The record for an id while its cache entry is fresh, else ``None`` (then ``lookup``)."""
+        hit = self._cache.get(key_id)
+        if hit is not None and hit[0] > self._mono():
+            return hit[1]
+        return None
+
     async def lookup(self, key_id: str) -> ApiKey | None:
         """The key record for an id (cached), or ``None``."""
-        now = self._mono()
         hit = self._cache.get(key_id)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > self._mono():
             return hit[1]
+        loop = asyncio.get_running_loop()
+        loading = self._loading.get(key_id)
+        if loading is None or loading.get_loop() is not loop:
+            loading = loop.create_task(self._load(key_id))
+            self._loading[key_id] = loading
+            loading.add_done_callback(lambda task: self._loaded(key_id, task))
+        return await asyncio.shield(loading)  # a caller that goes away does not cancel the others' read
+
+    async def _load(self, key_id: str) -> ApiKey | None:
+        epoch, now = self._epoch, self._mono()
         key = await self.store.get(key_id)
-        self._cache[key_id] = (now + self._ttl, key)
-        self._cache.move_to_end(key_id)
-        while len(self._cache) > self._size:
-            self._cache.popitem(last=False)
+        if epoch == self._epoch:
+            self._cache[key_id] = (now + self._ttl, key)
+            self._cache.move_to_end(key_id)
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
         return key
+
+    def _loaded(self, key_id: str, task: asyncio.Task[ApiKey | None]) -> None:
+        if self._loading.get(key_id) is task:
+            del self._loading[key_id]
+        if not task.cancelled():
+            task.exception()  # retrieved here too: every waiter may have gone away
+
+    def _invalidate(self, key_id: str) -> None:
+        self._epoch += 1
+        self._cache.pop(key_id, None)
+        self._loading.pop(key_id, None)
 
     async def get(self, key_id: str) -> ApiKey | None:
         return await self.store.get(key_id)
@@ -457,7 +502,7 @@ class KeyManager:
 
     async def revoke(self, key_id: str) -> ApiKey | None:
         key = await self.store.revoke(key_id, self._clock())
-        self._cache.pop(key_id, None)
+        self._invalidate(key_id)
         if key is not None:
             log.info("api key revoked id=%s", key_id)
         return key

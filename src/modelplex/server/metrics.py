@@ -20,6 +20,10 @@ Series (all prefixed ``modelplex_``):
 Labels are bounded: ``model`` is a catalog id (or empty when nothing was served), ``route`` a
 fixed name, ``status`` an HTTP status.
 
+The per-request series are ``Series`` (plain numbers updated on the event loop, no lock, a cached
+cell per label set; exported at scrape time with exactly the samples ``prometheus_client``'s own
+Counter, Gauge and Histogram would produce); the scrape-time series are ``prometheus_client`` gauges.
+
 Must not touch: request handling, the router's logic.
 """
 
@@ -27,12 +31,16 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterator
+import time
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from modelplex.types import Attempt, Usage
 
@@ -40,6 +48,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _BREAKER_VALUE = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 _METRIC_NAME = re.compile(r"[^a-zA-Z0-9_]")
+_STATUS = {code: str(code) for code in range(100, 600)}
 
 
 class _RecorderCollector(Collector):
@@ -58,29 +67,123 @@ class _RecorderCollector(Collector):
             yield fam
 
 
+class Cell:
+    """One label set's value: a counter or gauge reading (``inc``/``dec``/``set``)."""
+
+    __slots__ = ("created", "labels", "value")
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+        self.value = 0.0
+        self.created = time.time()
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+    def dec(self, amount: float = 1.0) -> None:
+        self.value -= amount
+
+    def set(self, value: float) -> None:
+        self.value = float(value)
+
+
+class HistogramCell:
+    """One label set's histogram: a count per bucket (the last one ``+Inf``) and the sum."""
+
+    __slots__ = ("bounds", "counts", "created", "labels", "sum")
+
+    def __init__(self, labels: dict[str, str], bounds: tuple[float, ...]) -> None:
+        self.labels = labels
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+        self.created = time.time()
+
+    def observe(self, amount: float) -> None:
+        self.counts[bisect_left(self.bounds, amount)] += 1  # the first bucket whose bound is >= amount
+        self.sum += amount
+
+
+class Series(Collector):
+    """A labelled counter, gauge or histogram for the request path. ``labels(*values)`` returns the
+    cell of a label set (created on first use, then one dictionary look-up); ``collect`` exports the
+    samples prometheus_client's Counter (``_total``, ``_created``), Gauge or Histogram (``_bucket``
+    per ``le``, ``_count``, ``_sum``, ``_created``) would. No lock: the gateway updates these from its
+    event loop (the router's hooks included); a router also driven from other threads at the same
+    time could lose an increment to a race."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], kind: str = "counter", *,
+                 buckets: Sequence[float] = ()) -> None:
+        if kind not in ("counter", "gauge", "histogram"):
+            raise ValueError(f"unknown series kind {kind!r}")
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.kind = kind
+        self.bounds = tuple(float(b) for b in buckets)
+        self._cells: dict[tuple[Any, ...], Any] = {}
+        """Label values as passed -> cell (``200`` and ``"200"`` share one)."""
+        self._series: dict[tuple[str, ...], Any] = {}
+        """Label values as exported -> cell."""
+
+    def labels(self, *values: Any) -> Any:
+        cell = self._cells.get(values)
+        if cell is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values!r}")
+            text = tuple(str(v) for v in values)
+            cell = self._series.get(text)
+            if cell is None:
+                labels = dict(zip(self.labelnames, text, strict=True))
+                cell = HistogramCell(labels, self.bounds) if self.kind == "histogram" else Cell(labels)
+                self._series[text] = cell
+            self._cells[values] = cell
+        return cell
+
+    def describe(self) -> Iterator[Metric]:
+        yield Metric(self.name, self.documentation, self.kind)
+
+    def collect(self) -> Iterator[Metric]:
+        metric = Metric(self.name, self.documentation, self.kind)
+        name, add = self.name, metric.samples.append
+        for cell in list(self._series.values()):
+            labels = cell.labels
+            if self.kind == "counter":
+                add(Sample(name + "_total", labels, cell.value))
+                add(Sample(name + "_created", labels, cell.created))
+            elif self.kind == "gauge":
+                add(Sample(name, labels, cell.value))
+            else:
+                acc = 0.0
+                for bound, count in zip((*self.bounds, float("inf")), cell.counts, strict=True):
+                    acc += count
+                    add(Sample(name + "_bucket", {**labels, "le": floatToGoString(bound)}, acc))
+                add(Sample(name + "_count", labels, acc))
+                add(Sample(name + "_sum", labels, cell.sum))
+                add(Sample(name + "_created", labels, cell.created))
+        yield metric
+
+
 class GatewayMetrics:
     """Every series the gateway exports, registered in a registry of its own."""
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("modelplex_requests", "Requests by route, serving model, provider and HTTP status.",
-                                ["route", "model", "provider", "status"], registry=r)
-        self.duration = Histogram("modelplex_request_duration_seconds", "Time from request to last byte.",
-                                  ["route"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.ttft = Histogram("modelplex_time_to_first_token_seconds", "Streams: time to the first chunk.",
-                              ["route"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.in_flight = Gauge("modelplex_requests_in_flight", "Requests being served.", ["route"], registry=r)
-        self.stream_outcomes = Counter("modelplex_stream_outcomes", "How streams ended.", ["route", "outcome"],
-                                       registry=r)
-        self.tokens = Counter("modelplex_tokens", "Tokens by model and kind (input includes cached).",
-                              ["model", "provider", "kind"], registry=r)
-        self.cost = Counter("modelplex_cost_usd", "Cost in USD at catalog prices.", ["model", "provider"],
-                            registry=r)
-        self.attempts = Counter("modelplex_attempts", "Upstream attempts by provider and outcome.",
-                                ["provider", "outcome"], registry=r)
-        self.retries = Counter("modelplex_retries", "Retries of the same target.", ["provider"], registry=r)
-        self.fallbacks = Counter("modelplex_fallbacks", "Requests served by a fallback target.", ["route"],
-                                 registry=r)
+        self.requests = self._series("modelplex_requests", "Requests by route, serving model, provider and HTTP "
+                                     "status.", ["route", "model", "provider", "status"])
+        self.duration = self._series("modelplex_request_duration_seconds", "Time from request to last byte.",
+                                     ["route"], "histogram", buckets=_LATENCY_BUCKETS)
+        self.ttft = self._series("modelplex_time_to_first_token_seconds", "Streams: time to the first chunk.",
+                                 ["route"], "histogram", buckets=_LATENCY_BUCKETS)
+        self.in_flight = self._series("modelplex_requests_in_flight", "Requests being served.", ["route"], "gauge")
+        self.stream_outcomes = self._series("modelplex_stream_outcomes", "How streams ended.", ["route", "outcome"])
+        self.tokens = self._series("modelplex_tokens", "Tokens by model and kind (input includes cached).",
+                                   ["model", "provider", "kind"])
+        self.cost = self._series("modelplex_cost_usd", "Cost in USD at catalog prices.", ["model", "provider"])
+        self.attempts = self._series("modelplex_attempts", "Upstream attempts by provider and outcome.",
+                                     ["provider", "outcome"])
+        self.retries = self._series("modelplex_retries", "Retries of the same target.", ["provider"])
+        self.fallbacks = self._series("modelplex_fallbacks", "Requests served by a fallback target.", ["route"])
         self.breaker_state = Gauge("modelplex_breaker_state", "Breaker state: 0 closed, 1 half-open, 2 open.",
                                    ["key"], registry=r)
         self.budget_used = Gauge("modelplex_budget_used_ratio", "Budget spent plus reserved over its limit.",
@@ -95,33 +198,40 @@ class GatewayMetrics:
         self._recorder = _RecorderCollector()
         r.register(self._recorder)
 
+    def _series(self, name: str, documentation: str, labelnames: Sequence[str], kind: str = "counter", *,
+                buckets: Sequence[float] = ()) -> Series:
+        series = Series(name, documentation, labelnames, kind, buckets=buckets)
+        self.registry.register(series)
+        return series
+
     # ------------------------------------------------------------------ per request
 
     def observe(self, route: str, status: int, duration_s: float, *, model: str | None = None,
                 provider: str | None = None, usage: Usage | None = None, cost_usd: float | None = None,
                 fallback: bool = False) -> None:
         m, p = model or "", provider or ""
-        self.requests.labels(route, m, p, str(status)).inc()
+        self.requests.labels(route, m, p, _STATUS.get(status) or str(status)).value += 1.0
         self.duration.labels(route).observe(duration_s)
         if usage is not None and m:
+            tokens = self.tokens
             if usage.input_tokens:
-                self.tokens.labels(m, p, "input").inc(usage.input_tokens)
+                tokens.labels(m, p, "input").value += usage.input_tokens
             if usage.output_tokens:
-                self.tokens.labels(m, p, "output").inc(usage.output_tokens)
+                tokens.labels(m, p, "output").value += usage.output_tokens
             if usage.cache_read_tokens:
-                self.tokens.labels(m, p, "cached").inc(usage.cache_read_tokens)
+                tokens.labels(m, p, "cached").value += usage.cache_read_tokens
             if usage.reasoning_tokens:
-                self.tokens.labels(m, p, "reasoning").inc(usage.reasoning_tokens)
+                tokens.labels(m, p, "reasoning").value += usage.reasoning_tokens
         if cost_usd and m:
-            self.cost.labels(m, p).inc(cost_usd)
+            self.cost.labels(m, p).value += cost_usd
         if fallback:
-            self.fallbacks.labels(route).inc()
+            self.fallbacks.labels(route).value += 1.0
 
     def on_attempt(self, attempt: Attempt, request_id: str = "") -> None:
         """The router's ``on_attempt`` hook."""
-        self.attempts.labels(attempt.provider, attempt.outcome).inc()
+        self.attempts.labels(attempt.provider, attempt.outcome).value += 1.0
         if attempt.retry:
-            self.retries.labels(attempt.provider).inc()
+            self.retries.labels(attempt.provider).value += 1.0
 
     # ------------------------------------------------------------------ scrape
 
@@ -166,4 +276,4 @@ class GatewayMetrics:
         return generate_latest(self.registry)
 
 
-__all__ = ["CONTENT_TYPE", "GatewayMetrics"]
+__all__ = ["CONTENT_TYPE", "Cell", "GatewayMetrics", "HistogramCell", "Series"]

@@ -417,7 +417,7 @@ class ChatCompletions:
     async def _complete(self, receive: Receive, send: Send, chat: ChatInput, kwargs: dict[str, Any],
                         admission: Any, started: float, request_id: str) -> None:
         gw = self.gw
-        watch = DisconnectWatch(receive)
+        watch = DisconnectWatch(receive, gw.watches)
         try:
             resp = await gw.router.acomplete(chat.messages, **kwargs, **chat.params)
         except asyncio.CancelledError:
@@ -443,7 +443,7 @@ class ChatCompletions:
     async def _stream(self, receive: Receive, send: Send, chat: ChatInput, kwargs: dict[str, Any],
                       admission: Any, started: float, request_id: str) -> None:
         gw = self.gw
-        watch = DisconnectWatch(receive)
+        watch = DisconnectWatch(receive, gw.watches)
         agen = gw.router.astream(chat.messages, **kwargs, **chat.params)
         opened = await gw.first_chunk(self.route, agen, watch, started, request_id)
         if opened is None:

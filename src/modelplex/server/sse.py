@@ -6,7 +6,8 @@ implements: OpenAI chunks in ``openai_routes``, Anthropic events in ``anthropic_
 
 * sends the 200 and the headers only once the first chunk exists (errors before it are ordinary
   JSON errors with a status, decided by the caller),
-* writes each chunk as it arrives,
+* writes each chunk as soon as the generator would have to wait for the next one (the chunks it
+  has ready together, as one upstream read often brings, go out in one write),
 * on an upstream failure after the first byte, writes the encoder's error event and ends the
   body WITHOUT the terminal event (so clients see a failed stream, never a silently short one),
 * always closes the router's generator (``aclose``), so its ``finally`` settles the budget and
@@ -19,9 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -77,18 +78,78 @@ class StreamOutcome:
     chunks: int = 0
 
 
+FLUSH_BYTES = 65_536
+"""Events that are ready together go out in one write, up to this many bytes."""
+_NOT_STARTED = object()
+
+
+class _Reyield:
+    """Hands a value that an inner awaitable yielded to the event loop on to the running task, and
+    returns what the task sends back: the other half of ``_finish``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self.value)
+
+
+async def _finish(step: Any, yielded: Any) -> Any:
+    """Await the rest of ``step`` (a coroutine-like ``__anext__`` awaitable, already started by hand,
+    which yielded ``yielded``): exactly what ``await step`` would have done from that point, with
+    cancellation and errors passed through."""
+    while True:
+        try:
+            sent = await _Reyield(yielded)
+        except GeneratorExit:
+            step.close()
+            raise
+        except BaseException as exc:  # cancellation (client gone, shutdown) goes to the generator
+            try:
+                yielded = step.throw(exc)
+            except StopIteration as done:
+                return done.value
+            continue
+        try:
+            yielded = step.send(sent)
+        except StopIteration as done:
+            return done.value
+
+
+async def _abandon(step: Any, yielded: Any) -> None:
+    """Cancel a step that was started by hand and is no longer awaited, and run it to its end, as a
+    cancellation of ``await step`` would have: the generator sees ``CancelledError`` where it waits,
+    and is left finished or suspended at a ``yield`` (so ``aclose`` works)."""
+    try:
+        yielded = step.throw(asyncio.CancelledError())
+    except (Exception, asyncio.CancelledError):
+        return
+    try:
+        await _finish(step, yielded)
+    except (Exception, asyncio.CancelledError):
+        pass
+
+
 async def stream_response(send: Send, agen: AsyncIterator[StreamChunk], first: StreamChunk,
                           encoder: StreamEncoder, headers: Headers, watch: DisconnectWatch,
                           classify: Callable[[BaseException], ErrorInfo]) -> StreamOutcome:
     """Stream ``first`` and the rest of ``agen`` to the client as SSE. Never raises for upstream or
     client failures (they are reported in the outcome); re-raises only a cancellation that did not
-    come from the client going away (server shutdown)."""
+    come from the client going away (server shutdown).
+
+    Every event is written as soon as the generator would have to wait for the next one (never
+    later); the events it has ready without waiting (an upstream read that brought several, the
+    end of the stream) are written together, in one ASGI ``send``."""
     out = StreamOutcome()
-    chunk: StreamChunk | None = first
+    ready: list[bytes] = []
+    size = 0
+    chunk: StreamChunk = first
     try:
         await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
-        pending = encoder.start(first)
-        while chunk is not None:
+        ready.append(encoder.start(first))
+        while True:
             out.chunks += 1
             if chunk.usage is not None:
                 out.usage = chunk.usage
@@ -96,17 +157,42 @@ async def stream_response(send: Send, agen: AsyncIterator[StreamChunk], first: S
             if chunk.finish_reason is not None:
                 out.finish_reason = chunk.finish_reason
             data = encoder.chunk(chunk)
-            if pending:
-                data = pending + data
-                pending = b""
             if data:
-                await send({"type": "http.response.body", "body": data, "more_body": True})
+                ready.append(data)
+                size += len(data)
             try:
-                chunk = await agen.__anext__()
+                step = agen.__anext__()
+            except StopAsyncIteration:  # an iterator that ends without an awaitable
+                break
+            advance = getattr(step, "send", None) if size < FLUSH_BYTES else None
+            yielded: Any = _NOT_STARTED
+            if advance is not None:
+                try:
+                    yielded = advance(None)
+                except StopIteration as done:  # the next chunk was ready: no wait, no write yet
+                    chunk = done.value
+                    continue
+                except StopAsyncIteration:
+                    break
+            if ready:  # the generator must wait (or the batch is full): what is ready goes out first
+                body = b"".join(ready)
+                ready.clear()
+                size = 0
+                try:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                except GeneratorExit:
+                    raise
+                except BaseException:  # e.g. cancelled while the server waited to write to a slow client
+                    if yielded is not _NOT_STARTED:
+                        await _abandon(step, yielded)
+                    raise
+            try:
+                chunk = await (step if yielded is _NOT_STARTED else _finish(step, yielded))
             except StopAsyncIteration:
-                chunk = None
+                break
         watch.stop()
-        await send({"type": "http.response.body", "body": encoder.finish(), "more_body": False})
+        ready.append(encoder.finish())
+        await send({"type": "http.response.body", "body": b"".join(ready), "more_body": False})
     except asyncio.CancelledError:
         if not watch.disconnected:
             raise
@@ -118,7 +204,8 @@ async def stream_response(send: Send, agen: AsyncIterator[StreamChunk], first: S
         info = classify(exc)
         log.warning("stream failed after first byte: %s (%s)", info.code, type(exc).__name__)
         try:
-            await send({"type": "http.response.body", "body": encoder.error(info), "more_body": False})
+            await send({"type": "http.response.body", "body": b"".join(ready) + encoder.error(info),
+                        "more_body": False})
         except Exception:  # the client may be gone too
             pass
     finally:
