@@ -46,8 +46,9 @@ _INSERT_ATTEMPTS = SQL.insert_attempts()
 _UPSERT_FEEDBACK = SQL.upsert_feedback()
 
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
-WRITER_CACHE_KIB = 65_536
-"""The writer's page cache (64 MiB): keeps the primary-key and index pages of a large store in memory."""
+WRITER_CACHE_KIB = 8_192
+"""The writer's page cache (8 MiB). Measured on 200,000 records: 64 MiB wrote no faster (72-76k records/s
+either way) but grew the process by the size of the store, up to 64 MiB; 8 MiB fills early and stays."""
 
 
 class SQLiteSink(UsageSink):
