@@ -303,3 +303,18 @@ async def test_null_sink_keeps_nothing() -> None:
     s = NullSink()
     assert await s.write_batch(history()) == 0
     assert await s.query() == [] and await s.spend() == 0.0 and (await s.health())["ok"] is True
+
+
+@pytest.mark.parametrize("n", [1, 2, 255, 256, 257, 500, 777])
+async def test_batches_of_any_size_store_every_row_and_attempt(sink: UsageSink, n: int) -> None:
+    """SQLite writes a batch as multi-row INSERTs in chunks of 256, 128, ... 1; every size must come out whole,
+    in-batch duplicates included, and attempts beyond one statement's share included."""
+    recs = [UsageRecord(f"b{n}-{i}", ts=D0 + i, model="openai/gpt-4o", provider="openai", cost_usd=0.001,
+                        attempts=[attempt("openai/gpt-4o", "error", status=500, error="server_error"),
+                                  attempt("openai/gpt-4o", "success")][: 1 + i % 2], attempt_count=1 + i % 2)
+            for i in range(n)]
+    assert await sink.write_batch(recs + recs[:3]) == n  # the repeats are ignored
+    got = await sink.query(with_attempts=True, limit=n + 10)
+    assert len(got) == n
+    assert sum(len(d["attempts"]) for d in got) == sum(1 + i % 2 for i in range(n))
+    assert sorted(d["request_id"] for d in got) == sorted(r.request_id for r in recs)

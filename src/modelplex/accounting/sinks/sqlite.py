@@ -2,8 +2,10 @@
 
 Owns: ``SQLiteSink``. All writes run on one thread that owns the write connection (WAL,
 ``synchronous=NORMAL``, ``busy_timeout``): each ``write_batch`` is one ``BEGIN IMMEDIATE``
-transaction with two ``executemany`` calls (records, then attempts) over prepared statements and
-plain tuples, so per-row work is one tuple. Reads run on a second thread with its own read-only
+transaction of multi-row ``INSERT`` statements (records, then attempts) over plain tuples. Rows go in
+chunks of 256, 128, ... 1 (at most nine statement shapes per table, all kept prepared), so a batch of
+500 takes a handful of ``sqlite3_step`` calls: ``executemany`` would release and re-take the GIL for
+every row, and each re-take can wait a whole switch interval behind a busy event loop. Reads run on a second thread with its own read-only
 connection, so a report never waits behind a batch (WAL readers see the last committed state).
 
 Must not touch: queueing, journaling, the schema itself (``migrations/sqlite``, applied by ``migrate``).
@@ -12,6 +14,8 @@ Must not touch: queueing, journaling, the schema itself (``migrations/sqlite``, 
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -43,6 +47,25 @@ SQL = SQLBuilder(placeholder=lambda i: "?", success_int="r.success", is_success=
                  day_expr="date(r.ts, 'unixepoch')")
 _INSERT_RECORDS = SQL.insert_records()
 _INSERT_ATTEMPTS = SQL.insert_attempts()
+_CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+"""Rows per multi-row INSERT: 256 x 29 record columns stays under SQLite's 32,766 bound parameters."""
+
+
+@functools.cache
+def _multi_row(sql: str, rows: int) -> str:
+    """``sql`` (one ``VALUES (...)`` group) with ``rows`` groups."""
+    head, rest = sql.split(" VALUES ", 1)
+    group, tail = rest.split(")", 1)
+    return f"{head} VALUES {', '.join([group + ')'] * rows)}{tail}"
+
+
+def _insert_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    i, n = 0, len(rows)
+    for size in _CHUNKS:
+        while n - i >= size:
+            chunk = rows[i:i + size]
+            conn.execute(_multi_row(sql, size), list(itertools.chain.from_iterable(chunk)))
+            i += size
 _UPSERT_FEEDBACK = SQL.upsert_feedback()
 
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
@@ -157,10 +180,10 @@ class SQLiteSink(UsageSink):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 before = conn.total_changes
-                conn.executemany(_INSERT_RECORDS, rows)
+                _insert_rows(conn, _INSERT_RECORDS, rows)
                 new = conn.total_changes - before
                 if attempts:
-                    conn.executemany(_INSERT_ATTEMPTS, attempts)
+                    _insert_rows(conn, _INSERT_ATTEMPTS, attempts)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
