@@ -29,6 +29,7 @@ from modelplex.config import BudgetConfig
 from modelplex.errors import BudgetExceededError, ConfigError
 from modelplex.resilience.clock import FakeClock
 from modelplex.state import MemoryState, StateBackend
+from modelplex.testing.state import SuspendingState
 
 
 def utc(*args: int) -> float:
@@ -480,59 +481,6 @@ async def test_a_downgrade_signal_converts_to_a_plain_rejection() -> None:
 # ---------------------------------------------------------------------------- memoized scopes and ids
 
 
-class YieldingState(StateBackend):
-    """The memory backend behind an interface that suspends on every call and says it is shared, as a
-    network backend would: the alert check then overlaps its reads."""
-
-    name = "yielding"
-    shared = True
-
-    def __init__(self, inner: MemoryState) -> None:
-        self.inner = inner
-
-    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        await asyncio.sleep(0)
-        return await getattr(self.inner, method)(*args, **kwargs)
-
-    async def get(self, key: str) -> Any:
-        return await self._call("get", key)
-
-    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        await self._call("set", key, value, ttl)
-
-    async def delete(self, key: str) -> None:
-        await self._call("delete", key)
-
-    async def incr(self, key: str, amount: float = 1.0, ttl: float | None = None) -> float:
-        return await self._call("incr", key, amount, ttl)
-
-    async def rate_limit(self, key: str, limit: float, window_s: float, cost: float = 1.0, *,
-                         force: bool = False) -> tuple[bool, float]:
-        return await self._call("rate_limit", key, limit, window_s, cost, force=force)
-
-    async def reserve(self, key_limits: Sequence[tuple[str, float]], amount: float, reservation_id: str,
-                      ttl: float, *, key_ttl: float | None = None) -> tuple[bool, str | None]:
-        return await self._call("reserve", key_limits, amount, reservation_id, ttl, key_ttl=key_ttl)
-
-    async def settle(self, reservation_id: str, actual: float) -> bool:
-        return await self._call("settle", reservation_id, actual)
-
-    async def release(self, reservation_id: str) -> bool:
-        return await self._call("release", reservation_id)
-
-    async def usage(self, key: str) -> tuple[float, float]:
-        return await self._call("usage", key)
-
-    async def add_spent(self, key: str, amount: float, *, key_ttl: float | None = None) -> float:
-        return await self._call("add_spent", key, amount, key_ttl=key_ttl)
-
-    async def health(self) -> dict[str, Any]:
-        return await self._call("health")
-
-    async def clear(self) -> None:
-        await self._call("clear")
-
-
 def expected_keys(mgr: BudgetManager, user: str | None, api_key_id: str | None, kb: KeyBudget | None,
                   started: float) -> tuple[str, ...]:
     """The keys computed from scratch (``scopes`` is not memoized)."""
@@ -671,7 +619,7 @@ async def test_key_budgets_registered_or_changed_later_apply() -> None:
 async def test_alerts_fire_once_at_the_threshold(shared: bool) -> None:
     clock = FakeClock(wall_start=NOON)
     memory = MemoryState(clock)
-    mgr, alerts, _ = make(clock, YieldingState(memory) if shared else memory, daily_usd=10, monthly_usd=100,
+    mgr, alerts, _ = make(clock, SuspendingState(memory, shared=True) if shared else memory, daily_usd=10, monthly_usd=100,
                           per_user_daily_usd=2)
     for _ in range(79):  # 7.90 of 10: no alert yet
         await spend(mgr, 0.1, user=None)

@@ -5,7 +5,6 @@ needs read from a request are the ones it states."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -14,50 +13,27 @@ from modelplex.catalog import load_catalog
 from modelplex.policy.planner import HardNeeds
 from modelplex.resilience.clock import FakeClock
 from modelplex.router import Router, _needs_of
-from modelplex.state import MemoryState, StateBackend
+from modelplex.state import MemoryState
 from modelplex.testing.faults import Behavior
 from modelplex.testing.server import FakeProviderServer
+from modelplex.testing.state import SuspendingState
 
 MSGS = [{"role": "user", "content": "Summarize the quarterly numbers."}]
 DAY = "budget:global:day:"
 
 
-class GatedState(StateBackend):
-    """The memory backend behind an interface that suspends in every call, as a network backend would.
-    ``settle`` waits for ``gate`` and reports that it was entered, so a test can cancel the caller then."""
+class GatedState(SuspendingState):
+    """State that suspends in every call, as a network backend would. ``settle`` waits for ``gate`` and
+    reports that it was entered, so a test can cancel the caller then."""
 
     name = "gated"
 
     def __init__(self, inner: MemoryState) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.gate = asyncio.Event()
         self.gate.set()
         self.settle_entered = asyncio.Event()
         self.settled: list[tuple[str, float]] = []
-
-    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        await asyncio.sleep(0)
-        return await getattr(self.inner, method)(*args, **kwargs)
-
-    async def get(self, key: str) -> Any:
-        return await self._call("get", key)
-
-    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        await self._call("set", key, value, ttl)
-
-    async def delete(self, key: str) -> None:
-        await self._call("delete", key)
-
-    async def incr(self, key: str, amount: float = 1.0, ttl: float | None = None) -> float:
-        return await self._call("incr", key, amount, ttl)
-
-    async def rate_limit(self, key: str, limit: float, window_s: float, cost: float = 1.0, *,
-                         force: bool = False) -> tuple[bool, float]:
-        return await self._call("rate_limit", key, limit, window_s, cost, force=force)
-
-    async def reserve(self, key_limits: Sequence[tuple[str, float]], amount: float, reservation_id: str,
-                      ttl: float, *, key_ttl: float | None = None) -> tuple[bool, str | None]:
-        return await self._call("reserve", key_limits, amount, reservation_id, ttl, key_ttl=key_ttl)
 
     async def settle(self, reservation_id: str, actual: float) -> bool:
         self.settle_entered.set()
@@ -65,21 +41,6 @@ class GatedState(StateBackend):
         applied = await self._call("settle", reservation_id, actual)
         self.settled.append((reservation_id, actual))
         return applied
-
-    async def release(self, reservation_id: str) -> bool:
-        return await self._call("release", reservation_id)
-
-    async def usage(self, key: str) -> tuple[float, float]:
-        return await self._call("usage", key)
-
-    async def add_spent(self, key: str, amount: float, *, key_ttl: float | None = None) -> float:
-        return await self._call("add_spent", key, amount, key_ttl=key_ttl)
-
-    async def health(self) -> dict[str, Any]:
-        return await self._call("health")
-
-    async def clear(self) -> None:
-        await self._call("clear")
 
 
 @pytest.fixture(params=["memory", "gated"])
