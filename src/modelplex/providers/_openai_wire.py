@@ -254,16 +254,6 @@ def parse_tool_calls(message: Mapping[str, Any]) -> list[ToolCall]:
     return calls
 
 
-def loads_object(payload: bytes, invalid: Callable[[str], InvalidResponseError]) -> dict[str, Any]:
-    try:
-        data = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        raise invalid("response body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise invalid("response body is not a JSON object")
-    return data
-
-
 def parse_chat(data: dict[str, Any], *, model_id: str, provider: str,
                invalid: Callable[[str], InvalidResponseError]) -> Response:
     """A chat-completions object -> ``Response`` (first choice). Raises ``invalid(...)`` when malformed."""

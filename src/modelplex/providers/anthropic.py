@@ -618,7 +618,7 @@ class AnthropicAdapter(Adapter):
                            self.headers(model, req.extra_headers, betas), dumps(counted))
 
     def count_tokens_from_wire(self, payload: bytes, model: ModelSpec) -> TokenCount:
-        data = self._load(payload, model)
+        data = self._json_object(payload, model)
         tokens = data.get("input_tokens")
         if not isinstance(tokens, int) or isinstance(tokens, bool):
             raise self._invalid(model, "count_tokens answer has no input_tokens")
@@ -733,19 +733,10 @@ class AnthropicAdapter(Adapter):
 
     # ------------------------------------------------------------------ response
 
-    def _load(self, payload: bytes, model: ModelSpec) -> dict[str, Any]:
-        try:
-            data = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            raise self._invalid(model, "response body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise self._invalid(model, "response body is not a JSON object")
-        return data
-
     def chat_from_wire(self, payload: bytes, model: ModelSpec, headers: Mapping[str, str] | None = None,
                        *, req: ChatRequest | None = None) -> Response:
         """Parse a Messages answer. With ``req``, also unwrap a structured-output tool (``finish_response``)."""
-        data = self._load(payload, model)
+        data = self._json_object(payload, model)
         if data.get("type") != "message" or not isinstance(data.get("content"), list):
             raise self._invalid(model, "response is not a message with a content list")
         texts: list[str] = []

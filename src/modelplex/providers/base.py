@@ -18,9 +18,11 @@ from __future__ import annotations
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import orjson
 
 from modelplex.errors import (
     APIConnectionError,
@@ -179,6 +181,17 @@ async def iter_sse(content: aiohttp.StreamReader | AsyncIterator[bytes]) -> Asyn
         yield event, b"\n".join(data)
 
 
+
+def load_json_object(payload: bytes, invalid: Callable[[str], InvalidResponseError]) -> dict[str, Any]:
+    """``payload`` parsed as a JSON object; ``invalid(message)`` is raised for anything else."""
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise invalid("response body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise invalid("response body is not a JSON object")
+    return data
+
 class Adapter(ABC):
     """One wire protocol. Subclasses implement the pure functions; I/O lives here."""
 
@@ -230,6 +243,10 @@ class Adapter(ABC):
 
     def _invalid(self, model: ModelSpec, message: str, body: Any = None) -> InvalidResponseError:
         return InvalidResponseError(message, provider=self.provider.name, model=model.id, body=body)
+
+    def _json_object(self, payload: bytes, model: ModelSpec) -> dict[str, Any]:
+        """A 2xx body parsed as a JSON object, or ``InvalidResponseError``."""
+        return load_json_object(payload, lambda message: self._invalid(model, message))
 
     # ------------------------------------------------------------------ I/O
 

@@ -76,7 +76,14 @@ from modelplex.errors import (
     redact,
     status_error,
 )
-from modelplex.providers.base import Adapter, ProviderConfig, StreamDecoder, WireRequest, add_turn
+from modelplex.providers.base import (
+    Adapter,
+    ProviderConfig,
+    StreamDecoder,
+    WireRequest,
+    add_turn,
+    load_json_object,
+)
 from modelplex.types import (
     ChatRequest,
     EmbeddingResponse,
@@ -341,7 +348,7 @@ class BedrockAdapter(Adapter):
 
     def chat_from_wire(self, payload: bytes, model: ModelSpec, headers: Mapping[str, str] | None = None
                        ) -> Response:
-        data = _loads(payload, lambda m: self._invalid(model, m))
+        data = self._json_object(payload, model)
         resp = parse_converse(data, model_id=model.id, provider=self.provider.name,
                               invalid=lambda m: self._invalid(model, m))
         resp.provider_request_id = _request_id(headers)
@@ -438,7 +445,7 @@ class BedrockAdapter(Adapter):
         def invalid(message: str) -> InvalidResponseError:
             return self._invalid(model, message)
 
-        data = _loads(payload, invalid)
+        data = load_json_object(payload, invalid)
         raw = data.get("embeddings")
         vectors: Any
         if "embedding" in data:
@@ -531,7 +538,7 @@ class BedrockStreamDecoder(StreamDecoder):
                                                  self._model)
         if event == FRAMING_EVENT:
             raise self._adapter._invalid(self._model, f"malformed event-stream frame ({data.decode()})")
-        obj = _loads(data, lambda m: self._adapter._invalid(self._model, m)) if data.strip() else {}
+        obj = self._adapter._json_object(data, self._model) if data.strip() else {}
         if event == "contentBlockStart":
             return self._block_start(obj)
         if event == "contentBlockDelta":
@@ -869,16 +876,6 @@ def _request_id(headers: Mapping[str, str] | None) -> str | None:
         if k.lower() == "x-amzn-requestid":
             return v
     return None
-
-
-def _loads(payload: bytes, invalid: Invalid) -> dict[str, Any]:
-    try:
-        data = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        raise invalid("response body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise invalid("response body is not a JSON object")
-    return data
 
 
 def _schema_of(fmt: Mapping[str, Any]) -> tuple[dict[str, Any], str, str | None]:

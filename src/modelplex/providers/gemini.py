@@ -280,7 +280,7 @@ class GeminiAdapter(Adapter):
 
     def chat_from_wire(self, payload: bytes, model: ModelSpec, headers: Mapping[str, str] | None = None
                        ) -> Response:
-        data = self._loads(payload, model)
+        data = self._json_object(payload, model)
         if isinstance(data.get("error"), Mapping):
             raise self._error_from_object(data, 0, headers or {}, model)
         return parse_response(data, model_id=model.id, provider=self.provider.name,
@@ -343,7 +343,7 @@ class GeminiAdapter(Adapter):
                            orjson.dumps({"requests": requests}))
 
     def embed_from_wire(self, payload: bytes, model: ModelSpec, req: EmbedRequest) -> EmbeddingResponse:
-        data = self._loads(payload, model)
+        data = self._json_object(payload, model)
         vectors: list[list[float]]
         if isinstance(data.get("embedding"), Mapping):
             vectors = [_values(data["embedding"], lambda m: self._invalid(model, m))]
@@ -367,15 +367,6 @@ class GeminiAdapter(Adapter):
         return WireRequest("GET", f"{self._root()}/models?pageSize=1", self.headers(json_body=False))
 
     # ------------------------------------------------------------------ helpers
-
-    def _loads(self, payload: bytes, model: ModelSpec) -> dict[str, Any]:
-        try:
-            data = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            raise self._invalid(model, "response body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise self._invalid(model, "response body is not a JSON object")
-        return data
 
     def _bad_request(self, model: ModelSpec) -> BadRequestFactory:
         provider = self.provider.name
@@ -406,7 +397,7 @@ class GeminiStreamDecoder(StreamDecoder):
     def feed(self, event: str | None, data: bytes) -> Iterable[StreamChunk]:
         if self._done or not data.strip():
             return ()
-        obj = self._adapter._loads(data, self._model)
+        obj = self._adapter._json_object(data, self._model)
         if isinstance(obj.get("error"), Mapping):
             raise self._adapter._error_from_object(obj, 0, {}, self._model)
         usage = parse_usage(obj.get("usageMetadata"))

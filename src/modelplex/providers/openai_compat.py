@@ -91,7 +91,7 @@ class OpenAIAdapter(Adapter):
 
     def chat_from_wire(self, payload: bytes, model: ModelSpec, headers: Mapping[str, str] | None = None
                        ) -> Response:
-        data = wire.loads_object(payload, self._invalidator(model))
+        data = self._json_object(payload, model)
         if "choices" not in data and data.get("error") is not None:
             # OpenRouter reports some failures in-band with a 200
             err = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
@@ -118,7 +118,7 @@ class OpenAIAdapter(Adapter):
 
     def embed_from_wire(self, payload: bytes, model: ModelSpec, req: EmbedRequest) -> EmbeddingResponse:
         invalid = self._invalidator(model)
-        return wire.parse_embeddings(wire.loads_object(payload, invalid), model_id=model.id,
+        return wire.parse_embeddings(self._json_object(payload, model), model_id=model.id,
                                      provider=self.provider.name, expected=len(req.input), invalid=invalid)
 
     def health_to_wire(self) -> WireRequest:
