@@ -535,38 +535,30 @@ class UsageRecorder:
             await self._spill(self._take(self.batch_size), why)
 
     async def _spill(self, items: list[Item], why: str) -> None:
-        if not items:
-            return
-        journal = self.journal
-        if journal is None:
-            self._count_drop(len(items), f"{why} and no journal is configured")
-            return
-        try:
-            await asyncio.to_thread(journal.append, items)
-        except Exception as exc:
-            self._count_drop(len(items), f"{why}; journal write failed ({type(exc).__name__}: {exc})")
-            return
-        with self._lock:
-            self.spilled += len(items)
-            self._journal_pending = True
+        if items:
+            await asyncio.to_thread(self._journal, items, why)
 
     def _spill_sync(self, items: list[Item], why: str) -> None:
         """Journal ``items`` on the calling thread (shutdown and cancellation paths)."""
-        if not items:
-            return
+        if items and self._journal(items, why):
+            assert self.journal is not None
+            log.warning("usage recorder: %s; journaled %d item(s) to %s", why, len(items), self.journal.path)
+
+    def _journal(self, items: list[Item], why: str) -> bool:
+        """Append ``items`` to the journal (blocking); count them dropped when that is impossible."""
         journal = self.journal
         if journal is None:
             self._count_drop(len(items), f"{why} and no journal is configured")
-            return
+            return False
         try:
             journal.append(items)
         except Exception as exc:
             self._count_drop(len(items), f"{why}; journal write failed ({type(exc).__name__}: {exc})")
-            return
+            return False
         with self._lock:
             self.spilled += len(items)
             self._journal_pending = True
-        log.warning("usage recorder: %s; journaled %d item(s) to %s", why, len(items), journal.path)
+        return True
 
     # ------------------------------------------------------------------ introspection
 
