@@ -440,7 +440,7 @@ class BudgetManager:
         the hot path builds no ``Scope`` and encodes no key on a repeat."""
         daily, monthly = self.period("daily", started), self.period("monthly", started)
         # The memoized entry holds both Period objects, so their ids cannot be reused while it lives.
-        memo_key = (user, api_key_id, key_budget, id(daily), id(monthly), id(self._global), id(self._per_user))
+        memo_key = (user, api_key_id, key_budget, id(daily), id(monthly))
         hit = self._applicable.get(memo_key)
         if hit is not None:
             return hit

@@ -210,12 +210,10 @@ class Planner:
                           request_id=request_id, needs=needs, input_tokens=input_tokens,
                           message_count=message_count, artifacts=artifacts,
                           requires_creative_writing=requires_creative_writing, downgrade=downgrade)
-        if key is not None and plan.strategy is not None and \
-                self.strategies[plan.strategy].selection != "adaptive":
+        learned = plan.strategy is not None and self.strategies[plan.strategy].selection == "adaptive"
+        if key is not None and not learned:
             if len(self._plans) >= _PLAN_CACHE_SIZE:
                 self._plans.clear()
-            self._plans[key] = _copy_plan(plan)
-        elif key is not None and plan.explicit:
             self._plans[key] = _copy_plan(plan)
         return plan
 
