@@ -1,7 +1,8 @@
 """Section 6, sinks: usage-record write throughput into SQLite and PostgreSQL.
 
 Owns: the sink workload, run in a worker process (``python -m benchmarks.bench_sinks --sink ...``).
-Records look like the router's (one attempt each, tags, a user, a selection reason). Two figures
+Records look like the router's (one attempt each, tags, a user, a selection reason), with request ids
+from ``modelplex.ids.new_request_id`` as the router and the gateway make them. Two figures
 per sink, each on a fresh store:
 
 * ``write_batch``: the sink alone, batches of 500 (the recorder's default batch size);
@@ -37,15 +38,16 @@ def pg_dsn() -> str:
     return os.environ.get("MODELPLEX_BENCH_PG_DSN") or os.environ.get("MODELPLEX_TEST_PG_DSN") or DEFAULT_PG_DSN
 
 
-def make_records(n: int, run_id: str) -> list[Any]:
+def make_records(n: int) -> list[Any]:
     from modelplex.accounting.records import UsageRecord
+    from modelplex.ids import new_request_id
 
     now = time.time()
     out = []
     for i in range(n):
         model = ("openai/gpt-4o-mini", "groq/openai/gpt-oss-120b")[i % 2]
         out.append(UsageRecord(
-            request_id=f"{run_id}-{i:08d}", ts=now - (n - i) * 0.001, kind="chat", task="summarization",
+            request_id=new_request_id(), ts=now - (n - i) * 0.001, kind="chat", task="summarization",
             strategy="balanced", user=f"user-{i % 50}", api_key_id=f"key-{i % 5}", tags=["bench", "sinks"],
             model=model, provider=model.split("/", 1)[0],
             attempts=[{"target": model, "provider": model.split("/", 1)[0], "outcome": "success",
@@ -72,7 +74,7 @@ async def worker(kind: str, n: int, path: str) -> dict[str, Any]:
     out: dict[str, Any] = {"sink": kind, "records": n, "batch": BATCH}
     try:
         sink = await _sink(kind, f"{path}.batch.db" if path else "", schema)
-        records = make_records(n, "batch")
+        records = make_records(n)
         t0 = time.perf_counter()
         written = 0
         for i in range(0, n, BATCH):
@@ -86,7 +88,7 @@ async def worker(kind: str, n: int, path: str) -> dict[str, Any]:
         sink2 = await _sink(kind, f"{path}.recorder.db" if path else "", schema)
         recorder = UsageRecorder(sink2, queue_size=max(10_000, n + 1), batch_size=BATCH, flush_interval=0.25)
         await recorder.start()
-        records = make_records(n, "recorder")
+        records = make_records(n)
         t0 = time.perf_counter()
         for r in records:
             recorder.record(r)

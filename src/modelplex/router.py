@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from modelplex.errors import (
     UnsupportedParameterError,
     error_kind,
 )
+from modelplex.ids import new_request_id
 from modelplex.policy.adaptive import AdaptiveChooser
 from modelplex.policy.planner import HardNeeds, Planner, RoutePlan
 from modelplex.providers import adapter_class
@@ -72,13 +72,6 @@ if TYPE_CHECKING:
     from modelplex.catalog.schema import ModelSpec
 
 log = logging.getLogger("modelplex.router")
-
-_ids = random.Random()
-"""Request ids: 128 random bits from a private generator seeded by the OS (an application's
-``random.seed(42)`` cannot make two processes repeat ids), reseeded in a forked child. Unique, not
-secret, and no system call per request."""
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_ids.seed)
 
 _BYTES_BOUND_MAX = 2048
 """Prompts up to this many bytes are bounded by their size in the budget estimate instead of counted."""
@@ -218,7 +211,7 @@ class Router:
                   strategy: str | None, user: str | None, request_id: str | None, tags: list[str] | None,
                   api_key_id: str | None, timeout: float | None, context: Mapping[str, Any] | None,
                   needs: HardNeeds, kind: str, downgrade: bool = False) -> _Call:
-        rid = request_id or f"{_ids.getrandbits(128):032x}"
+        rid = request_id or new_request_id()
         msgs = list(messages or [])
         if isinstance(requirements, Mapping):
             requirements = Requirements.from_dict(dict(requirements))

@@ -229,36 +229,3 @@ async def test_needs_reach_the_plan(make_router: Any) -> None:
     # and back: the plan without the need is not the memoized vision one
     assert [s.id for s in r.planner.plan(model="claude/sonnet", needs=_needs_of(MSGS, {})).targets] == [
         "claude/sonnet"]
-
-
-# ----------------------------------------------------------------------------- request ids
-
-
-def _new_id() -> str:
-    from modelplex import router as router_module
-
-    return f"{router_module._ids.getrandbits(128):032x}"
-
-
-def test_request_ids_ignore_the_applications_random_seed() -> None:
-    import random
-
-    random.seed(1234)
-    first = _new_id()
-    random.seed(1234)
-    assert _new_id() != first
-
-
-def test_a_forked_child_does_not_repeat_the_parents_request_ids() -> None:
-    import multiprocessing as mp
-    import sys
-
-    if sys.platform == "win32" or "fork" not in mp.get_all_start_methods():
-        pytest.skip("fork start method not available on this platform")
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
-    child = ctx.Process(target=lambda: queue.put(_new_id()))
-    child.start()
-    theirs = queue.get(timeout=30)
-    child.join(30)
-    assert theirs != _new_id()

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from modelplex.server.errors import ErrorInfo
-from modelplex.server.gateway import new_request_id
 from modelplex.server.http import DisconnectWatch, WatchScheduler
 from modelplex.server.sse import stream_response
 from modelplex.types import StreamChunk, Usage
@@ -284,12 +283,6 @@ async def test_a_scheduler_moved_to_another_loop_ignores_the_old_loops_timer() -
         watch.stop()
     finally:
         other.close()
-
-
-def test_request_ids_are_unique_random_hex() -> None:
-    ids = [new_request_id() for _ in range(2000)]  # several batches of the id pool
-    assert len(set(ids)) == len(ids)
-    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
 
 
 # ------------------------------------------------------------------------------------------ metrics

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from modelplex.errors import UnknownModelError, UnknownTaskError
+from modelplex.ids import new_request_id
 from modelplex.resilience.ratelimit import RateLimiter
 from modelplex.server.auth import Authenticator, Principal, Target
 from modelplex.server.errors import ErrorInfo, classify, invalid_request
@@ -44,24 +44,6 @@ if TYPE_CHECKING:
     from modelplex.server.settings_store import SettingsStore
 
 log = logging.getLogger("modelplex.server")
-
-_ID_BATCH = 256
-_ids: list[str] = []
-
-
-def new_request_id() -> str:
-    """32 hex characters from the OS's random source, read for ``_ID_BATCH`` ids at a time."""
-    try:
-        return _ids.pop()
-    except IndexError:
-        raw = os.urandom(16 * _ID_BATCH).hex()
-        _ids.extend(raw[i:i + 32] for i in range(32, len(raw), 32))
-        return raw[:32]
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_ids.clear)  # a forked worker must not reuse its parent's ids
-
 
 @dataclass(slots=True)
 class Admission:
