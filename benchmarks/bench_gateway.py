@@ -1,8 +1,10 @@
 """Section 2, gateway: requests per second and latency of ``modelplex serve`` against the floor and LiteLLM.
 
-Owns: the gateway workload, starting the servers under test, and the pass-through floor server.
-Every server runs in a process of its own in front of the same upstream (its own process), one
-server at a time; load comes from ``loadgen.run_load`` (wrk, or the built-in generator):
+Owns: the gateway workload, starting the servers under test, the pass-through floor server, and the
+rounds that measure them. Every server runs in a process of its own in front of the same upstream
+(its own process); all are started up front (one after the other, so each start-up is timed alone)
+and stay up for the whole section. Load comes from ``loadgen.run_load`` (wrk, or the built-in
+generator):
 
 * ``direct``: the upstream hit directly (what any gateway adds its overhead to);
 * ``pass-through``: the floor for a Python gateway: Starlette on uvicorn (uvloop, httptools) that
@@ -15,7 +17,15 @@ server at a time; load comes from ``loadgen.run_load`` (wrk, or the built-in gen
 * ``litellm-proxy``: the LiteLLM proxy (``litellm --config``), one worker, master-key auth, no
   database, when ``litellm[proxy]`` is installed.
 
-Each is measured at 10, 50 and 200 connections (quick mode: 50), non-streaming and streaming.
+The rounds: for R rounds (2; quick mode 1), for each mode (non-streaming ``json``, then ``stream``)
+and connection count (10, 50, 200; quick mode 50), every server is measured in a rotating order
+(``common.round_schedule``: no server is always first): a 1 s warm-up run, then 2 s (the former
+single 5 s run halved and rounded to wrk's whole seconds, so the section takes about as long as
+it did with one round of 5 s runs). The servers not being measured sit idle. A row is the
+server's median-RPS round (with two rounds, the lower one); a ratio (modelplex / pass-through,
+modelplex / LiteLLM proxy) or an overhead over direct is the median of the per-round figures,
+each between runs seconds apart, so machine drift between rounds cancels out; the notes give the
+per-round spread. RSS is read idle after start-up and again after the last round.
 
 Must not touch: the gateway's code (it is run as a user runs it).
 """
@@ -27,6 +37,8 @@ import importlib.util
 import json
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +51,25 @@ from benchmarks.common import (
     LoadResult,
     Proc,
     Section,
+    Spread,
     Target,
     free_port,
     http_post_json,
-    ratio,
+    median_run,
+    round_deltas,
+    round_ratios,
+    round_schedule,
     rss_mb,
     spawn,
+    spread,
     start_upstream,
     wait_http,
 )
 from benchmarks.loadgen import choose_tool, run_load
 
 CONNECTIONS = (10, 50, 200)
+MODES = ("json", "stream")
+SERVER_ORDER = ("direct", "pass-through", "modelplex", "litellm-proxy")
 LITELLM_MASTER_KEY = "sk-bench-litellm-master-0123456789"
 
 
@@ -210,15 +229,107 @@ def check(server: Server) -> None:
 # ------------------------------------------------------------------------------------------ section
 
 
-def measure(ctx: Context, server: Server, tool: str, conns: tuple[int, ...]) -> dict[str, LoadResult]:
-    out: dict[str, LoadResult] = {}
-    for stream in (False, True):
-        for c in conns:
-            r = run_load(server.chat_url, server.bodies(stream), server.headers, conns=c,
-                         seconds=ctx.seconds(5.0, 1.0), tool=tool, tmp_dir=ctx.work_dir,
-                         warmup=ctx.seconds(1.0, 0.0))
-            out[f"{'stream' if stream else 'json'}@{c}"] = r
-    return out
+@dataclass(frozen=True)
+class Plan:
+    """How long the section measures: rounds, connection counts, and per run its duration and warm-up."""
+
+    rounds: int
+    seconds: float
+    warmup: float
+    conns: tuple[int, ...]
+
+    def slots(self) -> list[tuple[str, int]]:
+        """(mode, connections) in the order they are measured within a round."""
+        return [(mode, c) for mode in MODES for c in self.conns]
+
+
+def plan_for(ctx: Context) -> Plan:
+    return Plan(rounds=1, seconds=1.0, warmup=0.0, conns=(50,)) if ctx.quick else \
+        Plan(rounds=2, seconds=2.0, warmup=1.0, conns=CONNECTIONS)
+
+
+def slot_key(mode: str, conns: int) -> str:
+    return f"{mode}@{conns}"
+
+
+Runs = dict[str, dict[str, list[LoadResult | None]]]
+"""server -> ``mode@connections`` -> one run per round (``None``: not measured in that round)."""
+
+
+class Gateway:
+    """The servers under test, all up for the whole section, and what they measured round by round."""
+
+    def __init__(self, ctx: Context, plan: Plan, tool: str, notes: list[str]) -> None:
+        self.ctx = ctx
+        self.plan = plan
+        self.tool = tool
+        self.notes = notes
+        self.servers: dict[str, Server] = {}
+        self.startups: dict[str, float] = {}
+        self.rss_idle: dict[str, float | None] = {}
+        self.rss_after: dict[str, float | None] = {}
+        self.schedule: list[dict[str, Any]] = []
+        self.runs: Runs = {}
+
+    def start(self, upstream_url: str) -> None:
+        """Start every server (one after the other, so start-up times are not shared), then note idle RSS."""
+        ctx = self.ctx
+        direct = Server("direct", None, upstream_url, {"Authorization": f"Bearer {PROVIDER_KEY}"}, "gpt-4o-mini",
+                        f"the {ctx.upstream} upstream itself")
+        starters: list[tuple[str, Callable[[], Server]]] = [
+            ("direct", lambda: direct),
+            ("pass-through", lambda: start_passthrough(ctx, upstream_url)),
+            ("modelplex", lambda: self._timed("modelplex", start_modelplex(ctx, upstream_url))),
+        ]
+        if ctx.litellm and ctx.litellm_python:
+            starters.append(("litellm-proxy", lambda: self._timed("litellm-proxy",
+                                                                  start_litellm_proxy(ctx, upstream_url))))
+        else:
+            self.notes.append("LiteLLM proxy: not measured (" + ("disabled with --no-litellm" if not ctx.litellm
+                                                                  else "LiteLLM not installed") + ")")
+        for name, start in starters:
+            try:
+                self.servers[name] = start()
+            except Exception as exc:
+                self.notes.append(f"{name}: could not start: {exc}")
+                continue
+            self.runs[name] = {slot_key(m, c): [None] * self.plan.rounds for m, c in self.plan.slots()}
+            if self.servers[name].note:
+                self.notes.append(f"{name}: {self.servers[name].note}")
+        self.rss_idle = {n: s.rss() for n, s in self.servers.items() if s.proc is not None}
+
+    def _timed(self, name: str, got: tuple[Server, float]) -> Server:
+        self.startups[name] = got[1]
+        return got[0]
+
+    def rounds(self) -> None:
+        names = [n for n in SERVER_ORDER if n in self.servers]
+        for r, (mode, c), order in round_schedule(names, self.plan.slots(), self.plan.rounds):
+            self.schedule.append({"round": r + 1, "mode": mode, "connections": c, "order": order})
+            for name in order:
+                server = self.servers.get(name)
+                if server is not None:
+                    self.measure(server, r, mode, c)
+        self.rss_after = {n: s.rss() for n, s in self.servers.items() if s.proc is not None}
+
+    def measure(self, server: Server, r: int, mode: str, conns: int) -> None:
+        """One run of one server; a failed run is noted, a server that died is dropped."""
+        when = f"round {r + 1} {mode} c={conns}"
+        if server.proc is not None and not server.proc.alive():
+            self.notes.append(f"{server.name}: exited (status {server.proc.popen.returncode}) before {when}, left "
+                              f"out from there on: {server.proc.log_tail(4)}")
+            self.servers.pop(server.name).stop()
+            return
+        try:
+            self.runs[server.name][slot_key(mode, conns)][r] = run_load(
+                server.chat_url, server.bodies(mode == "stream"), server.headers, conns=conns,
+                seconds=self.plan.seconds, tool=self.tool, tmp_dir=self.ctx.work_dir, warmup=self.plan.warmup)
+        except Exception as exc:
+            self.notes.append(f"{server.name}: {when} failed: {exc}")
+
+    def stop(self) -> None:
+        for name in list(self.servers):
+            self.servers.pop(name).stop()
 
 
 def run(ctx: Context) -> Section:
@@ -229,99 +340,129 @@ def run(ctx: Context) -> Section:
         sec.skipped = "gateway not available (modelplex.server or uvicorn not importable)"
         return sec
     tool = choose_tool(ctx.loadgen)
-    conns = (50,) if ctx.quick else CONNECTIONS
+    plan = plan_for(ctx)
     sec.notes.append(f"load: {tool}" + (" (1 thread)" if tool == "wrk" else " (built-in aiohttp generator, "
                                                                               "own process)"))
+    gw = Gateway(ctx, plan, tool, sec.notes)
     upstream = start_upstream(ctx.upstream, log_dir=ctx.log_dir, name="gateway-upstream")
-    results: dict[str, dict[str, LoadResult]] = {}
-    rss: dict[str, float | None] = {}
-    startups: dict[str, float] = {}
     try:
-        direct = Server("direct", None, upstream.url, {"Authorization": f"Bearer {PROVIDER_KEY}"}, "gpt-4o-mini",
-                        f"the {ctx.upstream} upstream itself")
-        starters: list[tuple[str, Any]] = [
-            ("direct", lambda: direct),
-            ("pass-through", lambda: start_passthrough(ctx, upstream.url)),
-            ("modelplex", lambda: _with_startup(startups, "modelplex", start_modelplex(ctx, upstream.url))),
-        ]
-        if ctx.litellm and ctx.litellm_python:
-            starters.append(("litellm-proxy", lambda: _with_startup(
-                startups, "litellm-proxy", start_litellm_proxy(ctx, upstream.url))))
-        else:
-            sec.notes.append("LiteLLM proxy: not measured (" + ("disabled with --no-litellm" if not ctx.litellm
-                                                                 else "LiteLLM not installed") + ")")
-        for name, start in starters:
-            try:
-                server = start()
-            except Exception as exc:
-                sec.notes.append(f"{name}: could not start: {exc}")
-                continue
-            try:
-                results[name] = measure(ctx, server, tool, conns)
-                rss[name] = server.rss()
-                if server.note:
-                    sec.notes.append(f"{name}: {server.note}")
-            except Exception as exc:
-                sec.notes.append(f"{name}: measurement failed: {exc}")
-            finally:
-                if server is not direct:
-                    server.stop()
+        gw.start(upstream.url)
+        gw.rounds()
     finally:
+        gw.stop()
         upstream.stop()
-
-    direct_r = results.get("direct", {})
-    for name in ("modelplex", "pass-through", "litellm-proxy", "direct"):
-        for key, r in results.get(name, {}).items():
-            mode, c = key.split("@")
-            d = direct_r.get(key)
-            pt = results.get("pass-through", {}).get(key)
-            lp = results.get("litellm-proxy", {}).get(key)
-            over = f"{r.p50_ms - d.p50_ms:.2f} / {r.p99_ms - d.p99_ms:.2f}" if d and name != "direct" else ""
-            sec.rows.append([name, mode, int(c), round(r.rps), round(r.p50_ms, 2), round(r.p99_ms, 2), r.errors, over,
-                             _x(ratio(r.rps, pt.rps if pt else None)), _x(ratio(r.rps, lp.rps if lp else None))])
-            if r.errors:
-                sec.notes.append(f"{name} {key}: {r.errors} errors ({r.first_error})")
-    mp = results.get("modelplex", {})
-    pt = results.get("pass-through", {})
-    lp = results.get("litellm-proxy", {})
-    for key in ("json@50", "stream@50"):
-        label = key.replace("@", " c=")
-        r_pt = ratio(mp[key].rps, pt[key].rps) if key in mp and key in pt else None
-        r_lp = ratio(mp[key].rps, lp[key].rps) if key in mp and key in lp else None
-        if r_pt is not None:
-            sec.ratios.append(("floor", f"gateway {label}\nvs pass-through", r_pt))
-        if r_lp is not None:
-            sec.ratios.append(("litellm", f"gateway {label}\nvs LiteLLM proxy", r_lp))
-    m50, p50, l50, d50 = mp.get("json@50"), pt.get("json@50"), lp.get("json@50"), direct_r.get("json@50")
-    sec.targets += [
-        Target("gateway: RPS at 50 connections (auth, routing, accounting)", m50.rps if m50 else None, 5000, ">=",
-               "RPS"),
-        Target("gateway: RPS vs pass-through floor, 50 connections", _pct(m50, p50), 50, ">=", "%"),
-        Target("gateway: RPS vs LiteLLM proxy, 50 connections", ratio(m50.rps, l50.rps) if m50 and l50 else None,
-               30, ">=", "x"),
-        Target("gateway: p99 overhead over direct, 50 connections", (m50.p99_ms - d50.p99_ms)
-               if m50 and d50 else None, 10, "<=", "ms"),
-    ]
-    sec.data = {"tool": tool, "upstream": ctx.upstream,
-                "results": {n: {k: r.to_dict() for k, r in v.items()} for n, v in results.items()},
-                "rss_mb_after_load": rss, "startup_s": startups}
-    if rss:
-        sec.notes.append("RSS after the runs: " + ", ".join(f"{n} {v:.0f} MB" for n, v in rss.items() if v))
+    report(sec, gw)
     return sec
 
 
-def _with_startup(store: dict[str, float], name: str, got: tuple[Server, float]) -> Server:
-    store[name] = got[1]
-    return got[0]
+def comparisons(runs: Runs, base: str) -> dict[str, dict[str, Spread]]:
+    """Per server and ``mode@connections``, the spread of its per-round RPS ratios to ``base``."""
+    out: dict[str, dict[str, Spread]] = {}
+    for name, by_key in runs.items():
+        for key, rs in by_key.items():
+            s = spread(round_ratios(rs, runs.get(base, {}).get(key, [])))
+            if s is not None:
+                out.setdefault(name, {})[key] = s
+    return out
 
 
-def _x(v: float | None) -> str:
-    return "" if v is None else f"{v:.2f}x"
+def overheads(runs: Runs, attr: str) -> dict[str, dict[str, Spread]]:
+    """Per server and ``mode@connections``, the spread of its per-round latency percentile ``attr``
+    minus the direct run's in the same round (ms)."""
+    out: dict[str, dict[str, Spread]] = {}
+    for name, by_key in runs.items():
+        if name == "direct":
+            continue
+        for key, rs in by_key.items():
+            s = spread(round_deltas(rs, runs.get("direct", {}).get(key, []),
+                                    lambda a, b: getattr(a, attr) - getattr(b, attr)))
+            if s is not None:
+                out.setdefault(name, {})[key] = s
+    return out
 
 
-def _pct(a: LoadResult | None, b: LoadResult | None) -> float | None:
-    r = ratio(a.rps if a else None, b.rps if b else None)
-    return None if r is None else r * 100
+def report(sec: Section, gw: Gateway) -> None:
+    """Rows (median rounds), ratios and overheads (medians of per-round figures), targets, notes, data."""
+    plan, runs = gw.plan, gw.runs
+    medians = {n: {k: median_run(rs) for k, rs in by_key.items()} for n, by_key in runs.items()}
+    vs_pt, vs_lp = comparisons(runs, "pass-through"), comparisons(runs, "litellm-proxy")
+    over50, over99 = overheads(runs, "p50_ms"), overheads(runs, "p99_ms")
+    keys = [slot_key(m, c) for m, c in plan.slots()]
+    for name in ("modelplex", "pass-through", "litellm-proxy", "direct"):
+        for key in keys:
+            r = medians.get(name, {}).get(key)
+            if r is None:
+                continue
+            mode, c = key.split("@")
+            o50, o99 = over50.get(name, {}).get(key), over99.get(name, {}).get(key)
+            over = f"{o50.median:.2f} / {o99.median:.2f}" if o50 and o99 else ""
+            sec.rows.append([name, mode, int(c), round(r.rps), round(r.p50_ms, 2), round(r.p99_ms, 2), r.errors, over,
+                             _x(vs_pt.get(name, {}).get(key)), _x(vs_lp.get(name, {}).get(key))])
+    warm = f"after a {plan.warmup:g} s warm-up" if plan.warmup > 0 else "no warm-up"
+    lower = " (of an even number of rounds, the lower middle one)" if plan.rounds % 2 == 0 else ""
+    sec.notes.insert(1, f"rounds: {plan.rounds}. All servers stay up; in each round, for each mode and connection "
+                        f"count, every server is measured for {plan.seconds:g} s ({warm}) in a rotating order; a "
+                        f"row is the server's median-RPS round{lower}, a ratio or an overhead the median of the "
+                        "per-round figures (each between runs seconds apart, so machine drift between rounds "
+                        "cancels out)")
+    if gw.schedule:
+        first = gw.schedule[0]
+        sec.notes.append(f"visiting order in round 1, {first['mode']} c={first['connections']}: "
+                         f"{', '.join(first['order'])}; it rotates by one server at every next mode, connection "
+                         "count and round (the full schedule is in the JSON)")
+    for other, table in (("pass-through", vs_pt), ("LiteLLM proxy", vs_lp)):
+        mine = table.get("modelplex", {})
+        if mine:
+            sec.notes.append(f"modelplex / {other}, per-round RPS ratios: " + "; ".join(
+                f"{k.replace('@', ' c=')} {mine[k].describe()}" for k in keys if k in mine))
+    p99 = over99.get("modelplex", {})
+    if p99 and plan.rounds > 1:
+        sec.notes.append("modelplex p99 overhead over direct, per round (ms): " + "; ".join(
+            f"{k.replace('@', ' c=')} {p99[k].describe(unit='', digits=1)}" for k in keys if k in p99))
+    for name, by_key in runs.items():
+        for key, rs in by_key.items():
+            for i, r in enumerate(rs):
+                if r is not None and r.errors:
+                    sec.notes.append(f"{name} {key} round {i + 1}: {r.errors} errors ({r.first_error})")
+    for key in ("json@50", "stream@50"):
+        label = key.replace("@", " c=")
+        s_pt, s_lp = vs_pt.get("modelplex", {}).get(key), vs_lp.get("modelplex", {}).get(key)
+        if s_pt is not None:
+            sec.ratios.append(("floor", f"gateway {label}\nvs pass-through", s_pt.median))
+        if s_lp is not None:
+            sec.ratios.append(("litellm", f"gateway {label}\nvs LiteLLM proxy", s_lp.median))
+    m50 = medians.get("modelplex", {}).get("json@50")
+    pt50, lp50 = vs_pt.get("modelplex", {}).get("json@50"), vs_lp.get("modelplex", {}).get("json@50")
+    o99 = over99.get("modelplex", {}).get("json@50")
+    sec.targets += [
+        Target("gateway: RPS at 50 connections (auth, routing, accounting)", m50.rps if m50 else None, 5000, ">=",
+               "RPS"),
+        Target("gateway: RPS vs pass-through floor, 50 connections", pt50.median * 100 if pt50 else None, 50, ">=",
+               "%"),
+        Target("gateway: RPS vs LiteLLM proxy, 50 connections", lp50.median if lp50 else None, 30, ">=", "x"),
+        Target("gateway: p99 overhead over direct, 50 connections", o99.median if o99 else None, 10, "<=", "ms"),
+    ]
+    sec.data = {
+        "tool": gw.tool, "upstream": gw.ctx.upstream,
+        "rounds": plan.rounds, "seconds": plan.seconds, "warmup": plan.warmup, "schedule": gw.schedule,
+        "results": {n: {k: r.to_dict() for k, r in v.items() if r is not None} for n, v in medians.items()},
+        "per_round": {n: {k: [r.to_dict() if r is not None else None for r in rs] for k, rs in v.items()}
+                      for n, v in runs.items()},
+        "ratios": {f"modelplex/{base}": {k: s.to_dict() for k, s in table.get("modelplex", {}).items()}
+                   for base, table in (("pass-through", vs_pt), ("litellm-proxy", vs_lp))},
+        "overhead_ms": {f"{n}/{pct}": {k: s.to_dict() for k, s in v.items()}
+                        for pct, table in (("p50", over50), ("p99", over99)) for n, v in table.items()},
+        "rss_mb_idle": gw.rss_idle, "rss_mb_after_load": gw.rss_after, "startup_s": gw.startups,
+    }
+    if any(gw.rss_idle.values()):
+        sec.notes.append("RSS idle after start-up: " + ", ".join(f"{n} {v:.0f} MB" for n, v in gw.rss_idle.items()
+                                                                 if v))
+    if any(gw.rss_after.values()):
+        sec.notes.append("RSS after the runs: " + ", ".join(f"{n} {v:.0f} MB" for n, v in gw.rss_after.items() if v))
+
+
+def _x(s: Spread | None) -> str:
+    return "" if s is None else f"{s.median:.2f}x"
 
 
 # ------------------------------------------------------------------------------------------ pass-through floor

@@ -4,6 +4,11 @@ Owns:
 
 * ``closed_loop`` — N concurrent callers for a fixed time after a warm-up; counts successes,
   errors (with the first error's text) and per-call latencies; ``LoadResult`` summarises them;
+* rounds — ``round_schedule`` (the interleaved, rotating order in which the library and gateway
+  sections visit their clients or servers), ``median_run`` (the median-rps round of one client),
+  ``round_ratios``/``round_deltas`` (figures of two clients paired round by round) and ``spread``
+  (their median, min and max): a ratio is taken within a round, never across rounds, so machine
+  drift between rounds cancels out;
 * process helpers — ``spawn``/``Proc`` (a subprocess with its log file), ``wait_http``,
   ``free_port``, ``rss_mb``, ``run_json`` (run a worker, read the JSON it prints last);
 * the **minimal upstream** — a fixed OpenAI-compatible answer served by a bare asyncio protocol
@@ -28,6 +33,7 @@ import os
 import platform
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -36,7 +42,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "Summarize the quarterly numbers in one line."}]
@@ -213,6 +219,86 @@ async def closed_loop(call: Callable[[], Awaitable[Any]], *, concurrency: int, s
             t.cancel()
     return LoadResult.from_latencies(latencies, concurrency=concurrency, seconds=seconds, errors=errors,
                                      first_error=first_error)
+
+
+# ------------------------------------------------------------------------------------------ rounds
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+
+def rotation(names: Sequence[T], step: int) -> list[T]:
+    """``names`` rotated left by ``step``: over ``len(names)`` consecutive steps each one leads once."""
+    if not names:
+        return []
+    k = step % len(names)
+    return [*names[k:], *names[:k]]
+
+
+def round_schedule(names: Sequence[T], slots: Sequence[S], rounds: int) -> list[tuple[int, S, list[T]]]:
+    """The interleaved plan: for each round, for each slot (a concurrency, a mode and connection
+    count), every name in a rotating order. The order of slot ``j`` in round ``r`` is ``names``
+    rotated by ``r + j``, so per slot the leader changes every round and no name is always first."""
+    return [(r, slot, rotation(names, r + j)) for r in range(rounds) for j, slot in enumerate(slots)]
+
+
+def median_index(values: Sequence[float]) -> int:
+    """Index of the median of ``values`` (of the lower middle one when the count is even)."""
+    if not values:
+        raise ValueError("median_index of an empty sequence")
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    return order[(len(order) - 1) // 2]
+
+
+def median_run(runs: Sequence[LoadResult | None]) -> LoadResult | None:
+    """The measured run (one per round, ``None`` where a round has none) whose rps is the median."""
+    measured = [r for r in runs if r is not None]
+    if not measured:
+        return None
+    return measured[median_index([r.rps for r in measured])]
+
+
+def round_deltas(a: Sequence[LoadResult | None], b: Sequence[LoadResult | None],
+                 fn: Callable[[LoadResult, LoadResult], float | None]) -> list[float]:
+    """``fn(a[i], b[i])`` for each round ``i`` where both were measured and ``fn`` gives a number."""
+    out: list[float] = []
+    for x, y in zip(a, b, strict=False):
+        v = fn(x, y) if x is not None and y is not None else None
+        if v is not None and v == v:
+            out.append(v)
+    return out
+
+
+def round_ratios(num: Sequence[LoadResult | None], den: Sequence[LoadResult | None]) -> list[float]:
+    """The per-round rps ratio ``num / den`` (rounds where either is missing or ``den`` is 0 left out)."""
+    return round_deltas(num, den, lambda x, y: ratio(x.rps, y.rps))
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """Per-round figures of one comparison: their median (what is reported) and range."""
+
+    median: float
+    low: float
+    high: float
+    rounds: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"median": self.median, "min": self.low, "max": self.high, "rounds": list(self.rounds)}
+
+    def describe(self, unit: str = "x", digits: int = 2) -> str:
+        """``0.61x (0.58-0.64x over 3 rounds)``, or ``0.61x (1 round)``."""
+        med = f"{self.median:.{digits}f}{unit}"
+        if len(self.rounds) == 1:
+            return f"{med} (1 round)"
+        return f"{med} ({self.low:.{digits}f}-{self.high:.{digits}f}{unit} over {len(self.rounds)} rounds)"
+
+
+def spread(values: Sequence[float]) -> Spread | None:
+    """Median, min and max of per-round figures (the median of two is their mean); ``None`` if empty."""
+    if not values:
+        return None
+    return Spread(statistics.median(values), min(values), max(values), tuple(values))
 
 
 def time_calls(fn: Callable[[], Any], n: int) -> list[float]:
