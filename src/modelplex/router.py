@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelplex.accounting.budgets import BudgetDowngradeSignal, BudgetManager
+from modelplex.accounting.records import UsageRecord
 from modelplex.catalog import Catalog, load_catalog
 from modelplex.catalog.params import split_params, unsupported
 from modelplex.config import Config, load_config
@@ -68,7 +69,6 @@ from modelplex.types import (
 )
 
 if TYPE_CHECKING:
-    from modelplex.accounting.records import UsageRecord
     from modelplex.catalog.schema import ModelSpec
 
 log = logging.getLogger("modelplex.router")
@@ -469,10 +469,8 @@ class Router:
                 fallback_used: bool | None = None) -> None:
         if self.recorder is None and self.performance is None and self.adaptive is None and not self.on_record:
             return
-        from modelplex.accounting.records import UsageRecord
-
         u = usage or Usage()
-        rec: UsageRecord = UsageRecord(
+        rec = UsageRecord(
             request_id=call.request_id, ts=call.wall_start, kind=call.kind, task=call.plan.task,
             strategy=call.plan.strategy, experiment_arm=call.plan.experiment_arm, user=call.user,
             api_key_id=call.api_key_id, tags=call.tags, model=spec.id if spec else None,
