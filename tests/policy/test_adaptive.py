@@ -173,6 +173,25 @@ def test_failed_attempts_count_against_their_models() -> None:
     assert {row["model"]: row for row in chooser.snapshot()["arms"]}[B.id]["failures"] == 1
 
 
+def test_a_first_attempt_success_learns_as_the_general_path_does() -> None:
+    """The one-attempt fast path books exactly what the loop over attempts books: a skipped attempt
+    (which teaches nothing) sends the same request down the general path."""
+    ok = {"target": B.id, "outcome": "success", "latency_ms": 400.0}
+    skipped = {"target": A.id, "outcome": "skipped_breaker", "latency_ms": 0.0}
+    snaps = []
+    for attempts in ([ok], [skipped, ok]):
+        chooser = AdaptiveChooser(rng=random.Random(0), clock=FakeClock())
+        for i in range(3):
+            chooser.observe(UsageRecord(f"r{i}", task="t", model=B.id, success=True, cost_usd=0.002,
+                                        latency_ms=900, input_tokens=100, output_tokens=50,
+                                        quality_score=0.5 if i == 1 else None, attempts=attempts))
+        assert chooser.feedback("r2", 0.25)
+        snaps.append(chooser.snapshot())
+    assert snaps[0] == snaps[1]
+    arm = snaps[0]["arms"][0]
+    assert arm["model"] == B.id and arm["successes"] == 3 and arm["avg_latency_ms"] == pytest.approx(400.0)
+
+
 def test_tasks_learn_separately() -> None:
     chooser = AdaptiveChooser(exploration=0.0, rng=random.Random(2), clock=FakeClock())
     for i in range(100):

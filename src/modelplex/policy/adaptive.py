@@ -233,9 +233,16 @@ class AdaptiveChooser:
         for the model that answered, a failure for each model whose attempt errored (except
         ``NEUTRAL_ERRORS``); skipped and cancelled attempts teach nothing."""
         served = rec.model
+        attempts = rec.attempts
+        if served and rec.success and len(attempts) == 1:
+            only = attempts[0]
+            if only.get("target") == served and only.get("outcome") == "success":
+                # the common case, the first attempt answered: one success, no loop over attempts
+                self._book(rec, {served: True}, float(only.get("latency_ms") or 0.0) / 1000.0)
+                return
         outcome: dict[str, bool] = {}
         served_latency = 0.0  # seconds, of the served model's last successful attempt
-        for a in rec.attempts or ():
+        for a in attempts or ():
             target = a.get("target")
             if not isinstance(target, str):
                 continue
@@ -249,10 +256,14 @@ class AdaptiveChooser:
         if served:
             if rec.success:
                 outcome[served] = True
-            elif not rec.attempts and served not in outcome:
+            elif not attempts and served not in outcome:
                 outcome[served] = False
-        if not outcome:
-            return
+        if outcome:
+            self._book(rec, outcome, served_latency)
+
+    def _book(self, rec: UsageRecord, outcome: dict[str, bool], served_latency: float) -> None:
+        """Apply one request's outcomes (model -> succeeded) to the arms of its task."""
+        served = rec.model
         task = rec.task or ANY_TASK
         q = rec.quality_score
         reward = 1.0 if q is None else min(max(float(q), 0.0), 1.0)
