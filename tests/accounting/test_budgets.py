@@ -650,3 +650,78 @@ async def test_a_reservation_made_by_hand_derives_its_keys() -> None:
     res = Reservation("r:1", "r", 0.1, clock.wall(), scopes)
     assert res.keys == ("budget:global:day:2026-11-21", "budget:user:alice:month:2026-11")
     assert Reservation("r:2", "r", 0.1, clock.wall(), ()).keys == ()
+
+
+# ---------------------------------------------------------------------------- hot-path shortcuts
+
+
+class CountingMemory(MemoryState):
+    """In-process state that counts ``usage`` lookups."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.usage_calls = 0
+
+    async def usage(self, key: str) -> tuple[float, float]:
+        self.usage_calls += 1
+        return await super().usage(key)
+
+
+async def test_in_process_settles_alert_without_a_usage_lookup() -> None:
+    clock = FakeClock(wall_start=NOON)
+    state = CountingMemory(clock)
+    mgr, alerts, _ = make(clock, state, daily_usd=5, per_user_daily_usd=2)
+    for _ in range(15):
+        await spend(mgr, 0.1, user="alice")
+    assert alerts == []
+    await spend(mgr, 0.1, user="alice")  # 1.60 of 2.00: the settle that crosses alerts at once
+    assert [(a.scope, a.spent_usd) for a in alerts] == [("user:alice:daily", pytest.approx(1.6))]
+    for _ in range(3):
+        await spend(mgr, 0.1, user="alice")  # past the threshold: no repeat
+    await spend(mgr, 1.5, user="bob")  # 75% of bob's, global at 3.40 of 5.00
+    assert len(alerts) == 1
+    await spend(mgr, 0.7, user="carol")  # global crosses 4.00
+    assert [a.scope for a in alerts] == ["user:alice:daily", "global:daily"]
+    assert alerts[1].spent_usd == pytest.approx(4.1)
+    assert state.usage_calls == 0  # each settle reported the spend it left
+
+
+async def test_a_key_the_state_does_not_report_is_looked_up() -> None:
+    mgr, alerts, clock = make(daily_usd=10, per_user_daily_usd=1)
+    res = await mgr.reserve(request_id="r", user=None, api_key_id=None, amount=0.5, started=clock.wall())
+    assert res is not None
+    [alice] = [s for s in mgr.scopes("alice", None, None, clock.wall()) if s.kind == "user"]
+    await mgr.state.add_spent(alice.key, 0.9)  # behind the manager's back: no alert yet
+    assert alerts == []
+    # a reservation made by hand, naming a scope the state did not hold: its spend is read from state
+    by_hand = Reservation(res.id, "r", 0.5, res.started, (*res.scopes, alice))
+    assert await mgr.settle(by_hand, 0.5)
+    assert [(a.scope, a.spent_usd) for a in alerts] == [("user:alice:daily", pytest.approx(0.9))]
+
+
+async def test_status_remembers_the_most_recent_users() -> None:
+    clock = FakeClock(wall_start=NOON)
+    mgr = BudgetManager(BudgetConfig(per_user_daily_usd=1), MemoryState(clock), clock, alerts=AlertSink(),
+                        track_subjects=2)
+
+    async def users_after(*names: str) -> set[str]:
+        for name in names:
+            res = await mgr.reserve(request_id="r", user=name, api_key_id=None, amount=0.01, started=clock.wall())
+            assert await mgr.release(res)
+        return {r["subject"] for r in await mgr.status()}
+
+    assert await users_after("alice", "alice", "bob") == {"alice", "bob"}
+    assert await users_after("carol") == {"bob", "carol"}
+    # alice again, twice in a row (the second changes nothing), then dave: carol is the oldest now
+    assert await users_after("alice", "alice", "dave") == {"alice", "dave"}
+
+
+async def test_requests_started_on_three_days_keep_their_days() -> None:
+    clock = FakeClock(wall_start=utc(2026, 11, 30, 12, 0, 0))
+    mgr, _, _ = make(clock, daily_usd=100, monthly_usd=1_000, per_user_daily_usd=10)
+    days = [utc(2026, 11, 29, 23, 59, 59), utc(2026, 11, 30, 0, 0, 0), utc(2026, 12, 1, 0, 0, 0)]
+    for started in [days[i] for i in (0, 1, 2, 0, 2, 1, 1, 0)]:
+        res = await mgr.reserve(request_id="r", user="alice", api_key_id=None, amount=0.01, started=started)
+        assert res is not None and res.keys == expected_keys(mgr, "alice", None, None, started)
+        assert res.scopes == tuple(mgr.scopes("alice", None, None, started))
+        await mgr.release(res)

@@ -26,6 +26,7 @@ from modelplex.state import (
     StateUnavailableError,
     make_state,
 )
+from modelplex.state.base import UNLIMITED, KeyLimits, normalise_key_limits
 from modelplex.state.redis import redact_url
 
 
@@ -364,6 +365,76 @@ async def test_fractional_amounts_do_not_drift(backend: Backend) -> None:
     for i in range(30):
         await st.release(f"r{i}")
     assert await st.usage("k") == (0.0, 0.0)
+
+
+async def test_key_limits_are_validated_once_then_passed_as_they_are(backend: Backend) -> None:
+    limits = KeyLimits([("g", math.inf), ("u", 5), ("u", 4.0)])
+    assert limits == (("g", UNLIMITED), ("u", 4.0))  # merged: the smallest limit wins, first position kept
+    assert all(type(limit) is float for _key, limit in limits)
+    assert normalise_key_limits(limits, 1.0, 60) is limits  # no second pass over the pairs
+    assert type(normalise_key_limits([("k", 1)], 1.0, 60)) is KeyLimits
+    with pytest.raises(ValueError):  # the amount and the ttl are still checked on every call
+        normalise_key_limits(limits, math.nan, 60)
+    with pytest.raises(ValueError):
+        normalise_key_limits(limits, 1.0, math.inf)
+    st = backend.state
+    assert await st.reserve(limits, 4.5, "r1", ttl=60) == (False, "u")
+    assert await st.reserve(limits, 3.0, "r2", ttl=60, key_ttl=3600) == (True, None)
+    assert await st.usage("u") == (0.0, 3.0) and await st.usage("g") == (0.0, 3.0)
+    assert await st.settle("r2", 2.0) is True
+    assert await st.usage("u") == (2.0, 0.0)
+
+
+@pytest.mark.parametrize("bad", [[], [("", 1.0)], [(1, 1.0)], [("k", math.nan)]])
+def test_key_limits_refuse_what_reserve_refuses(bad: list[tuple[Any, float]]) -> None:
+    with pytest.raises(ValueError):
+        KeyLimits(bad)
+
+
+async def test_settle_spent_is_settle_plus_what_it_left(backend: Backend) -> None:
+    st = backend.state
+    await st.add_spent("k2", 1.0)
+    assert await st.reserve([("k1", 10.0), ("k2", 10.0)], 4.0, "r1", ttl=60) == (True, None)
+    applied, spent = await st.settle_spent("r1", 2.5)
+    assert applied is True
+    if backend.kind == "memory":  # in-process: reported from the same locked step
+        assert spent == {"k1": 2.5, "k2": 3.5}
+    else:  # the default: nothing reported, ask usage()
+        assert spent is None
+    assert await st.usage("k1") == (2.5, 0.0) and await st.usage("k2") == (3.5, 0.0)
+    assert await st.settle_spent("r1", 2.5) == (False, None)  # idempotent, like settle
+    assert await st.settle("r1", 2.5) is False
+    assert await st.settle_spent("never-reserved", 1.0) == (False, None)
+    with pytest.raises(ValueError):
+        await st.settle_spent("r1", math.inf)
+
+
+async def test_holds_expire_on_time_seen_by_reserve_alone(backend: Backend) -> None:
+    """No usage() call in between: reserve and settle find the expired holds by themselves, also a
+    short hold taken after a longer one."""
+    st, clock = backend.state, backend.clock
+    assert await st.reserve([("k", 10.0)], 3.0, "long", ttl=100) == (True, None)
+    assert await st.reserve([("k", 10.0)], 6.0, "short", ttl=10) == (True, None)
+    assert await st.reserve([("k", 10.0)], 6.0, "r1", ttl=60) == (False, "k")
+    clock.advance(9.9)
+    assert await st.reserve([("k", 10.0)], 6.0, "r1", ttl=60) == (False, "k")
+    clock.advance(0.1)
+    assert await st.reserve([("k", 10.0)], 6.0, "r1", ttl=60) == (True, None)  # "short" ran out
+    assert await st.settle_spent("short", 1.0) == (True, {"k": 1.0} if backend.kind == "memory" else None)
+    assert await st.reserve([("k", 10.0)], 0.5, "r2", ttl=60) == (False, "k")  # 1 + 3 + 6 held or spent
+    clock.advance(90)  # "long" ran out; r1 too (it was taken at 10 with ttl 60)
+    assert await st.reserve([("k", 10.0)], 9.0, "r3", ttl=60) == (True, None)
+    assert await st.usage("k") == (1.0, 9.0)
+
+
+async def test_a_settle_after_the_key_expired_books_on_a_fresh_key() -> None:
+    clock = FakeClock()
+    st = MemoryState(clock)
+    await st.add_spent("day", 5.0, key_ttl=100)
+    assert await st.reserve([("day", 10.0)], 2.0, "r", ttl=600, key_ttl=100) == (True, None)
+    clock.advance(100)  # the key's period is over before the settle: the old spend is not carried over
+    assert await st.settle_spent("r", 1.5) == (True, {"day": 1.5})
+    assert await st.usage("day") == (1.5, 0.0)
 
 
 # ---------------------------------------------------------------------------- lifecycle

@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from modelplex.accounting.alerts import AlertSink, BudgetAlert, format_usd
 from modelplex.errors import BudgetExceededError, ConfigError
 from modelplex.resilience.clock import Clock, SystemClock
-from modelplex.state.base import EPSILON, StateBackend, StateUnavailableError
+from modelplex.state.base import EPSILON, KeyLimits, StateBackend, StateUnavailableError
 
 if TYPE_CHECKING:
     from modelplex.accounting.records import UsageRecord
@@ -312,9 +312,12 @@ def _rejection(cls: type[BudgetRejectedError], scope: Scope, spent: float, reser
                reserved_usd=reserved, needed_usd=needed, period=scope.period.label, resets_at=resets)
 
 
+_INF = math.inf
+
+
 def _check_money(value: float, what: str) -> float:
     v = float(value)
-    if not (v >= 0 and math.isfinite(v)):
+    if not 0.0 <= v < _INF:
         raise ValueError(f"{what} must be a finite number >= 0, got {value!r}")
     return v
 
@@ -324,11 +327,23 @@ class _Applicable(NamedTuple):
 
     scopes: tuple[Scope, ...]
     keys: tuple[str, ...]
-    key_limits: tuple[tuple[str, float], ...]
+    key_limits: KeyLimits | None
+    """Validated once here, so that the state passes them through on every ``reserve`` (``None``: no scope)."""
     end: float
     """The latest period end (epoch seconds): the keys' lifetime is derived from it."""
-    periods: tuple[Period, Period]
-    """Held so that the periods' ids, part of the memo key, stay unique while the entry lives."""
+
+
+@dataclass(slots=True)
+class _Span:
+    """The instants ``[start, end)`` that fall in one day and one month, and the ``_Applicable``
+    entries memoized for those two periods, by subject (``user``, or ``(user, API key, its budget)``)."""
+
+    start: float
+    end: float
+    memo: dict[Any, _Applicable]
+
+    def contains(self, ts: float) -> bool:
+        return self.start <= ts < self.end
 
 
 # ---------------------------------------------------------------------------------------------- manager
@@ -369,12 +384,13 @@ class BudgetManager:
         self._stateful = any(v is not None for v in (*self._global.values(), *self._per_user.values()))
         self._per_user_any = any(v is not None for v in self._per_user.values())
         self._periods: dict[Window, Period] = {}
+        self._span = self._prev_span = _Span(0.0, 0.0, {})  # empty: the first reserve makes the real one
+        self._last_user: str | None = None  # the user ``_remember`` saw last (its LRU entry is the newest)
         self._alerted: OrderedDict[str, None] = OrderedDict()
         self._track = track_subjects
         self._users: OrderedDict[str, None] = OrderedDict()
         self._keys: OrderedDict[str, KeyBudget] = OrderedDict()
         self._key_budgets: dict[str, KeyBudget] = {}
-        self._applicable: dict[tuple[Any, ...], _Applicable] = {}
         self._rid_prefix = os.urandom(4).hex()
         self._rid_seq = itertools.count(1)
 
@@ -413,6 +429,16 @@ class BudgetManager:
         self._periods[window] = p
         return p
 
+    def _span_at(self, ts: float) -> _Span:
+        """The span (day within month) that ``ts`` falls in. The current and the previous one are
+        kept, so that attempts of requests started before midnight, reserving after it, do not thrash."""
+        span = self._prev_span
+        if not span.contains(ts):
+            daily, monthly = self.period("daily", ts), self.period("monthly", ts)
+            span = _Span(max(daily.start, monthly.start), min(daily.end, monthly.end), {})
+        self._span, self._prev_span = span, self._span
+        return span
+
     def scopes(self, user: str | None, api_key_id: str | None, key_budget: KeyBudget | None,
                started: float) -> list[Scope]:
         """Every period scope that applies to a request started at ``started`` (epoch seconds)."""
@@ -436,24 +462,28 @@ class BudgetManager:
 
     def _applicable_for(self, user: str | None, api_key_id: str | None, key_budget: KeyBudget | None,
                         started: float) -> _Applicable:
-        """``scopes`` with their state keys and latest period end, memoized per (user, key, periods):
-        the hot path builds no ``Scope`` and encodes no key on a repeat."""
-        daily, monthly = self.period("daily", started), self.period("monthly", started)
-        # The memoized entry holds both Period objects, so their ids cannot be reused while it lives.
-        memo_key = (user, api_key_id, key_budget, id(daily), id(monthly))
-        hit = self._applicable.get(memo_key)
+        """``scopes`` with their state keys and latest period end, memoized per subject for the day
+        and month ``started`` falls in: the hot path builds no ``Scope`` and encodes no key on a repeat."""
+        span = self._span
+        if not span.start <= started < span.end:
+            span = self._span_at(started)
+        # Without an API key, key_budget selects no scope: the user alone (a str or None) is the key.
+        memo_key = user if api_key_id is None else (user, api_key_id, key_budget)
+        hit = span.memo.get(memo_key)
         if hit is not None:
             return hit
         scopes = tuple(self.scopes(user, api_key_id, key_budget, started))
         keys = tuple(s.key for s in scopes)
-        entry = _Applicable(scopes, keys, tuple(zip(keys, (s.limit_usd for s in scopes), strict=True)),
-                            max((s.period.end for s in scopes), default=0.0), (daily, monthly))
-        if len(self._applicable) >= 4096:
-            self._applicable.clear()
-        self._applicable[memo_key] = entry
+        limits = KeyLimits(zip(keys, (s.limit_usd for s in scopes), strict=True)) if scopes else None
+        entry = _Applicable(scopes, keys, limits, max((s.period.end for s in scopes), default=0.0))
+        if len(span.memo) >= 4096:
+            span.memo.clear()
+        span.memo[memo_key] = entry
         return entry
 
     def _remember(self, user: str | None, api_key_id: str | None, key_budget: KeyBudget | None) -> None:
+        """Note the subjects for ``status``' defaults: recent users and API keys, newest last."""
+        self._last_user = user
         if user is not None and self._per_user_any:
             self._users[user] = None
             self._users.move_to_end(user)
@@ -492,18 +522,19 @@ class BudgetManager:
             raise cls(f"request estimate of {format_usd(amount)} exceeds the per-request maximum of "
                       f"{format_usd(cap)}", scope="request", limit_usd=cap, spent_usd=0.0, retry_after=None,
                       needed_usd=amount)
-        key_budget = self.key_budget(api_key_id, key_budget)
+        if key_budget is None and api_key_id is not None:
+            key_budget = self._key_budgets.get(api_key_id)  # self.key_budget(), inlined on the hot path
         if not self._stateful and (key_budget is None or api_key_id is None or key_budget.empty):
             return None
         applicable = self._applicable_for(user, api_key_id, key_budget, started)
-        scopes = applicable.scopes
-        if not scopes:
+        scopes, key_limits = applicable.scopes, applicable.key_limits
+        if key_limits is None:
             return None
-        self._remember(user, api_key_id, key_budget)
+        if api_key_id is not None or user != self._last_user:  # else the user is the newest already
+            self._remember(user, api_key_id, key_budget)
         rid = f"{request_id}:{self._rid_prefix}{next(self._rid_seq):x}"
         key_ttl = max(60.0, applicable.end - self.clock.wall() + self.key_retention)
-        ok, failed = await self.state.reserve(applicable.key_limits, amount, rid, self.reservation_ttl,
-                                              key_ttl=key_ttl)
+        ok, failed = await self.state.reserve(key_limits, amount, rid, self.reservation_ttl, key_ttl=key_ttl)
         if ok:
             return Reservation(rid, request_id, amount, started, scopes, downgraded, keys=applicable.keys)
         if failed is None:  # the id existed already: impossible with a unique suffix, but never guess
@@ -525,15 +556,21 @@ class BudgetManager:
         """Book the actual cost and free the hold. Idempotent: ``True`` only the first time.
 
         A cost above the reservation is booked in full (the call happened) and logged; see the
-        over-spend bound in docs/budgets.md.
+        over-spend bound in docs/budgets.md. A scope whose settled spend reaches ``alert_at`` x its
+        limit alerts on this settle; on in-process state the settle itself reports the spend it left
+        (``settle_spent``), on shared state it is read back with ``usage``.
         """
         actual = _check_money(actual_usd, "actual cost")
         if reservation is None or reservation.status != "held":
             return False
         reservation.status = "settled"
         reservation.actual_usd = actual
+        state = self.state
         try:
-            applied = await self.state.settle(reservation.id, actual)
+            if state.shared:
+                applied, spent = await state.settle(reservation.id, actual), None
+            else:  # in-process: the settle reports each key's spent at no extra cost
+                applied, spent = await state.settle_spent(reservation.id, actual)
         except StateUnavailableError as e:
             reservation.status = "held"
             reservation.actual_usd = None
@@ -548,8 +585,11 @@ class BudgetManager:
         if actual > reservation.amount_usd + EPSILON:
             log.info("budget_overrun request_id=%s estimate_usd=%.6f actual_usd=%.6f", reservation.request_id,
                      reservation.amount_usd, actual)
-        if applied and actual > 0:
-            await self._check_alerts(reservation.scopes, reservation.keys)
+        if not applied or actual <= 0:
+            return applied
+        scopes, keys = reservation.scopes, reservation.keys
+        if spent is None or self._may_alert(scopes, keys, spent):  # else no scope can alert: skip the check
+            await self._check_alerts(scopes, keys, spent)
         return applied
 
     async def release(self, reservation: Reservation | None) -> bool:
@@ -606,7 +646,21 @@ class BudgetManager:
 
     # ------------------------------------------------------------------ alerts
 
-    async def _check_alerts(self, scopes: Sequence[Scope], keys: Sequence[str] | None = None) -> None:
+    def _may_alert(self, scopes: Sequence[Scope], keys: Sequence[str], spent: Mapping[str, float]) -> bool:
+        """Whether ``_check_alerts`` has work, given each key's ``spent`` as a settle left it: some scope
+        not yet alerted has reached its threshold, or its spend is not known."""
+        at = self.alert_at
+        for scope, key in zip(scopes, keys, strict=True):
+            now_spent = spent.get(key)
+            if (now_spent is None or now_spent + EPSILON >= at * scope.limit_usd) and (
+                    scope.limit_usd > 0 and key not in self._alerted):
+                return True
+        return False
+
+    async def _check_alerts(self, scopes: Sequence[Scope], keys: Sequence[str] | None = None,
+                            known: Mapping[str, float] | None = None) -> None:
+        """Alert once per scope-period whose settled spend has reached ``alert_at`` x its limit.
+        ``known``: each key's spent as the settle just left it (the state is asked for any other)."""
         alerted = self._alerted
         if keys is None:
             keys = [s.key for s in scopes]
@@ -614,11 +668,8 @@ class BudgetManager:
         if not todo:
             return
         try:
-            if self.state.shared:  # round trips: overlap them
-                usages = await asyncio.gather(*(self.state.usage(k) for _s, k in todo))
-            else:  # in-process: plain awaits, no task per scope
-                usages = [await self.state.usage(k) for _s, k in todo]
-            for (scope, key), (spent, _reserved) in zip(todo, usages, strict=True):
+            spent_now = await self._spent_of([k for _s, k in todo], known)
+            for (scope, key), spent in zip(todo, spent_now, strict=True):
                 if spent + EPSILON < self.alert_at * scope.limit_usd:
                     continue
                 now = self.clock.wall()
@@ -631,6 +682,16 @@ class BudgetManager:
                                                  threshold=self.alert_at, resets_at=scope.period.resets_at))
         except StateUnavailableError as e:
             log.warning("budget alert check skipped: %s", e)
+
+    async def _spent_of(self, keys: Sequence[str], known: Mapping[str, float] | None) -> list[float]:
+        """The settled spend of each key: from ``known`` when it has them all, else from the state."""
+        if known is not None and all(k in known for k in keys):
+            return [known[k] for k in keys]
+        if self.state.shared:  # round trips: overlap them
+            usages = await asyncio.gather(*(self.state.usage(k) for k in keys))
+        else:  # in-process: plain awaits, no task per key
+            usages = [await self.state.usage(k) for k in keys]
+        return [spent for spent, _reserved in usages]
 
     def _mark_alerted(self, key: str) -> None:
         self._alerted[key] = None

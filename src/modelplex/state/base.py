@@ -1,6 +1,7 @@
 """The state seam: the small, generic interface that breakers, throttles, rate limits and budgets keep state in.
 
-Owns: ``StateBackend`` (abstract), ``StateUnavailableError``, the shared argument checks, the
+Owns: ``StateBackend`` (abstract), ``StateUnavailableError``, the shared argument checks and
+``KeyLimits`` (reserve()'s ``(key, limit)`` pairs, validated once and then passed as they are), the
 GCRA step both backends implement (``gcra``), the numeric constants they must agree on
 (``EPSILON``, ``RESERVATION_RECORD_RETENTION``) and ``FallbackState``, the wrapper that serves from
 local memory while the shared backend is unreachable.
@@ -11,7 +12,9 @@ The interface, in four groups, all ``async``:
   numbers, booleans, ``None``);
 * atomic counters: ``incr``;
 * rate limits: ``rate_limit`` (GCRA, a token bucket of ``limit`` units refilled at ``limit/window_s``);
-* budget reservations: ``reserve``, ``settle``, ``release``, ``usage``, ``add_spent``;
+* budget reservations: ``reserve``, ``settle``, ``release``, ``usage``, ``add_spent``, and the
+  optional ``settle_spent`` (``settle`` that also reports each key's spent, when a backend knows it
+  without another call);
 
 plus ``health``, ``clear`` and ``close``. Implementations: ``memory`` (in-process, the default) and
 ``redis`` (shared by replicas, Lua scripts for the multi-step operations), and ``FallbackState``
@@ -28,7 +31,7 @@ import logging
 import math
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelplex.errors import ModelplexError
@@ -132,6 +135,16 @@ class StateBackend(ABC):
         ``actual`` (the call happened), for up to ``RESERVATION_RECORD_RETENTION`` seconds.
         """
 
+    async def settle_spent(self, reservation_id: str, actual: float) -> tuple[bool, dict[str, float] | None]:
+        """``settle``, also reporting each of the reservation's keys' spent right after it.
+
+        Returns ``(applied, spent_by_key)``; ``spent_by_key`` is ``None`` when the backend cannot tell
+        without another call (then ask ``usage``) or when nothing was applied. This default calls
+        ``settle`` and reports nothing; the in-process backend overrides it, so that a budget alert
+        check needs no second lookup. A backend that overrides ``settle`` must keep the two consistent.
+        """
+        return await self.settle(reservation_id, actual), None
+
     @abstractmethod
     async def release(self, reservation_id: str) -> bool:
         """Free the hold without spending. Idempotent; ``True`` when applied."""
@@ -168,8 +181,11 @@ class StateBackend(ABC):
 # ---------------------------------------------------------------------- shared argument checks
 
 
+_INF = math.inf
+
+
 def check_ttl(ttl: float | None, what: str = "ttl") -> None:
-    if ttl is not None and not (ttl > 0 and math.isfinite(ttl)):
+    if ttl is not None and not 0 < ttl < _INF:
         raise ValueError(f"{what} must be a positive number of seconds, got {ttl!r}")
 
 
@@ -182,27 +198,39 @@ def check_rate_args(limit: float, window_s: float, cost: float) -> None:
         raise ValueError(f"rate cost must be finite, got {cost!r}")
 
 
-def normalise_key_limits(key_limits: Sequence[tuple[str, float]], amount: float,
-                         ttl: float) -> list[tuple[str, float]]:
-    """Validate reserve() arguments; merge duplicate keys (the smallest limit wins), keep order."""
-    if not (amount >= 0 and math.isfinite(amount)):
+class KeyLimits(tuple[tuple[str, float], ...]):
+    """``reserve()``'s ``(key, limit)`` pairs, validated: at least one pair, keys non-empty strings
+    and unique (a duplicate key keeps the smallest limit, at its first position), limits floats no
+    larger than ``UNLIMITED`` (infinity is sent as that). Immutable, so it stays valid: a caller that
+    reserves on the same keys again and again (``BudgetManager``) builds it once, and
+    ``normalise_key_limits`` passes it through without checking the pairs again."""
+
+    __slots__ = ()
+
+    def __new__(cls, key_limits: Iterable[tuple[str, float]]) -> KeyLimits:
+        merged: dict[str, float] = {}
+        for key, limit in key_limits:
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"budget keys must be non-empty strings, got {key!r}")
+            if limit != limit:  # NaN
+                raise ValueError(f"limit for {key!r} is NaN")
+            limit = min(float(limit), UNLIMITED)
+            merged[key] = min(merged.get(key, UNLIMITED), limit)
+        if not merged:
+            raise ValueError("reserve() needs at least one (key, limit)")
+        return super().__new__(cls, merged.items())
+
+
+def normalise_key_limits(key_limits: Sequence[tuple[str, float]], amount: float, ttl: float) -> KeyLimits:
+    """Validate reserve() arguments; the pairs as ``KeyLimits`` (returned as is when they already are)."""
+    if not 0 <= amount < _INF:
         raise ValueError(f"reservation amount must be a finite number >= 0, got {amount!r}")
     check_ttl(ttl, "reservation ttl")
-    merged: dict[str, float] = {}
-    for key, limit in key_limits:
-        if not isinstance(key, str) or not key:
-            raise ValueError(f"budget keys must be non-empty strings, got {key!r}")
-        if limit != limit:  # NaN
-            raise ValueError(f"limit for {key!r} is NaN")
-        limit = min(float(limit), UNLIMITED)
-        merged[key] = min(merged.get(key, UNLIMITED), limit)
-    if not merged:
-        raise ValueError("reserve() needs at least one (key, limit)")
-    return list(merged.items())
+    return key_limits if type(key_limits) is KeyLimits else KeyLimits(key_limits)
 
 
 def check_amount(amount: float, what: str = "amount") -> None:
-    if not math.isfinite(amount):
+    if not -_INF < amount < _INF:
         raise ValueError(f"{what} must be finite, got {amount!r}")
 
 

@@ -14,7 +14,11 @@ two generations), so a repeated ``reserve`` of a just-finished id is refused, as
 reservation whose hold expired unsettled keeps its record for ``record_retention`` seconds more, so
 a late settle still books the spend. The hold heap is compacted when stale entries (of reservations
 already finished) outnumber the open ones, so at steady state memory follows the requests in
-flight, not the request rate.
+flight, not the request rate. Expired holds are freed by the first call at or after their expiry
+(``_purge_due`` says when that is, so calls before it skip the sweep).
+
+``settle_spent`` reports each key's spent from the same locked step as the settle, so the budget
+manager's alert check needs no ``usage`` call after it.
 
 Must not touch: the network, other processes, breaker/budget policy.
 """
@@ -22,6 +26,7 @@ Must not touch: the network, other processes, breaker/budget policy.
 from __future__ import annotations
 
 import heapq
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +39,7 @@ from modelplex.state.base import (
     EPSILON,
     RESERVATION_RECORD_RETENTION,
     JSONValue,
+    KeyLimits,
     StateBackend,
     check_amount,
     check_rate_args,
@@ -60,16 +66,14 @@ class _Usage:
     spent: float = 0.0
     reserved: float = 0.0
     holds: dict[str, float] = field(default_factory=dict)
-    expires_at: float | None = None
+    expires_at: float = math.inf
+    """When the key's usage is forgotten (monotonic seconds; set from ``key_ttl`` on writes)."""
 
 
-@dataclass(slots=True)
-class _Reservation:
-    """An open (held, or hold expired but not yet settled) reservation; finished ones are dropped."""
-
-    keys: tuple[str, ...]
-    hold_until: float
-    key_ttl: float | None
+_Reservation = tuple[KeyLimits, float, float | None]
+"""An open reservation (held, or its hold expired but not yet settled; finished ones are dropped):
+``(limits, hold_until, key_ttl)``, where ``limits`` are the pairs ``reserve`` got (validated, kept
+as they are). A plain tuple, as one is made per reservation."""
 
 
 class MemoryState(StateBackend):
@@ -91,6 +95,7 @@ class MemoryState(StateBackend):
         self._reservations: dict[str, _Reservation] = {}
         self._hold_heap: list[tuple[float, str]] = []  # (hold_until, id); stale once the id finished
         self._expired_heap: list[tuple[float, str]] = []  # (forget_at, id) of holds that ran out unsettled
+        self._purge_due = math.inf  # no earlier than this has ``_purge`` anything to do (the heaps' heads)
         self._finished: dict[str, None] = {}  # ids finished recently (the current generation) ...
         self._finished_before: dict[str, None] = {}  # ... and the generation before it
 
@@ -175,8 +180,9 @@ class MemoryState(StateBackend):
     # ------------------------------------------------------------------ budget reservations
 
     def _usage_entry(self, key: str, now: float, create: bool) -> _Usage | None:
+        """The key's live usage (an expired one is dropped: its period is over), created if asked."""
         entry = self._usage.get(key)
-        if entry is not None and entry.expires_at is not None and entry.expires_at <= now:
+        if entry is not None and entry.expires_at <= now:
             del self._usage[key]
             entry = None
         if entry is None and create:
@@ -198,17 +204,18 @@ class MemoryState(StateBackend):
         while holds and holds[0][0] <= now:
             _, rid = heapq.heappop(holds)
             res = reservations.get(rid)
-            if res is not None and res.hold_until <= now:
+            if res is not None and res[1] <= now:
                 # The hold ran out unsettled (a crashed caller): free it, keep the record for a late settle.
-                for key in res.keys:
+                for key, _limit in res[0]:
                     self._unhold(key, rid, now)
-                heapq.heappush(self._expired_heap, (res.hold_until + self._retention, rid))
+                heapq.heappush(self._expired_heap, (res[1] + self._retention, rid))
         expired = self._expired_heap
         while expired and expired[0][0] <= now:
             _, rid = heapq.heappop(expired)
             res = reservations.get(rid)
-            if res is not None and res.hold_until + self._retention <= now:
+            if res is not None and res[1] + self._retention <= now:
                 del reservations[rid]
+        self._purge_due = min(holds[0][0] if holds else math.inf, expired[0][0] if expired else math.inf)
 
     @staticmethod
     def _touch(entry: _Usage, key_ttl: float | None, now: float) -> None:
@@ -217,7 +224,7 @@ class MemoryState(StateBackend):
 
     def _compact_holds(self, now: float) -> None:
         """Rebuild the hold heap from the reservations still held (drops entries of finished ones)."""
-        heap = [(res.hold_until, rid) for rid, res in self._reservations.items() if res.hold_until > now]
+        heap = [(res[1], rid) for rid, res in self._reservations.items() if res[1] > now]
         heapq.heapify(heap)
         self._hold_heap = heap
 
@@ -232,25 +239,27 @@ class MemoryState(StateBackend):
                       ttl: float, *, key_ttl: float | None = None) -> tuple[bool, str | None]:
         limits = normalise_key_limits(key_limits, amount, ttl)
         check_ttl(key_ttl, "key_ttl")
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not ``with``: this is the hot path, and acquire/try/finally costs half as much
+        try:
             now = self._clock.now()
-            self._purge(now)
+            if now >= self._purge_due:
+                self._purge(now)
             if reservation_id in self._reservations:
                 return True, None
             if reservation_id in self._finished or reservation_id in self._finished_before:
                 return False, None
-            entries: list[_Usage | None] = []
-            for key, limit in limits:
-                entry = self._usage_entry(key, now, create=False)
-                if entry is not None:
-                    if entry.spent + entry.reserved + amount > limit + EPSILON:
-                        return False, key
-                elif amount > limit + EPSILON:
-                    return False, key
-                entries.append(entry)
             usage = self._usage
+            for key, limit in limits:  # every key must have room: check all before holding any
+                entry = usage.get(key)
+                if entry is not None and entry.expires_at <= now:  # _usage_entry's rule, inlined
+                    del usage[key]
+                    entry = None
+                if (amount if entry is None else entry.spent + entry.reserved + amount) > limit + EPSILON:
+                    return False, key
             expires_at = None if key_ttl is None else now + key_ttl
-            for (key, _), entry in zip(limits, entries, strict=True):
+            for key, _limit in limits:
+                entry = usage.get(key)  # live: the check above, at the same ``now``, dropped it if expired
                 if entry is None:
                     entry = usage[key] = _Usage()
                 entry.holds[reservation_id] = amount
@@ -258,25 +267,40 @@ class MemoryState(StateBackend):
                 if expires_at is not None:
                     entry.expires_at = expires_at
             hold_until = now + ttl
-            self._reservations[reservation_id] = _Reservation(tuple([k for k, _ in limits]), hold_until, key_ttl)
+            self._reservations[reservation_id] = (limits, hold_until, key_ttl)
             heap = self._hold_heap
             heapq.heappush(heap, (hold_until, reservation_id))
+            if hold_until < self._purge_due:
+                self._purge_due = hold_until
             if len(heap) >= _COMPACT_MIN and len(heap) > 2 * len(self._reservations):
                 self._compact_holds(now)
             return True, None
+        finally:
+            lock.release()
 
-    def _finish(self, reservation_id: str, actual: float | None) -> bool:
+    def _finish(self, reservation_id: str, actual: float | None) -> dict[str, float] | None:
+        """Settle (``actual``) or release (``None``), under the lock. Returns each key's spent
+        afterwards, or ``None`` when the reservation is not open (already finished, or unknown)."""
         now = self._clock.now()
-        self._purge(now)
+        if now >= self._purge_due:
+            self._purge(now)
         res = self._reservations.pop(reservation_id, None)
         if res is None:
-            return False
+            return None
+        limits, _hold_until, key_ttl = res
         spend = actual is not None
-        expires_at = None if res.key_ttl is None else now + res.key_ttl
-        for key in res.keys:
-            entry = self._usage_entry(key, now, create=spend)
+        expires_at = now + key_ttl if spend and key_ttl is not None else None
+        usage = self._usage
+        spent: dict[str, float] = {}
+        for key, _limit in limits:
+            entry = usage.get(key)
+            if entry is not None and entry.expires_at <= now:  # _usage_entry's rule, inlined
+                del usage[key]
+                entry = None
             if entry is None:
-                continue
+                if not spend:
+                    continue
+                entry = usage[key] = _Usage()
             held = entry.holds.pop(reservation_id, None)
             if held is not None:
                 entry.reserved = entry.reserved - held if entry.holds and entry.reserved > held else 0.0
@@ -284,17 +308,28 @@ class MemoryState(StateBackend):
                 entry.spent += actual
                 if expires_at is not None:
                     entry.expires_at = expires_at
+            spent[key] = entry.spent
         self._remember_finished(reservation_id)
-        return True
+        return spent
 
     async def settle(self, reservation_id: str, actual: float) -> bool:
+        applied, _spent = await self.settle_spent(reservation_id, actual)
+        return applied
+
+    async def settle_spent(self, reservation_id: str, actual: float) -> tuple[bool, dict[str, float] | None]:
+        """``settle``, reporting every key's spent as the settle left it (read in the same locked step)."""
         check_amount(actual, "actual")
-        with self._lock:
-            return self._finish(reservation_id, float(actual))
+        lock = self._lock
+        lock.acquire()  # not ``with``: see reserve
+        try:
+            spent = self._finish(reservation_id, float(actual))
+        finally:
+            lock.release()
+        return spent is not None, spent
 
     async def release(self, reservation_id: str) -> bool:
         with self._lock:
-            return self._finish(reservation_id, None)
+            return self._finish(reservation_id, None) is not None
 
     async def usage(self, key: str) -> tuple[float, float]:
         with self._lock:
@@ -340,6 +375,7 @@ class MemoryState(StateBackend):
             self._reservations.clear()
             self._hold_heap.clear()
             self._expired_heap.clear()
+            self._purge_due = math.inf
             self._finished = {}
             self._finished_before = {}
 
