@@ -14,6 +14,7 @@ import base64
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -49,6 +50,15 @@ from modelplex.types import (
 if TYPE_CHECKING:
     from modelplex.catalog.schema import ModelSpec
 
+
+def _is_mapping(value: Any) -> bool:
+    """``isinstance(value, Mapping)``, with the plain ``dict`` orjson gives (and ``None``) decided first:
+    the ABC check costs several times a type comparison."""
+    if type(value) is dict:
+        return True
+    return value is not None and isinstance(value, Mapping)
+
+
 # ----------------------------------------------------------------------------------------- requests
 
 MESSAGE_KEYS: frozenset[str] = frozenset(
@@ -64,13 +74,9 @@ CLIENT_ONLY_PARAMS: frozenset[str] = frozenset({"timeout"})
 
 def clean_messages(messages: list[Message]) -> list[dict[str, Any]]:
     """The messages as the wire takes them. Messages that need no change are passed through unchanged."""
-    out: list[dict[str, Any]] = []
-    for m in messages:
-        if m.keys() <= MESSAGE_KEYS:
-            out.append(m)  # type: ignore[arg-type]
-        else:
-            out.append({k: v for k, v in m.items() if k in MESSAGE_KEYS})
-    return out
+    keep = MESSAGE_KEYS.issuperset
+    return [m if keep(m) else {k: v for k, v in m.items() if k in MESSAGE_KEYS}  # type: ignore[misc]
+            for m in messages]
 
 
 def _set_path(body: dict[str, Any], name: str, value: Any) -> None:
@@ -99,13 +105,30 @@ def build_chat_body(protocol: str, req: ChatRequest, spec: ModelSpec, *, model_f
     verbatim. Streaming bodies ask for usage (``stream_options.include_usage``) unless the profile
     says ``stream_usage: false``.
     """
-    kept, dropped = split_params(protocol, spec, req.params)
     body: dict[str, Any] = {}
     if model_field is not None:
         body["model"] = model_field
     body["messages"] = clean_messages(req.messages)
+    dropped_names: list[str] = []
+    extra: Any = None
+    if req.params or spec.default_params:  # with neither there is nothing to place
+        extra = _place_params(body, protocol, req.params, spec, profile, dropped_names)
+    if req.stream:
+        body["stream"] = True
+        if profile.get("stream_usage", True):
+            body["stream_options"] = {"include_usage": True}
+    if _is_mapping(extra):
+        body.update(extra)
+    return body, dropped_names
+
+
+def _place_params(body: dict[str, Any], protocol: str, params: Mapping[str, Any], spec: ModelSpec,
+                  profile: Mapping[str, Any], dropped_names: list[str]) -> Any:
+    """Put the supported parameters (with the model's defaults) into ``body`` under their wire names;
+    append the names of the unsupported ones to ``dropped_names``. Returns ``extra_body`` (or ``None``)."""
+    kept, dropped = split_params(protocol, spec, params)
     extra = kept.pop("extra_body", None)
-    dropped_names = list(dropped)
+    dropped_names.extend(dropped)
     max_tokens_param = profile.get("max_tokens_param")
     for key, value in kept.items():
         if key in CLIENT_ONLY_PARAMS:
@@ -115,15 +138,11 @@ def build_chat_body(protocol: str, req: ChatRequest, spec: ModelSpec, *, model_f
             name = str(max_tokens_param)
         if name is None:
             dropped_names.append(key)
-            continue
-        _set_path(body, name, value)
-    if req.stream:
-        body["stream"] = True
-        if profile.get("stream_usage", True):
-            body["stream_options"] = {"include_usage": True}
-    if isinstance(extra, Mapping):
-        body.update(extra)
-    return body, dropped_names
+        elif "." in name:
+            _set_path(body, name, value)
+        else:
+            body[name] = value
+    return extra
 
 
 def build_embed_body(texts: list[str], params: Mapping[str, Any], *, model_field: str | None) -> dict[str, Any]:
@@ -142,8 +161,8 @@ def build_embed_body(texts: list[str], params: Mapping[str, Any], *, model_field
     return body
 
 
-def dumps(body: Any) -> bytes:
-    return orjson.dumps(body)
+dumps: Callable[[Any], bytes] = orjson.dumps
+"""A body as JSON bytes (``orjson.dumps`` itself: a wrapper would add a Python call per request)."""
 
 
 # ----------------------------------------------------------------------------------------- responses
@@ -165,13 +184,16 @@ def normalize_finish(reason: Any, has_tool_calls: bool = False) -> str:
     """
     if reason is None:
         return "tool_calls" if has_tool_calls else "unknown"
-    norm = _FINISH.get(str(reason), "unknown")
+    norm = _FINISH.get(reason if type(reason) is str else str(reason), "unknown")
     if norm == "stop" and has_tool_calls:
         return "tool_calls"
     return norm
 
 
 def _int(value: Any) -> int:
+    """A token figure as an ``int``: floats truncate; bools, strings and anything else count 0."""
+    if type(value) is int:
+        return value
     if isinstance(value, bool):
         return 0
     if isinstance(value, int):
@@ -181,14 +203,71 @@ def _int(value: Any) -> int:
     return 0
 
 
-_DETAIL_KEYS: tuple[tuple[str, str, str], ...] = (
-    ("prompt_tokens_details", "audio_tokens", "audio_input_tokens"),
-    ("prompt_tokens_details", "image_tokens", "image_input_tokens"),
-    ("completion_tokens_details", "audio_tokens", "audio_output_tokens"),
-    ("completion_tokens_details", "accepted_prediction_tokens", "accepted_prediction_tokens"),
-    ("completion_tokens_details", "rejected_prediction_tokens", "rejected_prediction_tokens"),
-    ("completion_tokens_details", "image_tokens", "image_output_tokens"),
+def _count(section: Mapping[str, Any], key: str) -> int:
+    """``_int(section.get(key))``, without the second call for the plain ``int`` a JSON body carries."""
+    value = section.get(key)
+    return value if type(value) is int else _int(value)
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+_PROMPT_DETAIL_KEYS: tuple[tuple[str, str], ...] = (
+    ("audio_tokens", "audio_input_tokens"),
+    ("image_tokens", "image_input_tokens"),
 )
+"""``prompt_tokens_details`` figures kept in ``provider_details`` (wire name, our name), in order."""
+
+_COMPLETION_DETAIL_KEYS: tuple[tuple[str, str], ...] = (
+    ("audio_tokens", "audio_output_tokens"),
+    ("accepted_prediction_tokens", "accepted_prediction_tokens"),
+    ("rejected_prediction_tokens", "rejected_prediction_tokens"),
+    ("image_tokens", "image_output_tokens"),
+)
+"""``completion_tokens_details`` figures kept in ``provider_details`` (wire name, our name), in order."""
+
+_PASSED_THROUGH: tuple[str, ...] = ("cost_details", "is_byok")
+"""OpenRouter usage fields copied verbatim into ``provider_details`` when present and not null."""
+
+
+def _usage_details(u: Mapping[str, Any], ptd: Mapping[str, Any], ctd: Mapping[str, Any]) -> dict[str, Any]:
+    """``provider_details`` of a usage object: the non-zero detail figures, then OpenRouter's extras."""
+    details: dict[str, Any] = {}
+    if ptd:
+        for key, out in _PROMPT_DETAIL_KEYS:
+            v = _count(ptd, key)
+            if v:
+                details[out] = v
+    if ctd:
+        for key, out in _COMPLETION_DETAIL_KEYS:
+            v = _count(ctd, key)
+            if v:
+                details[out] = v
+    for key in _PASSED_THROUGH:
+        v = u.get(key)
+        if v is not None:
+            details[key] = v
+    return details
+
+
+def _cost(value: Any) -> float | None:
+    """A provider-reported cost as a float; ``None`` unless it is a number (bools are not)."""
+    if value is None or isinstance(value, bool):
+        return None
+    return float(value) if isinstance(value, int | float) else None
+
+
+_PLAIN_USAGE_KEYS: frozenset[str] = frozenset(
+    {"prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details", "completion_tokens_details"}
+)
+"""The keys of a usage object without vendor extras (no cost, no DeepSeek cache figures, no OpenRouter fields)."""
+
+
+def _adds_nothing(section: Any) -> bool:
+    """True when a details section cannot contribute a figure: absent, null, or a ``dict`` whose values are
+    all falsy (``0``, ``null`` ...), each of which ``_int`` counts as 0."""
+    if not section:
+        return True
+    return type(section) is dict and not any(section.values())
 
 
 def parse_usage(u: Mapping[str, Any]) -> Usage:
@@ -197,37 +276,35 @@ def parse_usage(u: Mapping[str, Any]) -> Usage:
 
     Also reads DeepSeek's ``prompt_cache_hit_tokens``, OpenRouter's ``cost`` (-> ``provider_cost_usd``)
     and ``cache_write_tokens``; other vendor figures go to ``provider_details``.
+
+    The common shape, plain counts with all-zero (or no) details as OpenAI and most compatible servers
+    send, takes a short path; it yields exactly what ``_parse_usage_full`` would.
     """
+    if (type(u) is dict and u.keys() <= _PLAIN_USAGE_KEYS and _adds_nothing(u.get("prompt_tokens_details"))
+            and _adds_nothing(u.get("completion_tokens_details"))):
+        # positional, in Usage's field order: a keyword call to a dataclass costs about twice as much
+        return Usage(_count(u, "prompt_tokens"), _count(u, "completion_tokens"), 0, 0, 0, None, False, {})
+    return _parse_usage_full(u)
+
+
+def _parse_usage_full(u: Mapping[str, Any]) -> Usage:
+    """``parse_usage`` for any usage object: details, vendor cache figures, cost and extras."""
     ptd = u.get("prompt_tokens_details")
-    ptd = ptd if isinstance(ptd, Mapping) else {}
+    if not _is_mapping(ptd):
+        ptd = _EMPTY
     ctd = u.get("completion_tokens_details")
-    ctd = ctd if isinstance(ctd, Mapping) else {}
-    cached = _int(ptd.get("cached_tokens")) or _int(u.get("prompt_cache_hit_tokens"))
-    cost = u.get("cost")
-    details: dict[str, Any] = {}
-    for section, key, out in _DETAIL_KEYS:
-        src = ptd if section == "prompt_tokens_details" else ctd
-        v = _int(src.get(key))
-        if v:
-            details[out] = v
-    for key in ("cost_details", "is_byok"):
-        if key in u and u[key] is not None:
-            details[key] = u[key]
-    prompt = _int(u.get("prompt_tokens"))
-    completion = _int(u.get("completion_tokens"))
-    reasoning = _int(ctd.get("reasoning_tokens"))
-    if reasoning and _int(u.get("total_tokens")) == prompt + completion + reasoning:
+    if not _is_mapping(ctd):
+        ctd = _EMPTY
+    prompt = _count(u, "prompt_tokens")
+    completion = _count(u, "completion_tokens")
+    reasoning = _count(ctd, "reasoning_tokens") if ctd else 0
+    if reasoning and _count(u, "total_tokens") == prompt + completion + reasoning:
         # a server that counts reasoning outside completion_tokens (its total gives it away)
         completion += reasoning
-    return Usage(
-        input_tokens=prompt,
-        output_tokens=completion,
-        cache_read_tokens=cached,
-        cache_write_tokens=_int(ptd.get("cache_write_tokens")),
-        reasoning_tokens=reasoning,
-        provider_cost_usd=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
-        provider_details=details,
-    )
+    cached = (_count(ptd, "cached_tokens") if ptd else 0) or _count(u, "prompt_cache_hit_tokens")
+    cache_write = _count(ptd, "cache_write_tokens") if ptd else 0
+    return Usage(prompt, completion, cached, cache_write, reasoning, _cost(u.get("cost")), False,
+                 _usage_details(u, ptd, ctd))
 
 
 def _content_text(content: Any) -> str | None:
@@ -239,17 +316,22 @@ def _content_text(content: Any) -> str | None:
 
 
 def parse_tool_calls(message: Mapping[str, Any]) -> list[ToolCall]:
+    """The message's ``tool_calls`` (entries that are not objects are skipped), else its legacy
+    ``function_call``; ``[]`` straight away for a message with neither."""
+    raw = message.get("tool_calls")
+    legacy = message.get("function_call")
+    if not raw and legacy is None:
+        return []
     calls: list[ToolCall] = []
-    for tc in message.get("tool_calls") or ():
-        if not isinstance(tc, Mapping):
+    for tc in raw or ():
+        if not _is_mapping(tc):
             continue
         fn = tc.get("function") or {}
         args = fn.get("arguments")
         if not isinstance(args, str):  # some servers send an object
             args = orjson.dumps(args).decode() if args is not None else ""
         calls.append(ToolCall(id=str(tc.get("id") or ""), name=str(fn.get("name") or ""), arguments=args))
-    legacy = message.get("function_call")
-    if not calls and isinstance(legacy, Mapping):
+    if not calls and _is_mapping(legacy):
         calls.append(ToolCall(id="", name=str(legacy.get("name") or ""), arguments=str(legacy.get("arguments") or "")))
     return calls
 
@@ -264,22 +346,21 @@ def parse_chat(data: dict[str, Any], *, model_id: str, provider: str,
     message = choice.get("message") if isinstance(choice, dict) else None
     if not isinstance(message, dict):
         raise invalid("first choice has no message")
-    tool_calls = parse_tool_calls(message)
-    content = _content_text(message.get("content"))
+    tool_calls = parse_tool_calls(message) if "tool_calls" in message or "function_call" in message else []
+    content = message.get("content")
+    if content is not None and type(content) is not str:  # content parts, or whatever else a server sent
+        content = _content_text(content)
     if content is None and isinstance(message.get("refusal"), str):
         content = message["refusal"]
     usage_raw = data.get("usage")
-    usage = parse_usage(usage_raw) if isinstance(usage_raw, Mapping) else Usage()
-    return Response(
-        content=content,
-        model=model_id,
-        provider=provider,
-        usage=usage,
-        finish_reason=normalize_finish(choice.get("finish_reason"), bool(tool_calls)),
-        tool_calls=tool_calls,
-        provider_request_id=data.get("id") if isinstance(data.get("id"), str) else None,
-        raw=data,
-    )
+    usage = parse_usage(usage_raw) if _is_mapping(usage_raw) else Usage()
+    finish = normalize_finish(choice.get("finish_reason"), bool(tool_calls))
+    # the leading fields positionally and the rest set after: keyword calls to a dataclass cost twice as much
+    resp = Response(content, model_id, provider, usage, finish, tool_calls)
+    rid = data.get("id")
+    resp.provider_request_id = rid if isinstance(rid, str) else None
+    resp.raw = data
+    return resp
 
 
 def _decode_vector(value: Any) -> list[float] | None:
@@ -536,10 +617,10 @@ class OpenAIStreamDecoder(StreamDecoder):
                     finish = normalize_finish(reason, self._saw_tool_calls)
                     self._finished = True
         usage_raw = obj.get("usage")
-        if not isinstance(usage_raw, Mapping):
+        if not _is_mapping(usage_raw):
             x_groq = obj.get("x_groq")
-            usage_raw = x_groq.get("usage") if isinstance(x_groq, Mapping) else None
-        usage = parse_usage(usage_raw) if isinstance(usage_raw, Mapping) else None
+            usage_raw = x_groq.get("usage") if _is_mapping(x_groq) else None
+        usage = parse_usage(usage_raw) if _is_mapping(usage_raw) else None
         if not (delta_text or reasoning or tool_deltas or finish or usage):
             return None
         return StreamChunk(delta=delta_text, tool_calls=tool_deltas, finish_reason=finish, usage=usage,

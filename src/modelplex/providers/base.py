@@ -15,6 +15,7 @@ Must not touch: retries, breakers, fallbacks, budgets, accounting (the router co
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from abc import ABC, abstractmethod
@@ -192,6 +193,17 @@ def load_json_object(payload: bytes, invalid: Callable[[str], InvalidResponseErr
         raise invalid("response body is not a JSON object")
     return data
 
+
+@functools.lru_cache(maxsize=64, typed=True)
+def request_timeout(total: float, sock_connect: float) -> aiohttp.ClientTimeout:
+    """The ``ClientTimeout`` of a non-streaming request. aiohttp's ``ClientTimeout`` is frozen, so one object
+    serves every request with the same figures; the cache is bounded because the router may pass the time
+    left before a call's deadline, which varies."""
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=total, sock_connect=sock_connect)
+
+
 class Adapter(ABC):
     """One wire protocol. Subclasses implement the pure functions; I/O lives here."""
 
@@ -252,25 +264,34 @@ class Adapter(ABC):
 
     async def _send(self, session: aiohttp.ClientSession, wire: WireRequest, model: ModelSpec,
                     timeout: float) -> tuple[int, Mapping[str, str], bytes]:
-        import aiohttp
-
         wire = self.sign(wire)
         try:
             async with session.request(
                 wire.method, wire.url, headers=wire.headers, data=wire.body,
-                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, self.provider.connect_timeout)),
+                timeout=request_timeout(timeout, min(timeout, self.provider.connect_timeout)),
             ) as resp:
                 body = await resp.read()
                 return resp.status, resp.headers, body
         except TimeoutError as exc:
             raise APITimeoutError(f"no answer within {timeout:g}s", provider=self.provider.name,
                                   model=model.id) from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise InvalidResponseError("truncated response body", provider=self.provider.name,
-                                       model=model.id) from exc
-        except aiohttp.ClientError as exc:
-            raise APIConnectionError(f"connection failed: {type(exc).__name__}", provider=self.provider.name,
-                                     model=model.id) from exc
+        except Exception as exc:
+            err = self._transport_error(exc, model)
+            if err is None:
+                raise
+            raise err from exc
+
+    def _transport_error(self, exc: Exception, model: ModelSpec) -> ProviderError | None:
+        """The typed error for an aiohttp failure of a non-streaming request; ``None`` for any other exception.
+        (aiohttp is imported here, on failure only: the happy path pays no import statement.)"""
+        import aiohttp
+
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return InvalidResponseError("truncated response body", provider=self.provider.name, model=model.id)
+        if isinstance(exc, aiohttp.ClientError):
+            return APIConnectionError(f"connection failed: {type(exc).__name__}", provider=self.provider.name,
+                                      model=model.id)
+        return None
 
     async def complete(self, session: aiohttp.ClientSession, req: ChatRequest, model: ModelSpec, *,
                        timeout: float | None = None) -> Response:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, ClassVar
 
 from modelplex.providers import _openai_wire as wire
-from modelplex.providers.base import Adapter, ProviderConfig, StreamDecoder, WireRequest
+from modelplex.providers.base import Adapter, ProviderConfig, StreamDecoder, WireRequest, load_json_object
 
 if TYPE_CHECKING:
     from modelplex.catalog.schema import ModelSpec
@@ -70,11 +70,12 @@ class OpenAIAdapter(Adapter):
         """Content type, auth, the provider's ``extra_headers``, then the request's own headers (which
         may not replace the credentials). ``Accept`` is ``application/json`` for streams too, as the
         official SDKs send it."""
-        h: dict[str, str] = {"Accept": "application/json"}
-        if json_body:
-            h["Content-Type"] = "application/json"
+        h: dict[str, str] = ({"Accept": "application/json", "Content-Type": "application/json"} if json_body
+                             else {"Accept": "application/json"})
         h.update(self.auth_headers())
-        h.update(self.provider.extra_headers)
+        extra = self.provider.extra_headers
+        if extra:
+            h.update(extra)
         if request_headers:
             for k, v in request_headers.items():
                 if k.lower() not in _AUTH_HEADERS:
@@ -91,14 +92,14 @@ class OpenAIAdapter(Adapter):
 
     def chat_from_wire(self, payload: bytes, model: ModelSpec, headers: Mapping[str, str] | None = None
                        ) -> Response:
-        data = self._json_object(payload, model)
+        invalid = self._invalidator(model)  # one for the body check and the parse
+        data = load_json_object(payload, invalid)
         if "choices" not in data and data.get("error") is not None:
             # OpenRouter reports some failures in-band with a 200
             err = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
             raise wire.classify(None, headers, err, provider=self.provider.name, model=model.id,
                                 secrets=self.provider.secrets())
-        return wire.parse_chat(data, model_id=model.id, provider=self.provider.name,
-                               invalid=self._invalidator(model))
+        return wire.parse_chat(data, model_id=model.id, provider=self.provider.name, invalid=invalid)
 
     def classify_error(self, status: int, headers: Mapping[str, str], body: bytes, model: ModelSpec
                        ) -> ProviderError:
