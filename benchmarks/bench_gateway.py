@@ -368,14 +368,15 @@ def comparisons(runs: Runs, base: str) -> dict[str, dict[str, Spread]]:
 
 def overheads(runs: Runs, attr: str) -> dict[str, dict[str, Spread]]:
     """Per server and ``mode@connections``, the spread of its per-round latency percentile ``attr``
-    minus the direct run's in the same round (ms)."""
+    minus the direct run's in the same round (ms). A round in which the server completed no request has no
+    latency, so it gives no overhead."""
     out: dict[str, dict[str, Spread]] = {}
     for name, by_key in runs.items():
         if name == "direct":
             continue
         for key, rs in by_key.items():
             s = spread(round_deltas(rs, runs.get("direct", {}).get(key, []),
-                                    lambda a, b: getattr(a, attr) - getattr(b, attr)))
+                                    lambda a, b: getattr(a, attr) - getattr(b, attr) if a.rps > 0 else None))
             if s is not None:
                 out.setdefault(name, {})[key] = s
     return out
@@ -396,7 +397,11 @@ def report(sec: Section, gw: Gateway) -> None:
             mode, c = key.split("@")
             o50, o99 = over50.get(name, {}).get(key), over99.get(name, {}).get(key)
             over = f"{o50.median:.2f} / {o99.median:.2f}" if o50 and o99 else ""
-            sec.rows.append([name, mode, int(c), round(r.rps), round(r.p50_ms, 2), round(r.p99_ms, 2), r.errors, over,
+            if r.rps > 0:
+                p50, p99 = round(r.p50_ms, 2), round(r.p99_ms, 2)
+            else:  # nothing finished inside the window: there is no latency to show
+                p50 = p99 = "none completed"
+            sec.rows.append([name, mode, int(c), round(r.rps), p50, p99, r.errors, over,
                              _x(vs_pt.get(name, {}).get(key)), _x(vs_lp.get(name, {}).get(key))])
     warm = f"after a {plan.warmup:g} s warm-up" if plan.warmup > 0 else "no warm-up"
     lower = " (of an even number of rounds, the lower middle one)" if plan.rounds % 2 == 0 else ""
