@@ -53,11 +53,11 @@ from benchmarks.common import (
     Section,
     Spread,
     Target,
+    comparisons,
     free_port,
     http_post_json,
     median_run,
     round_deltas,
-    round_ratios,
     round_schedule,
     rss_mb,
     spawn,
@@ -354,16 +354,6 @@ def run(ctx: Context) -> Section:
     report(sec, gw)
     return sec
 
-
-def comparisons(runs: Runs, base: str) -> dict[str, dict[str, Spread]]:
-    """Per server and ``mode@connections``, the spread of its per-round RPS ratios to ``base``."""
-    out: dict[str, dict[str, Spread]] = {}
-    for name, by_key in runs.items():
-        for key, rs in by_key.items():
-            s = spread(round_ratios(rs, runs.get(base, {}).get(key, [])))
-            if s is not None:
-                out.setdefault(name, {})[key] = s
-    return out
 
 
 def overheads(runs: Runs, attr: str) -> dict[str, dict[str, Spread]]:

@@ -60,10 +60,9 @@ from benchmarks.common import (
     Spread,
     Target,
     closed_loop,
+    comparisons,
     median_run,
-    round_ratios,
     round_schedule,
-    spread,
     start_upstream,
 )
 
@@ -463,16 +462,6 @@ def run(ctx: Context) -> Section:
     report(sec, lib, ctx)
     return sec
 
-
-def comparisons(runs: Runs, base: str) -> dict[str, dict[int, Spread]]:
-    """Per client and concurrency, the spread of its per-round rps ratios to ``base``."""
-    out: dict[str, dict[int, Spread]] = {}
-    for client, by_c in runs.items():
-        for c, rs in by_c.items():
-            s = spread(round_ratios(rs, runs.get(base, {}).get(c, [])))
-            if s is not None:
-                out.setdefault(client, {})[c] = s
-    return out
 
 
 def report(sec: Section, lib: Library, ctx: Context) -> None:

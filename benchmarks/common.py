@@ -6,7 +6,8 @@ Owns:
   errors (with the first error's text) and per-call latencies; ``LoadResult`` summarises them;
 * rounds — ``round_schedule`` (the interleaved, rotating order in which the library and gateway
   sections visit their clients or servers), ``median_run`` (the median-rps round of one client),
-  ``round_ratios``/``round_deltas`` (figures of two clients paired round by round) and ``spread``
+  ``round_ratios``/``round_deltas`` (figures of two clients paired round by round), ``comparisons``
+  (every client's per-round ratios to one of them) and ``spread``
   (their median, min and max): a ratio is taken within a round, never across rounds, so machine
   drift between rounds cancels out;
 * process helpers — ``spawn``/``Proc`` (a subprocess with its log file), ``wait_http``,
@@ -39,7 +40,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -299,6 +300,22 @@ def spread(values: Sequence[float]) -> Spread | None:
     if not values:
         return None
     return Spread(statistics.median(values), min(values), max(values), tuple(values))
+
+
+K = TypeVar("K")
+
+
+def comparisons(runs: Mapping[str, Mapping[K, Sequence[LoadResult | None]]], base: str
+                ) -> dict[str, dict[K, Spread]]:
+    """Per client (or server) and slot (a concurrency, or ``mode@connections``), the spread of its
+    per-round rps ratios to ``base``'s runs in the same slot."""
+    out: dict[str, dict[K, Spread]] = {}
+    for name, by_slot in runs.items():
+        for slot, rs in by_slot.items():
+            s = spread(round_ratios(rs, runs.get(base, {}).get(slot, [])))
+            if s is not None:
+                out.setdefault(name, {})[slot] = s
+    return out
 
 
 def time_calls(fn: Callable[[], Any], n: int) -> list[float]:
