@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from modelplex.ids import new_request_id
 from modelplex.server.auth import check_target
 from modelplex.server.errors import (
     ErrorInfo,
@@ -30,7 +31,7 @@ from modelplex.server.errors import (
     invalid_request,
     retry_after_header,
 )
-from modelplex.server.gateway import Extension, estimate_tokens, fallback_from_attempts, new_request_id
+from modelplex.server.gateway import Extension, estimate_tokens, fallback_from_attempts
 from modelplex.server.http import (
     DisconnectWatch,
     Receive,

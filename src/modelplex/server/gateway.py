@@ -29,7 +29,6 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from modelplex.errors import UnknownModelError, UnknownTaskError
-from modelplex.ids import new_request_id
 from modelplex.resilience.ratelimit import RateLimiter
 from modelplex.server.auth import Authenticator, Principal, Target
 from modelplex.server.errors import ErrorInfo, classify, invalid_request
@@ -370,4 +369,4 @@ def fallback_from_attempts(attempts: list[Attempt], model: str | None) -> bool:
 
 
 __all__ = ["Admission", "Extension", "Gateway", "estimate_tokens", "fallback_from_attempts",
-           "format_usd", "new_request_id", "parse_requirements"]
+           "format_usd", "parse_requirements"]

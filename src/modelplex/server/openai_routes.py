@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from modelplex.ids import new_request_id
 from modelplex.server.auth import Principal, check_target
 from modelplex.server.errors import (
     ErrorInfo,
@@ -34,7 +35,7 @@ from modelplex.server.errors import (
     openai_error_object,
     retry_after_header,
 )
-from modelplex.server.gateway import Extension, estimate_tokens, fallback_from_attempts, new_request_id
+from modelplex.server.gateway import Extension, estimate_tokens, fallback_from_attempts
 from modelplex.server.http import (
     DisconnectWatch,
     Receive,
