@@ -318,3 +318,44 @@ async def test_batches_of_any_size_store_every_row_and_attempt(sink: UsageSink, 
     assert len(got) == n
     assert sum(len(d["attempts"]) for d in got) == sum(1 + i % 2 for i in range(n))
     assert sorted(d["request_id"] for d in got) == sorted(r.request_id for r in recs)
+
+
+async def test_sqlite_binds_none_and_bool_without_the_adapter_lookup(tmp_path: Path) -> None:
+    """The SQLite sink registers identity adapters for None and bool (the slow path of sqlite3's binding),
+    keeps an adapter the application registered itself, and stores the same values either way."""
+    from modelplex.accounting.sinks import sqlite as sqlite_sink
+
+    adapters = sqlite3.adapters  # type: ignore[attr-defined]
+    mine = {k: v for k, v in adapters.items() if k[0] in (type(None), bool)}
+    for k in mine:
+        del adapters[k]
+    sqlite_sink._bind_none_and_bool_directly.cache_clear()
+
+    def app_adapter(b: bool) -> int:
+        return int(b)
+
+    sqlite3.register_adapter(bool, app_adapter)
+    try:
+        s = sqlite_sink.SQLiteSink(tmp_path / "usage.db")
+        await s.start()
+        try:
+            assert adapters[(type(None), sqlite3.PrepareProtocol)](None) is None
+            assert adapters[(bool, sqlite3.PrepareProtocol)] is app_adapter  # the application's own stays
+            recs = history()
+            await s.write_batch(recs)
+            got = await s.query(with_attempts=True)
+            assert [record_from_dict(d) for d in got] == recs
+            raw = sqlite3.connect(tmp_path / "usage.db")
+            try:
+                types = raw.execute("SELECT typeof(provider_cost_usd), typeof(success) FROM usage_records "
+                                    "WHERE request_id = 'r1'").fetchone()
+            finally:
+                raw.close()
+            assert types == ("null", "integer")
+        finally:
+            await s.close()
+    finally:
+        for k in [k for k in adapters if k[0] in (type(None), bool)]:
+            del adapters[k]
+        adapters.update(mine)
+        sqlite_sink._bind_none_and_bool_directly.cache_clear()
