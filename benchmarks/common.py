@@ -3,7 +3,8 @@
 Owns:
 
 * ``closed_loop`` — N concurrent callers for a fixed time after a warm-up; counts successes,
-  errors (with the first error's text) and per-call latencies; ``LoadResult`` summarises them;
+  errors (with the first error's text) and per-call latencies; ``LoadResult`` summarises them.
+  Optionally paced: each caller pauses an exponential think time before every call;
 * rounds — ``round_schedule`` (the interleaved, rotating order in which the library and gateway
   sections visit their clients or servers), ``median_run`` (the median-rps round of one client),
   ``round_ratios``/``round_deltas`` (figures of two clients paired round by round), ``comparisons``
@@ -32,6 +33,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import re
 import socket
 import statistics
@@ -177,12 +179,24 @@ class LoadResult:
                    first_error=first_error)
 
 
+def exponential_think(mean_s: float) -> Awaitable[None]:
+    """Sleep an exponentially distributed time of mean ``mean_s`` seconds (a Poisson-like pause)."""
+    return asyncio.sleep(random.expovariate(1.0 / mean_s))
+
+
 async def closed_loop(call: Callable[[], Awaitable[Any]], *, concurrency: int, seconds: float,
-                      warmup: float) -> LoadResult:
+                      warmup: float, think_s: float = 0.0,
+                      think: Callable[[float], Awaitable[Any]] = exponential_think) -> LoadResult:
     """Run ``concurrency`` callers back to back: ``warmup`` seconds unrecorded, then ``seconds`` recorded.
 
     Only calls that start and finish inside the recorded window count; a call that raises counts
-    as an error (never as throughput) and the first error's type and text are kept."""
+    as an error (never as throughput) and the first error's type and text are kept.
+
+    With ``think_s`` > 0 (paced load) every caller first awaits ``think(think_s)`` before each call
+    (by default an exponentially distributed pause of mean ``think_s`` seconds), so the callers
+    together offer about ``concurrency / think_s`` calls per second with Poisson-like arrivals. A
+    call's latency runs from when it is sent, after its pause, as with wrk's ``delay()``. Without a
+    think time the callers run back to back."""
     perf = time.perf_counter
     latencies: list[float] = []
     errors = 0
@@ -193,7 +207,11 @@ async def closed_loop(call: Callable[[], Awaitable[Any]], *, concurrency: int, s
     async def worker() -> None:
         nonlocal errors, first_error
         while not stop:
-            t0 = perf()
+            if think_s > 0:
+                await think(think_s)
+                if stop:
+                    break
+            t0 = perf()  # after any pause: the pause is not latency
             try:
                 await call()
             except Exception as exc:

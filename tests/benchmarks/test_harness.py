@@ -83,6 +83,14 @@ def check_gateway(sec: dict[str, Any]) -> None:
     assert any(n.startswith("modelplex: auth: ") for n in sec["notes"])
     assert set(sec["data"]["ratios"]["modelplex/pass-through"]) == {"json@50", "stream@50"}
     assert sec["data"]["rss_mb_idle"]["modelplex"] > 0 and sec["data"]["rss_mb_after_load"]["modelplex"] > 0
+    paced = sec["data"]["paced"]  # the paced phase: half of modelplex's saturated json@50 RPS
+    assert paced["offered_rps"] == max(1.0, round(results["modelplex"]["json@50"]["rps"] * 0.5, -1))
+    for name in ("direct", "pass-through", "modelplex"):
+        (r,) = paced["per_round"][name]["paced@50"]
+        assert r["requests"] > 0 and r["errors"] == 0 and r["extra"]["offered_rps"] == paced["offered_rps"], name
+    assert "paced@50" not in results["modelplex"]
+    (p99,) = [t for t in sec["targets"] if t["name"] == "gateway: p99 overhead over direct, 50 connections"]
+    assert p99["value"] is not None and p99["detail"].startswith("paced: 50 connections offering")
 
 
 def check_selection(sec: dict[str, Any]) -> None:
