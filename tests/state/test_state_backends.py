@@ -513,11 +513,18 @@ class FlakyState(MemoryState):
         super().__init__(clock)
         self.down = False
         self.calls = 0
+        self.fail_after: set[str] = set()
+        """Methods that fail once *after* taking effect (a reply lost to a timeout)."""
 
     def _check(self) -> None:
         self.calls += 1
         if self.down:
             raise StateUnavailableError("connection refused", backend=self.name)
+
+    def _lost_reply(self, method: str) -> None:
+        if method in self.fail_after:
+            self.fail_after.discard(method)
+            raise StateUnavailableError("timed out", backend=self.name)
 
     async def get(self, key: str) -> Any:
         self._check()
@@ -537,7 +544,13 @@ class FlakyState(MemoryState):
 
     async def settle(self, reservation_id: str, actual: float) -> bool:
         self._check()
-        return await super().settle(reservation_id, actual)
+        applied = await super().settle(reservation_id, actual)
+        self._lost_reply("settle")
+        return applied
+
+    async def add_spent(self, key: str, amount: float, *, key_ttl: float | None = None) -> float:
+        self._check()
+        return await super().add_spent(key, amount, key_ttl=key_ttl)
 
     async def release(self, reservation_id: str) -> bool:
         self._check()
@@ -635,6 +648,81 @@ async def test_fallback_replays_settles_of_primary_reservations(
     await state.flush()
     assert await primary.usage("b") == (3.0, 0.0)
     assert (await state.health())["pending_replay"] == 0
+
+
+async def _outage_spend(state: FallbackState, primary: FlakyState) -> None:
+    """While the primary is down: two reservations settled locally and one unreserved charge."""
+    primary.down = True
+    assert await state.reserve([("b", 10.0), ("u", 5.0)], 4.0, "o1", ttl=60) == (True, None)
+    assert await state.settle("o1", 3.0) is True
+    assert await state.reserve([("b", 10.0)], 2.0, "o2", ttl=60) == (True, None)
+    assert await state.settle("o2", 1.5) is True
+    assert await state.reserve([("b", 10.0)], 1.0, "o3", ttl=60) == (True, None)
+    assert await state.release("o3") is True  # released: nothing to merge
+    assert await state.add_spent("b", 0.5) == 5.0
+    assert (await state.health())["pending_merge_usd"] == pytest.approx(5.0)
+
+
+async def test_fallback_merges_spend_booked_locally_into_the_primary(
+        flaky: tuple[FallbackState, FlakyState, MemoryState, FakeClock]) -> None:
+    state, primary, local, clock = flaky
+    assert await state.reserve([("b", 10.0)], 1.0, "before", ttl=60) == (True, None)
+    assert await state.settle("before", 1.0) is True  # in the primary all along
+    await _outage_spend(state, primary)
+    assert await MemoryState.usage(primary, "b") == (1.0, 0.0)  # the primary has not seen the outage yet
+    primary.down = False
+    clock.advance(5.0)
+    await state.get("x")  # recovers
+    await state.flush()
+    assert await primary.usage("b") == (pytest.approx(6.0), 0.0)
+    assert await primary.usage("u") == (pytest.approx(3.0), 0.0)
+    assert (await state.health())["pending_merge_usd"] == 0.0
+    assert await local.usage("b") == (pytest.approx(5.0), 0.0)  # the local counts stay for the next outage
+    clock.advance(5.0)
+    await state.get("x")
+    await state.flush()
+    assert await primary.usage("b") == (pytest.approx(6.0), 0.0)  # merged once
+
+
+async def test_fallback_merge_retried_after_a_lost_reply_is_applied_once(
+        flaky: tuple[FallbackState, FlakyState, MemoryState, FakeClock]) -> None:
+    state, primary, _, clock = flaky
+    await _outage_spend(state, primary)
+    primary.down = False
+    primary.fail_after.add("settle")  # the first merge's settle is applied, but its reply is lost
+    clock.advance(5.0)
+    await state.get("x")
+    await state.flush()
+    assert state.degraded is True
+    assert (await state.health())["pending_merge_usd"] > 0
+    clock.advance(5.0)
+    await state.get("x")  # recovers again: the same merge ids are tried again
+    await state.flush()
+    assert state.degraded is False
+    assert await primary.usage("b") == (pytest.approx(5.0), 0.0)
+    assert await primary.usage("u") == (pytest.approx(3.0), 0.0)
+    assert (await state.health())["pending_merge_usd"] == 0.0
+
+
+async def test_fallback_merges_into_real_redis(redis_url: str) -> None:
+    clock = FakeClock()
+    redis = RedisState(redis_url, prefix=f"mptest:{uuid.uuid4().hex}:", clock=clock, timeout=5.0)
+    state = FallbackState(redis, MemoryState(clock), clock=clock, retry_interval=5.0)
+    try:
+        state._degrade(StateUnavailableError("simulated outage", backend="redis"))
+        assert await state.reserve([("b", 10.0), ("u", 5.0)], 4.0, "o1", ttl=60, key_ttl=3600) == (True, None)
+        assert await state.settle("o1", 2.5) is True
+        assert await redis.usage("b") == (0.0, 0.0)
+        clock.advance(5.0)
+        await state.get("x")
+        await state.flush()
+        assert await redis.usage("b") == (pytest.approx(2.5), 0.0)
+        assert await redis.usage("u") == (pytest.approx(2.5), 0.0)
+        # and the merged spend counts against the limit of the next reservation in Redis
+        assert await state.reserve([("u", 5.0)], 3.0, "after", ttl=60) == (False, "u")
+    finally:
+        await redis.clear()
+        await state.close()
 
 
 async def test_fallback_over_unreachable_redis_keeps_working() -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import uuid
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -49,6 +50,10 @@ RESERVATION_RECORD_RETENTION = 86_400.0
 
 UNLIMITED = 1e300
 """What an infinite limit is sent as (Lua and JSON have no infinity)."""
+
+_MERGE_HOLD_S = 300.0
+"""How long a merge's zero hold may stand between its reserve and its settle (a settle retried later still
+books the spend: the record outlives the hold by ``RESERVATION_RECORD_RETENTION``)."""
 
 JSONValue = Any
 """A JSON-able value: ``dict``, ``list``, ``str``, ``int``, ``float``, ``bool`` or ``None``."""
@@ -269,11 +274,22 @@ class FallbackState(StateBackend):
     episode (logged), and so does a successful ``health()``.
 
     While degraded, state is per replica: breakers, rate limits and budgets are enforced on each
-    replica's own counts, and nothing is merged back into Redis on recovery (Redis holds only
-    rebuildable state). Two things are carried over: reservations made locally are settled and
-    released locally (their ids are remembered), and ``settle``/``release`` calls for reservations
-    held in Redis that failed while it was down are queued (bounded by ``max_replay``) and replayed
-    on recovery; that is safe because both are idempotent.
+    replica's own counts. Once the primary answers again:
+
+    * ``settle``/``release`` calls for reservations held in Redis that failed while it was down,
+      queued meanwhile (bounded by ``max_replay``), are replayed; that is safe because both are
+      idempotent;
+    * reservations made locally are settled and released locally (their ids are remembered), and
+      the spend they booked is *merged*: summed per set of budget keys and added to the primary, so
+      the shared budgets count what was spent during the outage. Unreserved spend (``add_spent``)
+      served locally is merged the same way. A merge is a reservation of 0 on those keys under an
+      unlimited ceiling, then a settle of the sum, with a merge id fixed before the first try: both
+      steps are idempotent by id, so a merge retried after a timeout is never applied twice;
+    * rate-limit buckets, breaker records and plain keys are not carried over (they rebuild within
+      a window).
+
+    The replay and the merge run as one background task on recovery; ``flush()`` waits for it and
+    ``health()`` reports what is still pending (``pending_replay``, ``pending_merge_usd``).
     """
 
     name = "fallback"
@@ -297,7 +313,12 @@ class FallbackState(StateBackend):
         self._probing = False
         self._last_error: str | None = None
         self._episodes = 0
-        self._local_rids: dict[str, None] = {}
+        self._local_rids: dict[str, float | None] = {}
+        """Reservations held in ``local`` (made while degraded) -> their ``key_ttl``."""
+        self._unmerged: dict[tuple[tuple[str, ...], float | None], float] = {}
+        """Spend booked only in ``local``, by (budget keys, key_ttl): merged into the primary on recovery."""
+        self._merging: deque[tuple[str, tuple[str, ...], float | None, float]] = deque()
+        """Merges taken from ``_unmerged`` and not yet confirmed: (merge id, keys, key_ttl, amount)."""
         self._replay: deque[tuple[str, str, float | None]] = deque()
         self._replay_dropped = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -330,27 +351,60 @@ class FallbackState(StateBackend):
         self._last_error = None
         _log.info("state_recovered backend=%s degraded_for_s=%.1f replay=%d", self.primary.name,
                   (self._clock.wall() - since) if since is not None else 0.0, len(self._replay))
-        if self._replay:
+        if self._replay or self._unmerged or self._merging:
             try:
-                task = asyncio.get_running_loop().create_task(self._run_replay())
+                task = asyncio.get_running_loop().create_task(self._carry_over())
             except RuntimeError:
                 return
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    async def _carry_over(self) -> None:
+        """On recovery: replay the queued settles/releases, then merge the spend booked locally."""
+        try:
+            await self._run_replay()
+            await self._run_merge()
+        except StateUnavailableError as e:  # down again: what is left waits for the next recovery
+            self._degrade(e)
+
     async def _run_replay(self) -> None:
+        # Each item is taken before it is sent and put back if sending fails, so two carry-over tasks (an
+        # outage and a recovery while one was still running) never send or drop the same item twice.
         while self._replay and not self._degraded:
-            op, rid, actual = self._replay[0]
+            item = self._replay.popleft()
+            op, rid, actual = item
             try:
                 if op == "settle":
                     assert actual is not None
                     await self.primary.settle(rid, actual)
                 else:
                     await self.primary.release(rid)
-            except StateUnavailableError as e:
-                self._degrade(e)
+            except BaseException:
+                self._replay.appendleft(item)
+                raise
+
+    def _book_unmerged(self, keys: tuple[str, ...], key_ttl: float | None, amount: float) -> None:
+        if amount > 0 and keys:
+            k = (tuple(sorted(keys)), key_ttl)
+            self._unmerged[k] = self._unmerged.get(k, 0.0) + amount
+
+    async def _run_merge(self) -> None:
+        while not self._degraded:
+            if self._merging:
+                item = self._merging.popleft()
+            elif self._unmerged:
+                (keys, key_ttl), amount = self._unmerged.popitem()
+                item = (f"merge:{uuid.uuid4().hex}", keys, key_ttl, amount)  # unique across replicas
+            else:
                 return
-            self._replay.popleft()
+            mid, keys, key_ttl, amount = item
+            try:
+                await self.primary.reserve([(k, UNLIMITED) for k in keys], 0.0, mid, _MERGE_HOLD_S, key_ttl=key_ttl)
+                await self.primary.settle(mid, amount)
+            except BaseException:
+                self._merging.appendleft(item)  # retried later under the same id
+                raise
+            _log.info("state_merged keys=%s amount_usd=%.6f", ",".join(keys), amount)
 
     def _queue_replay(self, op: str, rid: str, actual: float | None) -> None:
         if len(self._replay) >= self._max_replay:
@@ -419,16 +473,19 @@ class FallbackState(StateBackend):
                 pass
         ok, failed = await self.local.reserve(key_limits, amount, reservation_id, ttl, key_ttl=key_ttl)
         if ok:
-            self._local_rids[reservation_id] = None
+            self._local_rids[reservation_id] = key_ttl
             if len(self._local_rids) > self._max_local:
                 self._local_rids.pop(next(iter(self._local_rids)))
         return ok, failed
 
     async def _finish(self, op: str, reservation_id: str, actual: float | None) -> bool:
         if reservation_id in self._local_rids:
-            del self._local_rids[reservation_id]
+            key_ttl = self._local_rids.pop(reservation_id)
             if actual is not None:
-                return await self.local.settle(reservation_id, actual)
+                applied, spent = await self.local.settle_spent(reservation_id, actual)
+                if applied and spent:
+                    self._book_unmerged(tuple(spent), key_ttl, actual)
+                return applied
             return await self.local.release(reservation_id)
         if not self._serve_locally():
             try:
@@ -453,7 +510,14 @@ class FallbackState(StateBackend):
         return tuple(await self._run("usage", key))  # type: ignore[return-value]
 
     async def add_spent(self, key: str, amount: float, *, key_ttl: float | None = None) -> float:
-        return float(await self._run("add_spent", key, amount, key_ttl=key_ttl))
+        if not self._serve_locally():
+            try:
+                return float(await self._primary("add_spent", key, amount, key_ttl=key_ttl))
+            except StateUnavailableError:
+                pass
+        spent = float(await self.local.add_spent(key, amount, key_ttl=key_ttl))
+        self._book_unmerged((key,), key_ttl, amount)
+        return spent
 
     async def health(self) -> dict[str, Any]:
         primary = await self.primary.health()
@@ -467,6 +531,7 @@ class FallbackState(StateBackend):
             "last_error": self._last_error,
             "degraded_episodes": self._episodes,
             "pending_replay": len(self._replay),
+            "pending_merge_usd": sum(self._unmerged.values()) + sum(m[3] for m in self._merging),
             "replay_dropped": self._replay_dropped,
             "primary": primary,
             "local": await self.local.health(),
@@ -474,6 +539,8 @@ class FallbackState(StateBackend):
 
     async def clear(self) -> None:
         self._local_rids.clear()
+        self._unmerged.clear()
+        self._merging.clear()
         self._replay.clear()
         await self.local.clear()
         await self.primary.clear()
