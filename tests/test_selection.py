@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelplex.catalog import Catalog, ModelSpec
+from modelplex.catalog import Catalog, ModelSpec, load_catalog
 from modelplex.errors import ConfigError
 from modelplex.selection import (
     CHECK_ORDER,
@@ -592,3 +592,34 @@ def test_deprecated_models_appear_only_when_asked(cat: Catalog, req: Requirement
     assert {c.model.id for c in with_dep.candidates if c.model.deprecated} == {
         m.id for m in cat.models()
         if m.deprecated and first_failure(m, req.merged(include_deprecated=True), None, frozenset()) is None}
+
+
+def test_candidate_reason_is_written_once_on_first_read() -> None:
+    from modelplex.selection import Candidate
+
+    spec = load_catalog().get("openai/gpt-4o-mini")
+    calls: list[int] = []
+
+    def write() -> str:
+        calls.append(1)
+        return "cheapest of 3 matching"
+
+    lazy = Candidate(spec, write, -0.3)
+    assert calls == []
+    assert lazy.reason == "cheapest of 3 matching" and lazy.reason == "cheapest of 3 matching"
+    assert calls == [1]
+    eager = Candidate(spec, "cheapest of 3 matching", -0.3)
+    assert lazy == eager and lazy.id == "openai/gpt-4o-mini"
+    assert eager != Candidate(spec, "other", -0.3)
+    assert "cheapest of 3 matching" in repr(eager)
+
+
+def test_selection_reasons_read_the_same_whenever_they_are_read() -> None:
+    sel = Selector(load_catalog())
+    req = Requirements(min_context=100_000, capabilities=frozenset({"tool_calling"}), strategy="economy")
+    first = sel.select(req, limit=3)
+    again = sel.select(req, limit=3)  # the cached selection: its candidates' reasons were not read yet
+    texts = [c.reason for c in again.candidates]
+    assert [c.reason for c in first.candidates] == texts
+    assert texts[0].startswith("cheapest of ") and texts[1].startswith("#2 cheapest of ")
+    assert all("tool_calling" in t and "ctx" in t for t in texts)

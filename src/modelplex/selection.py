@@ -141,21 +141,52 @@ def _fmt_quality(spec: ModelSpec) -> str:
 # ------------------------------------------------------------------------------------------ results
 
 
-@dataclass(frozen=True, slots=True)
 class Candidate:
     """One model that meets the requirements, with why it ranks where it does.
 
     ``score`` is the strategy's primary sort value, higher is better: economy ``-blended price``,
-    quality ``100 * category_rank + quality``, balanced ``balanced_score``.
+    quality ``100 * category_rank + quality``, balanced ``balanced_score``. ``reason`` may be given as
+    a function that writes it: it is then written on first read, once (a router reads the first
+    candidate's reason only, and a plain ``select`` none). Immutable otherwise; compares by (model,
+    reason, score).
     """
 
-    model: ModelSpec
-    reason: str
-    score: float
+    __slots__ = ("_reason", "_write", "model", "score")
+
+    def __init__(self, model: ModelSpec, reason: str | Callable[[], str], score: float) -> None:
+        self.model = model
+        self.score = score
+        if isinstance(reason, str):
+            self._reason: str | None = reason
+            self._write: Callable[[], str] | None = None
+        else:
+            self._reason = None
+            self._write = reason
+
+    @property
+    def reason(self) -> str:
+        text = self._reason
+        if text is None:
+            write = self._write
+            assert write is not None
+            text = self._reason = write()  # idempotent: two threads may both write the same text
+            self._write = None
+        return text
 
     @property
     def id(self) -> str:
         return self.model.id
+
+    def _key(self) -> tuple[ModelSpec, str, float]:
+        return (self.model, self.reason, self.score)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Candidate):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __repr__(self) -> str:
+        return f"Candidate(model={self.model.id!r}, reason={self.reason!r}, score={self.score!r})"
 
 
 @dataclass(slots=True)
@@ -681,14 +712,14 @@ class Selector:
                     count: int) -> list[Candidate]:
         if not chosen:
             return []
-        facts_caps = sorted(required_capabilities(req))
-        if req.response_format in ("json", "json_schema"):
-            facts_caps.append(f"{req.response_format} output")
-        caps_text = ", ".join(facts_caps)
-        of = f"of {count:,} matching"
         score = idx.score[strategy]
-        out: list[Candidate] = []
-        for k, i in enumerate(chosen, 1):
+
+        def reason(k: int, i: int) -> str:
+            facts_caps = sorted(required_capabilities(req))
+            if req.response_format in ("json", "json_schema"):
+                facts_caps.append(f"{req.response_format} output")
+            caps_text = ", ".join(facts_caps)
+            of = f"of {count:,} matching"
             m = idx.specs[i]
             if strategy == "economy":
                 head = ("cheapest" if k == 1 else f"#{k} cheapest") + f" {of} (blended {_fmt_price(idx.blended[i])}/M)"
@@ -700,8 +731,10 @@ class Selector:
                         f" {of} (score {idx.balanced[i]:.3f}: {m.category}, {_fmt_quality(m)}, "
                         f"blended {_fmt_price(idx.blended[i])}/M)")
             tail = f"{caps_text}, {idx.ctx_text[i]}" if caps_text else idx.ctx_text[i]
-            out.append(Candidate(m, f"{head}; {tail}", score[i]))
-        return out
+            return f"{head}; {tail}"
+
+        # reasons are written when read (functools.partial binds k and i now)
+        return [Candidate(idx.specs[i], functools.partial(reason, k, i), score[i]) for k, i in enumerate(chosen, 1)]
 
     @staticmethod
     def _rejections(idx: _Index, checks: Sequence[_Check], mask: int, strategy: str, chosen: list[int],
