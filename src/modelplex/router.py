@@ -65,6 +65,7 @@ from modelplex.types import (
     Requirements,
     Response,
     StreamChunk,
+    TokenCount,
     Usage,
 )
 
@@ -744,6 +745,24 @@ class Router:
 
     def warm_up(self, models: list[str] | None = None) -> dict[str, bool]:
         return self._loop_thread.run(self.awarm_up(models))
+
+    def count_tokens(self, messages: list[Message], *, model: str | None = None, task: str | None = None,
+                     requirements: Requirements | Mapping[str, Any] | None = None, strategy: str | None = None,
+                     user: str | None = None, tools: list[dict[str, Any]] | None = None,
+                     **params: Any) -> tuple[ModelSpec, TokenCount]:
+        """The prompt tokens of a request, counted for the model that would answer it first: the request
+        is planned exactly as ``acomplete`` would plan it (task, requirements or model, the token
+        pre-check, the enabled providers), nothing is sent and no budget is touched. Returns that
+        model and the count (``TokenCount.exact`` says whether a real tokenizer counted it)."""
+        from modelplex.catalog.tokens import count_messages
+
+        if tools:
+            params["tools"] = tools
+        call = self._new_call(messages, params, model=model, task=task, requirements=requirements,
+                              strategy=strategy, user=user, request_id=None, tags=None, api_key_id=None,
+                              timeout=None, context=None, needs=_needs_of(messages or [], params), kind="chat")
+        spec = call.plan.targets[0]
+        return spec, count_messages(call.messages, spec, tools=tools or None)
 
     def validate_request(self, model: str, params: Mapping[str, Any]) -> list[str]:
         spec = self.catalog.get(model)

@@ -44,6 +44,7 @@ from modelplex.router import Router
 from modelplex.server.admin import admin_routes
 from modelplex.server.anthropic_routes import Messages
 from modelplex.server.auth import Authenticator
+from modelplex.server.count_tokens import CountTokens
 from modelplex.server.dashboard_routes import dashboard_routes
 from modelplex.server.errors import GatewayError, classify, openai_error_body
 from modelplex.server.gateway import Gateway
@@ -155,6 +156,7 @@ def create_app(config: Config | str | Path | Mapping[str, Any] | None = None, *,
     routes: list[BaseRoute] = [
         Route("/v1/chat/completions", chat, methods=["POST"], name="chat_completions"),
         Route("/v1/messages", messages, methods=["POST"], name="messages"),
+        Route("/v1/messages/count_tokens", CountTokens(gw), methods=["POST"], name="count_tokens"),
         Route("/v1/embeddings", embeddings, methods=["POST"], name="embeddings"),
         Route("/v1/models", models, methods=["GET"], name="models"),
         Route("/v1/models/{model:path}", Models(gw), methods=["GET"], name="model"),
