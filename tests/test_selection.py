@@ -623,3 +623,13 @@ def test_selection_reasons_read_the_same_whenever_they_are_read() -> None:
     assert [c.reason for c in first.candidates] == texts
     assert texts[0].startswith("cheapest of ") and texts[1].startswith("#2 cheapest of ")
     assert all("tool_calling" in t and "ctx" in t for t in texts)
+
+
+def test_a_selection_pickles_with_its_reasons_unread() -> None:
+    import pickle
+
+    sel = Selector(load_catalog())
+    got = sel.select(Requirements(min_context=100_000, strategy="quality"), limit=2)
+    back = pickle.loads(pickle.dumps(got))
+    assert [c.reason for c in back.candidates] == [c.reason for c in got.candidates]
+    assert back.candidates == got.candidates

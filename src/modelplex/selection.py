@@ -168,10 +168,14 @@ class Candidate:
         text = self._reason
         if text is None:
             write = self._write
-            assert write is not None
+            if write is None:  # another thread wrote it between our two reads
+                return self._reason  # type: ignore[return-value]
             text = self._reason = write()  # idempotent: two threads may both write the same text
             self._write = None
         return text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Candidate, (self.model, self.reason, self.score))  # the text, not the function that writes it
 
     @property
     def id(self) -> str:

@@ -630,7 +630,9 @@ async def test_fallback_keeps_local_reservations_local(
     assert state.degraded is False
     assert await state.settle("during-outage", 3.0) is True
     assert await local.usage("b") == (3.0, 0.0)
-    assert await primary.usage("b") == (0.0, 0.0)
+    await state.flush()  # settled after the recovery: its spend is merged at once, not at the next recovery
+    assert await primary.usage("b") == (3.0, 0.0)
+    assert (await state.health())["pending_merge_usd"] == 0.0
 
 
 async def test_fallback_replays_settles_of_primary_reservations(
@@ -702,6 +704,53 @@ async def test_fallback_merge_retried_after_a_lost_reply_is_applied_once(
     assert await primary.usage("b") == (pytest.approx(5.0), 0.0)
     assert await primary.usage("u") == (pytest.approx(3.0), 0.0)
     assert (await state.health())["pending_merge_usd"] == 0.0
+
+
+async def test_fallback_merge_groups_spend_by_keys_whatever_their_ttl(
+        flaky: tuple[FallbackState, FlakyState, MemoryState, FakeClock]) -> None:
+    state, primary, _, clock = flaky
+    primary.down = True
+    for i in range(20):  # the budget manager's key_ttl differs from call to call
+        assert await state.reserve([("b", 100.0), ("u", 50.0)], 1.0, f"o{i}", ttl=60, key_ttl=3600.0 + i) \
+            == (True, None)
+        assert await state.settle(f"o{i}", 0.5) is True
+    primary.down = False
+    clock.advance(5.0)
+    calls = primary.calls
+    await state.get("x")
+    await state.flush()
+    assert primary.calls - calls == 3  # the get, then one reserve and one settle for all twenty
+    assert await primary.usage("b") == (pytest.approx(10.0), 0.0)
+    assert await primary.usage("u") == (pytest.approx(10.0), 0.0)
+
+
+async def test_fallback_clear_during_a_failing_merge_forgets_it(
+        flaky: tuple[FallbackState, FlakyState, MemoryState, FakeClock],
+        caplog: pytest.LogCaptureFixture) -> None:
+    state, primary, _, clock = flaky
+    await _outage_spend(state, primary)
+    primary.down = False
+    primary.fail_after.add("settle")
+    reserve = primary.reserve
+
+    async def suspending_reserve(*args: Any, **kwargs: Any) -> tuple[bool, str | None]:
+        await asyncio.sleep(0)  # as a network call would: the merge is under way across this point
+        return await reserve(*args, **kwargs)
+
+    primary.reserve = suspending_reserve  # type: ignore[method-assign]
+    clock.advance(5.0)
+    await state.get("x")
+    await asyncio.sleep(0)  # the carry-over task starts its first merge and suspends in the reserve
+    assert state._merging or state._tasks
+    await state.clear()  # while the merge that is about to fail is under way
+    await state.flush()
+    assert (await state.health())["pending_merge_usd"] == 0.0
+    primary.down = True
+    await state.reserve([("b", 10.0)], 1.0, "late", ttl=60)
+    await state.settle("late", 1.0)
+    with caplog.at_level(logging.WARNING, logger="modelplex.state"):
+        await state.close()
+    assert [r for r in caplog.records if "state_closed_with_pending" in r.message and "1.000000" in r.message]
 
 
 async def test_fallback_merges_into_real_redis(redis_url: str) -> None:

@@ -315,10 +315,13 @@ class FallbackState(StateBackend):
         self._episodes = 0
         self._local_rids: dict[str, float | None] = {}
         """Reservations held in ``local`` (made while degraded) -> their ``key_ttl``."""
-        self._unmerged: dict[tuple[tuple[str, ...], float | None], float] = {}
-        """Spend booked only in ``local``, by (budget keys, key_ttl): merged into the primary on recovery."""
+        self._unmerged: dict[tuple[str, ...], tuple[float, float | None]] = {}
+        """Spend booked only in ``local``, by budget keys: (amount, the longest key_ttl asked for). Merged into
+        the primary on recovery; grouped by keys alone, since a key's ttl differs from call to call."""
         self._merging: deque[tuple[str, tuple[str, ...], float | None, float]] = deque()
         """Merges taken from ``_unmerged`` and not yet confirmed: (merge id, keys, key_ttl, amount)."""
+        self._generation = 0
+        """Bumped by ``clear()``: a carry-over step that fails after it does not put its item back."""
         self._replay: deque[tuple[str, str, float | None]] = deque()
         self._replay_dropped = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -351,13 +354,19 @@ class FallbackState(StateBackend):
         self._last_error = None
         _log.info("state_recovered backend=%s degraded_for_s=%.1f replay=%d", self.primary.name,
                   (self._clock.wall() - since) if since is not None else 0.0, len(self._replay))
-        if self._replay or self._unmerged or self._merging:
-            try:
-                task = asyncio.get_running_loop().create_task(self._carry_over())
-            except RuntimeError:
-                return
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._start_carry_over()
+
+    def _start_carry_over(self) -> None:
+        """Start the carry-over task when there is something to carry and none is running (a running one
+        picks up what is booked meanwhile: its loops run until the queues are empty)."""
+        if not (self._replay or self._unmerged or self._merging) or any(not t.done() for t in self._tasks):
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(self._carry_over())
+        except RuntimeError:  # no running loop: the next recovery or booking on a loop starts it
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _carry_over(self) -> None:
         """On recovery: replay the queued settles/releases, then merge the spend booked locally."""
@@ -373,6 +382,7 @@ class FallbackState(StateBackend):
         while self._replay and not self._degraded:
             item = self._replay.popleft()
             op, rid, actual = item
+            generation = self._generation
             try:
                 if op == "settle":
                     assert actual is not None
@@ -380,29 +390,42 @@ class FallbackState(StateBackend):
                 else:
                     await self.primary.release(rid)
             except BaseException:
-                self._replay.appendleft(item)
+                if generation == self._generation:
+                    self._replay.appendleft(item)
                 raise
 
     def _book_unmerged(self, keys: tuple[str, ...], key_ttl: float | None, amount: float) -> None:
-        if amount > 0 and keys:
-            k = (tuple(sorted(keys)), key_ttl)
-            self._unmerged[k] = self._unmerged.get(k, 0.0) + amount
+        """Book spend that only ``local`` holds. Booked while the primary answers (a reservation made during
+        the outage and settled after it), it is merged at once."""
+        if amount <= 0 or not keys:
+            return
+        k = tuple(sorted(keys))
+        old = self._unmerged.get(k)
+        if old is None:
+            self._unmerged[k] = (amount, key_ttl)
+        else:
+            ttl = old[1] if key_ttl is None else key_ttl if old[1] is None else max(old[1], key_ttl)
+            self._unmerged[k] = (old[0] + amount, ttl)
+        if not self._degraded:
+            self._start_carry_over()
 
     async def _run_merge(self) -> None:
         while not self._degraded:
             if self._merging:
                 item = self._merging.popleft()
             elif self._unmerged:
-                (keys, key_ttl), amount = self._unmerged.popitem()
+                keys, (amount, key_ttl) = self._unmerged.popitem()
                 item = (f"merge:{uuid.uuid4().hex}", keys, key_ttl, amount)  # unique across replicas
             else:
                 return
             mid, keys, key_ttl, amount = item
+            generation = self._generation
             try:
                 await self.primary.reserve([(k, UNLIMITED) for k in keys], 0.0, mid, _MERGE_HOLD_S, key_ttl=key_ttl)
                 await self.primary.settle(mid, amount)
             except BaseException:
-                self._merging.appendleft(item)  # retried later under the same id
+                if generation == self._generation:
+                    self._merging.appendleft(item)  # retried later under the same id
                 raise
             _log.info("state_merged keys=%s amount_usd=%.6f", ",".join(keys), amount)
 
@@ -515,6 +538,9 @@ class FallbackState(StateBackend):
                 return float(await self._primary("add_spent", key, amount, key_ttl=key_ttl))
             except StateUnavailableError:
                 pass
+        # Booked locally and merged later. If the primary applied the add but its reply was lost, the amount
+        # counts twice in the shared total: the error is on the budget's side (it refuses earlier), never
+        # an overrun; reservations (the router's path) have no such case, as settles are idempotent.
         spent = float(await self.local.add_spent(key, amount, key_ttl=key_ttl))
         self._book_unmerged((key,), key_ttl, amount)
         return spent
@@ -531,13 +557,17 @@ class FallbackState(StateBackend):
             "last_error": self._last_error,
             "degraded_episodes": self._episodes,
             "pending_replay": len(self._replay),
-            "pending_merge_usd": sum(self._unmerged.values()) + sum(m[3] for m in self._merging),
+            "pending_merge_usd": self._pending_merge_usd(),
             "replay_dropped": self._replay_dropped,
             "primary": primary,
             "local": await self.local.health(),
         }
 
+    def _pending_merge_usd(self) -> float:
+        return sum(a for a, _ in self._unmerged.values()) + sum(m[3] for m in self._merging)
+
     async def clear(self) -> None:
+        self._generation += 1
         self._local_rids.clear()
         self._unmerged.clear()
         self._merging.clear()
@@ -547,5 +577,10 @@ class FallbackState(StateBackend):
 
     async def close(self) -> None:
         await self.flush()
+        pending = self._pending_merge_usd()
+        if pending > 0 or self._replay:
+            _log.warning("state_closed_with_pending backend=%s pending_merge_usd=%.6f pending_replay=%d: the "
+                         "shared budgets will not count this replica's outage spend", self.primary.name, pending,
+                         len(self._replay))
         await self.primary.close()
         await self.local.close()
