@@ -458,83 +458,97 @@ def _all_from(kind: str) -> Hint:
                                     f"providers: {_distinct(i, pool, lambda m: m.provider)}")
 
 
+LazyCheck = tuple[int, Callable[[int], _Check]]
+"""An active check as ``_build_checks`` gives it: its mask, and a function of that mask that writes the
+described ``_Check`` (label, why, hint). Only an explanation needs the description, so a plain ``select``
+intersects the masks and never builds one."""
+
+
 def _build_checks(idx: _Index, req: Requirements, providers: frozenset[str] | None,
-                  exclude: frozenset[str]) -> list[_Check]:
-    """The active checks in ``CHECK_ORDER``; a requirement left at its default adds no check."""
-    checks: list[_Check] = []
+                  exclude: frozenset[str]) -> list[LazyCheck]:
+    """The active checks in ``CHECK_ORDER``; a requirement left at its default adds no check. Each
+    described ``_Check`` is written on demand (``describe_checks``); its texts close over this call's
+    values only (names bound once per call, or bound as defaults inside the modality loop)."""
+    checks: list[LazyCheck] = []
     mode = req.mode
-    checks.append(_Check(
-        "mode", f"mode {mode}", idx.by_mode.get(mode, 0), lambda m: f"mode {m.mode}, need {mode}",
-        lambda _i, _p, _ph: f"the catalog has no {mode} models", user=False))
+    checks.append((idx.by_mode.get(mode, 0), lambda mask: _Check(
+        "mode", f"mode {mode}", mask, lambda m: f"mode {m.mode}, need {mode}",
+        lambda _i, _p, _ph: f"the catalog has no {mode} models", user=False)))
     if not req.include_deprecated:
-        checks.append(_Check(
-            "deprecated", "not deprecated", idx.live, _deprecation_why,
+        checks.append((idx.live, lambda mask: _Check(
+            "deprecated", "not deprecated", mask, _deprecation_why,
             lambda i, pool, phrase: (f"{phrase} {'is' if pool.bit_count() == 1 else 'are all'} deprecated "
                                      f"({_distinct(i, pool, lambda m: m.id, 4)}); include_deprecated would allow "
                                      f"{'it' if pool.bit_count() == 1 else 'them'}"),
-            user=False))
+            user=False)))
     if exclude:
         gone = _mask_of((idx.pos[e] for e in exclude if e in idx.pos), idx.n)
-        checks.append(_Check(
-            "excluded", f"not excluded ({len(exclude)} excluded)", idx.all ^ gone,
+        checks.append((idx.all ^ gone, lambda mask: _Check(
+            "excluded", f"not excluded ({len(exclude)} excluded)", mask,
             lambda m: "excluded by the caller",
             lambda i, pool, phrase: (f"{phrase} {'is' if pool.bit_count() == 1 else 'are all'} excluded "
-                                     f"({_distinct(i, pool, lambda m: m.id, 4)})")))
+                                     f"({_distinct(i, pool, lambda m: m.id, 4)})"))))
     if req.provider is not None:
         want = req.provider
-        checks.append(_Check(
-            "provider", f"provider {want}", idx.by_provider.get(want, 0),
+        checks.append((idx.by_provider.get(want, 0), lambda mask: _Check(
+            "provider", f"provider {want}", mask,
             lambda m: f"provider {m.provider}, need {want}",
             (lambda _i, _p, _ph: f"provider {want} has no models in the catalog") if want not in idx.by_provider
-            else _providers_hint("providers among")))
+            else _providers_hint("providers among"))))
     if req.providers_deny:
         deny = req.providers_deny
-        checks.append(_Check(
-            "providers_deny", f"providers_deny {', '.join(sorted(deny))}", idx.all ^ idx.providers_mask(deny),
-            lambda m: f"provider {m.provider} is denied", _all_from("denied")))
+        checks.append((idx.all ^ idx.providers_mask(deny), lambda mask: _Check(
+            "providers_deny", f"providers_deny {', '.join(sorted(deny))}", mask,
+            lambda m: f"provider {m.provider} is denied", _all_from("denied"))))
     if req.providers_allow:
         allow = req.providers_allow
-        allowed_text = ", ".join(sorted(allow))
-        checks.append(_Check(
-            "providers_allow", f"providers_allow {allowed_text}", idx.providers_mask(allow),
-            lambda m: f"provider {m.provider} not in allowed providers ({allowed_text})",
-            _providers_hint("providers among")))
+
+        def allow_check(mask: int) -> _Check:
+            allowed_text = ", ".join(sorted(allow))
+            return _Check("providers_allow", f"providers_allow {allowed_text}", mask,
+                          lambda m: f"provider {m.provider} not in allowed providers ({allowed_text})",
+                          _providers_hint("providers among"))
+
+        checks.append((idx.providers_mask(allow), allow_check))
     if providers is not None:
-        checks.append(_Check(
-            "configured", "a configured provider", idx.providers_mask(providers),
+        checks.append((idx.providers_mask(providers), lambda mask: _Check(
+            "configured", "a configured provider", mask,
             lambda m: f"provider {m.provider} not configured",
-            _all_from("unconfigured")))
+            _all_from("unconfigured"))))
     if req.category is not None:
         cat = req.category
-        checks.append(_Check(
-            "category", f"category {cat}", idx.by_category.get(cat, 0),
+        checks.append((idx.by_category.get(cat, 0), lambda mask: _Check(
+            "category", f"category {cat}", mask,
             lambda m: f"category {m.category}, need {cat}",
-            lambda i, pool, phrase: f"categories among {phrase}: {_distinct(i, pool, lambda m: m.category)}"))
+            lambda i, pool, phrase: f"categories among {phrase}: {_distinct(i, pool, lambda m: m.category)}")))
     caps = required_capabilities(req)
     if caps:
         cap_mask = idx.all
-        for c in sorted(caps):
+        for c in caps:
             cap_mask &= idx.by_cap.get(c, 0)
 
-        def caps_hint(i: _Index, pool: int, phrase: str) -> str:
-            members = _indices(pool)
-            counts = ", ".join(f"{sum(1 for j in members if c in i.specs[j].capabilities):,} have {c}"
-                               for c in sorted(caps))
-            return f"of {phrase}, {counts}"
+        def caps_check(mask: int) -> _Check:
+            def caps_hint(i: _Index, pool: int, phrase: str) -> str:
+                members = _indices(pool)
+                counts = ", ".join(f"{sum(1 for j in members if c in i.specs[j].capabilities):,} have {c}"
+                                   for c in sorted(caps))
+                return f"of {phrase}, {counts}"
 
-        checks.append(_Check(
-            "capabilities", ("capability " if len(caps) == 1 else "capabilities ") + ", ".join(sorted(caps)),
-            cap_mask,
-            lambda m: f"lacks {', '.join(sorted(caps - m.capabilities))}", caps_hint))
+            return _Check("capabilities", ("capability " if len(caps) == 1 else "capabilities ") + ", ".join(
+                sorted(caps)), mask, lambda m: f"lacks {', '.join(sorted(caps - m.capabilities))}", caps_hint)
+
+        checks.append((cap_mask, caps_check))
     if req.response_format is not None and RESPONSE_FORMATS[req.response_format]:
         rf = req.response_format
         rf_caps = RESPONSE_FORMATS[rf]
-        rf_text = " or ".join(rf_caps)
-        checks.append(_Check(
-            "response_format", f"response_format {rf}",
-            functools.reduce(lambda a, c: a | idx.by_cap.get(c, 0), rf_caps, 0),
-            lambda m: f"lacks {rf_text} (response_format {rf})",
-            lambda _i, _p, phrase: f"none of {phrase} has {rf_text}"))
+
+        def rf_check(mask: int) -> _Check:
+            rf_text = " or ".join(rf_caps)
+            return _Check("response_format", f"response_format {rf}", mask,
+                          lambda m: f"lacks {rf_text} (response_format {rf})",
+                          lambda _i, _p, phrase: f"none of {phrase} has {rf_text}")
+
+        checks.append((functools.reduce(lambda a, c: a | idx.by_cap.get(c, 0), rf_caps, 0), rf_check))
     for name, mods, table, direction in (
         ("input_modalities", req.input_modalities, idx.by_in_mod, "input"),
         ("output_modalities", req.output_modalities, idx.by_out_mod, "output"),
@@ -542,40 +556,47 @@ def _build_checks(idx: _Index, req: Requirements, providers: frozenset[str] | No
         if not mods:
             continue
         m_mask = idx.all
-        for mod in sorted(mods):
+        for mod in mods:
             m_mask &= table.get(mod, 0)
-        attr = name
-        wanted = frozenset(mods)
-        wanted_text = ", ".join(sorted(wanted))
-        checks.append(_Check(
-            name, f"{wanted_text} {direction}", m_mask,
-            lambda m, w=wanted, a=attr, d=direction: f"no {', '.join(sorted(w - getattr(m, a)))} {d}",
-            lambda _i, _p, phrase, w=wanted_text, d=direction: f"none of {phrase} has {w} {d}"))
+
+        def mod_check(mask: int, n: str = name, wanted: frozenset[str] = frozenset(mods), d: str = direction
+                      ) -> _Check:
+            wanted_text = ", ".join(sorted(wanted))
+            return _Check(n, f"{wanted_text} {d}", mask,
+                          lambda m: f"no {', '.join(sorted(wanted - getattr(m, n)))} {d}",
+                          lambda _i, _p, phrase: f"none of {phrase} has {wanted_text} {d}")
+
+        checks.append((m_mask, mod_check))
     if req.min_context > 0:
         need = req.min_context
-        checks.append(_Check(
-            "min_context", f"min_context {need:,}", idx.context.at_least(need),
+        checks.append((idx.context.at_least(need), lambda mask: _Check(
+            "min_context", f"min_context {need:,}", mask,
             lambda m: f"context window {m.context_window:,} < {need:,}",
-            _largest(lambda m: m.context_window, "window")))
+            _largest(lambda m: m.context_window, "window"))))
     if req.min_output_tokens > 0:
         need_out = req.min_output_tokens
-        checks.append(_Check(
-            "min_output_tokens", f"min_output_tokens {need_out:,}", idx.max_output.at_least(need_out),
+        checks.append((idx.max_output.at_least(need_out), lambda mask: _Check(
+            "min_output_tokens", f"min_output_tokens {need_out:,}", mask,
             lambda m: f"max output {m.max_output_tokens:,} < {need_out:,}",
-            _largest(lambda m: m.max_output_tokens, "max output")))
+            _largest(lambda m: m.max_output_tokens, "max output"))))
     if req.max_input_price is not None:
         cap_in = req.max_input_price
-        checks.append(_Check(
-            "max_input_price", f"max_input_price {_fmt_price(cap_in)}/M", idx.input_price.at_most(cap_in),
+        checks.append((idx.input_price.at_most(cap_in), lambda mask: _Check(
+            "max_input_price", f"max_input_price {_fmt_price(cap_in)}/M", mask,
             lambda m: f"input {_fmt_price(m.pricing.input_per_mtok)}/M > {_fmt_price(cap_in)}/M",
-            _cheapest(lambda m: m.pricing.input_per_mtok, "input")))
+            _cheapest(lambda m: m.pricing.input_per_mtok, "input"))))
     if req.max_output_price is not None:
         cap_out = req.max_output_price
-        checks.append(_Check(
-            "max_output_price", f"max_output_price {_fmt_price(cap_out)}/M", idx.output_price.at_most(cap_out),
+        checks.append((idx.output_price.at_most(cap_out), lambda mask: _Check(
+            "max_output_price", f"max_output_price {_fmt_price(cap_out)}/M", mask,
             lambda m: f"output {_fmt_price(m.pricing.output_per_mtok)}/M > {_fmt_price(cap_out)}/M",
-            _cheapest(lambda m: m.pricing.output_per_mtok, "output")))
+            _cheapest(lambda m: m.pricing.output_per_mtok, "output"))))
     return checks
+
+
+def describe_checks(checks: Sequence[LazyCheck]) -> list[_Check]:
+    """The described checks, for an explanation."""
+    return [make(mask) for mask, make in checks]
 
 
 def _explain_empty(idx: _Index, mode: str, checks: Sequence[_Check]) -> str:
@@ -678,15 +699,15 @@ class Selector:
         _validate(req, strategy)
         checks = _build_checks(idx, req, providers, exclude)
         mask = idx.all
-        for c in checks:
-            mask &= c.mask
+        for check_mask, _ in checks:
+            mask &= check_mask
         count = mask.bit_count()
         chosen = self._ranked(idx, strategy, req.mode, mask, count, limit)
         candidates = self._candidates(idx, req, strategy, chosen, count)
         rejected: dict[str, str] = {}
         if explain:
-            rejected = self._rejections(idx, checks, mask, strategy, chosen, count)
-        explanation = "" if candidates else _explain_empty(idx, req.mode, checks)
+            rejected = self._rejections(idx, describe_checks(checks), mask, strategy, chosen, count)
+        explanation = "" if candidates else _explain_empty(idx, req.mode, describe_checks(checks))
         return Selection(candidates, rejected, req, explanation)
 
     @staticmethod
