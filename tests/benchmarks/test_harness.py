@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from benchkit import bench_modules
 
 REPO = Path(__file__).resolve().parents[2]
 SECTIONS = ("library", "gateway", "selection", "startup", "memory", "sinks", "failure")
@@ -167,12 +168,7 @@ Requests/sec:   5200.00
 
 
 def _bench_modules() -> Any:
-    sys.path.insert(0, str(REPO))
-    try:
-        from benchmarks import bench_gateway, bench_library, common
-    finally:
-        sys.path.remove(str(REPO))
-    return common, bench_library, bench_gateway
+    return bench_modules('common', 'bench_library', 'bench_gateway')
 
 
 def _run(rps: float, p99: float = 10.0) -> Any:

@@ -10,22 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from benchkit import bench_modules
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _modules() -> Any:
-    sys.path.insert(0, str(REPO))
-    try:
-        from benchmarks import bench_gateway, common, loadgen
-    finally:
-        sys.path.remove(str(REPO))
-    return common, loadgen, bench_gateway
+    return bench_modules('common', 'loadgen', 'bench_gateway')
 
 
 def _result(rps: float = 600.0, p50: float = 1.0, p99: float = 2.0, errors: int = 0) -> Any:

@@ -421,6 +421,16 @@ class AnthropicEventEncoder:
 # ------------------------------------------------------------------------------------------ route
 
 
+async def send_anthropic_error(gw: Gateway, send: Send, exc: BaseException, route: str, request_id: str,
+                               started: float) -> None:
+    """Answer ``exc`` in Anthropic's error shape (with ``request-id`` and any ``retry-after``) and count it."""
+    info = gw.error_info(exc, route, request_id)
+    headers = [(b"x-modelplex-request-id", request_id.encode()), (b"request-id", f"req_{request_id}".encode()),
+               *retry_after_header(info)]
+    await send_body(send, info.status, anthropic_error_body(info, f"req_{request_id}"), headers)
+    gw.metrics.observe(route, info.status, time.perf_counter() - started)
+
+
 class Messages:
     """``POST /v1/messages``."""
 
@@ -431,11 +441,7 @@ class Messages:
         self._in_flight = gw.metrics.in_flight.labels(self.route)
 
     async def _error(self, send: Send, exc: BaseException, request_id: str, started: float) -> None:
-        info = self.gw.error_info(exc, self.route, request_id)
-        headers = [(b"x-modelplex-request-id", request_id.encode()), (b"request-id", f"req_{request_id}".encode()),
-                   *retry_after_header(info)]
-        await send_body(send, info.status, anthropic_error_body(info, f"req_{request_id}"), headers)
-        self.gw.metrics.observe(self.route, info.status, time.perf_counter() - started)
+        await send_anthropic_error(self.gw, send, exc, self.route, request_id, started)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gw
@@ -507,4 +513,5 @@ class Messages:
         await gw.settle(admission, outcome.usage)
 
 
-__all__ = ["AnthropicEventEncoder", "Messages", "anthropic_usage", "message_object", "to_router_request"]
+__all__ = ["AnthropicEventEncoder", "Messages", "anthropic_usage", "message_object", "send_anthropic_error",
+           "to_router_request"]

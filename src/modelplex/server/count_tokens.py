@@ -21,20 +21,11 @@ from typing import TYPE_CHECKING
 import orjson
 
 from modelplex.ids import new_request_id
-from modelplex.server.anthropic_routes import to_router_request
+from modelplex.server import http
+from modelplex.server.anthropic_routes import send_anthropic_error, to_router_request
 from modelplex.server.auth import check_target
-from modelplex.server.errors import anthropic_error_body, invalid_request
+from modelplex.server.errors import invalid_request
 from modelplex.server.gateway import Extension
-from modelplex.server.http import (
-    Receive,
-    RequestHead,
-    Scope,
-    Send,
-    check_length,
-    parse_object,
-    read_body,
-    send_body,
-)
 
 if TYPE_CHECKING:
     from modelplex.server.gateway import Gateway
@@ -45,22 +36,21 @@ _NOT_ACCEPTED = ("max_tokens", "stream", "stop_sequences", "temperature", "top_p
 
 
 class CountTokens:
-    """``POST /v1/messages/count_tokens``."""
+    """``POST /v1/messages/count_tokens`` (an ASGI callable: Starlette treats a plain function as a
+    request handler, so this stays a class)."""
 
     route = "count_tokens"
 
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gw = self.gw
-        started = time.perf_counter()
-        request_id = new_request_id()
+    async def __call__(self, scope: http.Scope, receive: http.Receive, send: http.Send) -> None:
+        gw, started, request_id = self.gw, time.perf_counter(), new_request_id()
         try:
-            head = RequestHead(scope)
-            check_length(head, gw.max_body)
+            head = http.RequestHead(scope)
+            http.check_length(head, gw.max_body)
             principal = await gw.auth.inference(head)
-            data = parse_object(await read_body(receive, gw.max_body, head.content_length))
+            data = http.parse_object(await http.read_body(receive, gw.max_body, head.content_length))
             for name in _NOT_ACCEPTED:
                 if name in data:
                     raise invalid_request(f"{name}: Extra inputs are not permitted", param=name,
@@ -75,16 +65,12 @@ class CountTokens:
                 kwargs.pop(name, None)
             spec, count = gw.router.count_tokens(messages, **kwargs, **params)
         except Exception as exc:
-            info = gw.error_info(exc, self.route, request_id)
-            await send_body(send, info.status, anthropic_error_body(info, f"req_{request_id}"),
-                            [(b"x-modelplex-request-id", request_id.encode()),
-                             (b"request-id", f"req_{request_id}".encode())])
-            gw.metrics.observe(self.route, info.status, time.perf_counter() - started)
+            await send_anthropic_error(gw, send, exc, self.route, request_id, started)
             return
         headers = gw.routing_headers(request_id, spec.id, spec.provider)
         headers += [(b"x-modelplex-token-count", b"exact" if count.exact else b"estimate"),
                     (b"request-id", f"req_{request_id}".encode())]
-        await send_body(send, 200, orjson.dumps({"input_tokens": count.tokens}), headers)
+        await http.send_body(send, 200, orjson.dumps({"input_tokens": count.tokens}), headers)
         gw.metrics.observe(self.route, 200, time.perf_counter() - started)
 
 
