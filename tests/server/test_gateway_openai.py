@@ -93,6 +93,9 @@ async def test_async_streaming_with_include_usage(live) -> None:
     last = chunks[-1]
     assert last.choices == []
     assert last.usage is not None and last.usage.completion_tokens == whole.usage.completion_tokens
+    extra = (last.model_extra or {})["modelplex"]  # the stream's cost rides on its usage chunk
+    assert extra["cost_usd"] == pytest.approx((whole.model_extra or {})["modelplex"]["cost_usd"])
+    assert extra["cost_usd"] > 0 and extra["usage_estimated"] is False and extra["request_id"]
     assert all(ch.usage is None for ch in chunks[:-1])
     assert {ch.id for ch in chunks} == {chunks[0].id}
     assert all(ch.model == "fakeai/small" for ch in chunks)

@@ -301,7 +301,7 @@ class OpenAIChunkEncoder:
     The constant part of every chunk (id, created, model) is serialised once.
     """
 
-    __slots__ = ("_created", "_done_finish", "_head", "_include_usage", "_request_id", "_tail", "usage")
+    __slots__ = ("_created", "_done_finish", "_head", "_include_usage", "_request_id", "_tail", "cost_usd", "usage")
 
     def __init__(self, request_id: str, created: int, include_usage: bool) -> None:
         self._request_id = request_id
@@ -311,6 +311,7 @@ class OpenAIChunkEncoder:
         self._tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
         self._done_finish = False
         self.usage: Usage | None = None
+        self.cost_usd: float | None = None
 
     def _frame(self, choice: dict[str, Any]) -> bytes:
         return self._head + b'"choices":[' + orjson.dumps(choice) + b"]" + self._tail
@@ -347,6 +348,7 @@ class OpenAIChunkEncoder:
             out = self._frame({"index": 0, "delta": delta, "logprobs": None, "finish_reason": None})
         if c.usage is not None:
             self.usage = c.usage
+            self.cost_usd = c.cost_usd
         if c.finish_reason is not None and not self._done_finish:
             self._done_finish = True
             out += self._frame({"index": 0, "delta": {}, "logprobs": None,
@@ -358,8 +360,11 @@ class OpenAIChunkEncoder:
         if not self._done_finish:
             out = self._frame({"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"})
         if self._include_usage:
-            out += (self._head + b'"choices":[],"usage":' + orjson.dumps(usage_object(self.usage or Usage())) +
-                    b"}\n\n")
+            usage = self.usage or Usage()
+            # the stream's cost travels with its usage, in the same ``modelplex`` object a non-streaming body has
+            extra = {"request_id": self._request_id, "cost_usd": self.cost_usd, "usage_estimated": usage.estimated}
+            out += (self._head + b'"choices":[],"usage":' + orjson.dumps(usage_object(usage)) +
+                    b',"modelplex":' + orjson.dumps(extra) + b"}\n\n")
         return out + b"data: [DONE]\n\n"
 
     def error(self, info: ErrorInfo) -> bytes:
