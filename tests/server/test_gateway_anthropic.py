@@ -62,6 +62,19 @@ def test_messages_stream_with_the_sdk_helper(live) -> None:
     assert final.usage.input_tokens == whole.usage.input_tokens > 0
 
 
+def test_stream_cost_rides_on_message_delta(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    whole = c.messages.with_raw_response.create(model="fakeclaude/sonnet", max_tokens=100,
+                                                messages=[{"role": "user", "content": "Stream me"}])
+    with c.messages.stream(model="fakeclaude/sonnet", max_tokens=100,
+                           messages=[{"role": "user", "content": "Stream me"}]) as stream:
+        deltas = [e for e in stream if e.type == "message_delta"]
+    extra = (deltas[-1].model_extra or {})["modelplex"]
+    assert extra["cost_usd"] == pytest.approx(float(whole.headers["x-modelplex-cost-usd"]), rel=1e-3)
+    assert extra["cost_usd"] > 0 and extra["usage_estimated"] is False
+
+
 def test_raw_event_sequence(live) -> None:
     gw = live()
     key = gw.create_key()
@@ -237,3 +250,4 @@ def test_encoder_interleaves_text_and_tool_blocks() -> None:
     assert events[5]["content_block"] == {"type": "tool_use", "id": "call_9", "name": "f", "input": {}}
     assert events[-2]["delta"]["stop_reason"] == "tool_use"
     assert events[-2]["usage"]["output_tokens"] == 3
+    assert events[-2]["modelplex"]["cost_usd"] is None  # no cost on the chunks: none invented

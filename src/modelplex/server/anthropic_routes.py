@@ -350,6 +350,7 @@ class AnthropicEventEncoder:
         self._finish: str | None = None
         self._any_tool = False
         self.usage: Usage | None = None
+        self.cost_usd: float | None = None
 
     @staticmethod
     def _event(name: bytes, obj: dict[str, Any]) -> bytes:
@@ -399,6 +400,7 @@ class AnthropicEventEncoder:
                                                                       "partial_json": t.arguments}})
         if c.usage is not None:
             self.usage = c.usage
+            self.cost_usd = c.cost_usd
         if c.finish_reason is not None:
             self._finish = c.finish_reason
         return out
@@ -407,11 +409,14 @@ class AnthropicEventEncoder:
         out = self._close()
         if not self._pinged:
             out += self._event(b"ping", {"type": "ping"})
-        usage = anthropic_usage(self.usage or Usage())
+        used = self.usage or Usage()
         out += self._event(b"message_delta", {"type": "message_delta",
                                               "delta": {"stop_reason": stop_reason(self._finish, self._any_tool),
                                                         "stop_sequence": None},
-                                              "usage": usage})
+                                              "usage": anthropic_usage(used),
+                                              # the stream's cost, beside its usage (as on /v1/chat/completions)
+                                              "modelplex": {"request_id": self._request_id, "cost_usd": self.cost_usd,
+                                                            "usage_estimated": used.estimated}})
         return out + self._event(b"message_stop", {"type": "message_stop"})
 
     def error(self, info: ErrorInfo) -> bytes:
