@@ -195,7 +195,7 @@ def test_health_ready_and_metrics(live) -> None:
     assert 'modelplex_attempts_total{outcome="error",provider="fakeai"} 1.0' in text
     assert 'modelplex_breaker_state{key="model:fakeai/large"} 2.0' in text
     assert 'modelplex_provider_enabled{provider="anthropic"} 0.0' in text
-    assert "modelplex_state_degraded 0.0" in text
+    assert "modelplex_state_degraded 0.0" in text and "modelplex_state_pending_merge_usd 0.0" in text
     assert "modelplex_recorder_queue_depth" in text and "modelplex_recorder_written" in text
     assert 'modelplex_request_duration_seconds_bucket{le="0.005",route="chat"}' in text
     assert 'modelplex_time_to_first_token_seconds_count{route="chat"} 1.0' in text

@@ -662,7 +662,7 @@ async def _outage_spend(state: FallbackState, primary: FlakyState) -> None:
     assert await state.reserve([("b", 10.0)], 1.0, "o3", ttl=60) == (True, None)
     assert await state.release("o3") is True  # released: nothing to merge
     assert await state.add_spent("b", 0.5) == 5.0
-    assert (await state.health())["pending_merge_usd"] == pytest.approx(5.0)
+    assert (await state.health())["pending_merge_usd"] == pytest.approx(5.0) == state.pending_merge_usd
 
 
 async def test_fallback_merges_spend_booked_locally_into_the_primary(

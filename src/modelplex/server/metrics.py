@@ -14,7 +14,7 @@ Series (all prefixed ``modelplex_``):
   ``cost_usd_total{model,provider}``;
 * ``attempts_total{provider,outcome}``, ``retries_total{provider}``, ``fallbacks_total{route}``;
 * ``breaker_state{key}`` (0 closed, 1 half-open, 2 open), ``budget_used_ratio{scope}``,
-  ``budget_spent_usd{scope}``, ``state_degraded``, ``provider_enabled{provider}``;
+  ``budget_spent_usd{scope}``, ``state_degraded``, ``state_pending_merge_usd``, ``provider_enabled{provider}``;
 * ``recorder_<stat>`` for every number the recorder's ``stats()`` returns.
 
 Labels are bounded: ``model`` is a catalog id (or empty when nothing was served), ``route`` a
@@ -193,6 +193,9 @@ class GatewayMetrics:
         self.state_degraded = Gauge("modelplex_state_degraded",
                                     "1 while the shared state backend is unreachable and local state is used.",
                                     registry=r)
+        self.state_pending_merge = Gauge("modelplex_state_pending_merge_usd",
+                                         "Spend booked in local state during a shared-state outage that the "
+                                         "shared budgets have not counted yet.", registry=r)
         self.provider_enabled = Gauge("modelplex_provider_enabled", "1 if the provider has credentials.",
                                       ["provider"], registry=r)
         self._recorder = _RecorderCollector()
@@ -243,6 +246,8 @@ class GatewayMetrics:
             self.provider_enabled.labels(name).set(1.0 if status.enabled else 0.0)
         degraded = getattr(router.state, "degraded", False)
         self.state_degraded.set(1.0 if degraded else 0.0)
+        pending = getattr(router.state, "pending_merge_usd", 0.0)
+        self.state_pending_merge.set(float(pending) if isinstance(pending, (int, float)) else 0.0)
         budgets = router.budgets
         status_fn = getattr(budgets, "status", None) if budgets is not None else None
         if status_fn is not None:

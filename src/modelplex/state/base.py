@@ -557,13 +557,15 @@ class FallbackState(StateBackend):
             "last_error": self._last_error,
             "degraded_episodes": self._episodes,
             "pending_replay": len(self._replay),
-            "pending_merge_usd": self._pending_merge_usd(),
+            "pending_merge_usd": self.pending_merge_usd,
             "replay_dropped": self._replay_dropped,
             "primary": primary,
             "local": await self.local.health(),
         }
 
-    def _pending_merge_usd(self) -> float:
+    @property
+    def pending_merge_usd(self) -> float:
+        """Spend booked in local state that the primary has not counted yet (merged on recovery)."""
         return sum(a for a, _ in self._unmerged.values()) + sum(m[3] for m in self._merging)
 
     async def clear(self) -> None:
@@ -577,7 +579,7 @@ class FallbackState(StateBackend):
 
     async def close(self) -> None:
         await self.flush()
-        pending = self._pending_merge_usd()
+        pending = self.pending_merge_usd
         if pending > 0 or self._replay:
             _log.warning("state_closed_with_pending backend=%s pending_merge_usd=%.6f pending_replay=%d: the "
                          "shared budgets will not count this replica's outage spend", self.primary.name, pending,
