@@ -704,10 +704,9 @@ class Selector:
         count = mask.bit_count()
         chosen = self._ranked(idx, strategy, req.mode, mask, count, limit)
         candidates = self._candidates(idx, req, strategy, chosen, count)
-        rejected: dict[str, str] = {}
-        if explain:
-            rejected = self._rejections(idx, describe_checks(checks), mask, strategy, chosen, count)
-        explanation = "" if candidates else _explain_empty(idx, req.mode, describe_checks(checks))
+        described = describe_checks(checks) if explain or not candidates else []
+        rejected = self._rejections(idx, described, mask, strategy, chosen, count) if explain else {}
+        explanation = "" if candidates else _explain_empty(idx, req.mode, described)
         return Selection(candidates, rejected, req, explanation)
 
     @staticmethod

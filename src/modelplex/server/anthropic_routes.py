@@ -31,7 +31,7 @@ from modelplex.server.errors import (
     invalid_request,
     retry_after_header,
 )
-from modelplex.server.gateway import Extension, estimate_tokens, fallback_from_attempts
+from modelplex.server.gateway import Extension, estimate_tokens, fallback_from_attempts, stream_extension
 from modelplex.server.http import (
     DisconnectWatch,
     Receive,
@@ -414,9 +414,7 @@ class AnthropicEventEncoder:
                                               "delta": {"stop_reason": stop_reason(self._finish, self._any_tool),
                                                         "stop_sequence": None},
                                               "usage": anthropic_usage(used),
-                                              # the stream's cost, beside its usage (as on /v1/chat/completions)
-                                              "modelplex": {"request_id": self._request_id, "cost_usd": self.cost_usd,
-                                                            "usage_estimated": used.estimated}})
+                                              "modelplex": stream_extension(self._request_id, self.cost_usd, used)})
         return out + self._event(b"message_stop", {"type": "message_stop"})
 
     def error(self, info: ErrorInfo) -> bytes:

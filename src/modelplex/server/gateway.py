@@ -363,10 +363,15 @@ def estimate_tokens(body_bytes: int, max_tokens: Any) -> int:
     return body_bytes // 4 + max(0, out)
 
 
+def stream_extension(request_id: str, cost_usd: float | None, usage: Usage) -> dict[str, Any]:
+    """The ``modelplex`` object that closes a stream (beside its usage): what it cost at catalog prices."""
+    return {"request_id": request_id, "cost_usd": cost_usd, "usage_estimated": usage.estimated}
+
+
 def fallback_from_attempts(attempts: list[Attempt], model: str | None) -> bool:
     """A stream fell back when an earlier attempt targeted another model."""
     return any(a.target != model for a in attempts if a.outcome != "success")
 
 
 __all__ = ["Admission", "Extension", "Gateway", "estimate_tokens", "fallback_from_attempts",
-           "format_usd", "parse_requirements"]
+           "format_usd", "parse_requirements", "stream_extension"]

@@ -35,7 +35,7 @@ from modelplex.server.errors import (
     openai_error_object,
     retry_after_header,
 )
-from modelplex.server.gateway import Extension, estimate_tokens, fallback_from_attempts
+from modelplex.server.gateway import Extension, estimate_tokens, fallback_from_attempts, stream_extension
 from modelplex.server.http import (
     DisconnectWatch,
     Receive,
@@ -361,10 +361,8 @@ class OpenAIChunkEncoder:
             out = self._frame({"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"})
         if self._include_usage:
             usage = self.usage or Usage()
-            # the stream's cost travels with its usage, in the same ``modelplex`` object a non-streaming body has
-            extra = {"request_id": self._request_id, "cost_usd": self.cost_usd, "usage_estimated": usage.estimated}
-            out += (self._head + b'"choices":[],"usage":' + orjson.dumps(usage_object(usage)) +
-                    b',"modelplex":' + orjson.dumps(extra) + b"}\n\n")
+            out += (self._head + b'"choices":[],"usage":' + orjson.dumps(usage_object(usage)) + b',"modelplex":' +
+                    orjson.dumps(stream_extension(self._request_id, self.cost_usd, usage)) + b"}\n\n")
         return out + b"data: [DONE]\n\n"
 
     def error(self, info: ErrorInfo) -> bytes:
