@@ -751,9 +751,11 @@ class Router:
                      user: str | None = None, tools: list[dict[str, Any]] | None = None,
                      **params: Any) -> tuple[ModelSpec, TokenCount]:
         """The prompt tokens of a request, counted for the model that would answer it first: the request
-        is planned exactly as ``acomplete`` would plan it (task, requirements or model, the token
-        pre-check, the enabled providers), nothing is sent and no budget is touched. Returns that
-        model and the count (``TokenCount.exact`` says whether a real tokenizer counted it)."""
+        is planned exactly as ``acomplete`` would plan it (task, requirements or model, the enabled
+        providers), and the first target the attempt loop would not skip (the token pre-check, a
+        throttle) is the one counted for; the plan's first when every target would be skipped. Nothing
+        is sent and no budget is touched. Returns that model and the count (``TokenCount.exact`` says
+        whether a real tokenizer counted it)."""
         from modelplex.catalog.tokens import count_messages
 
         if tools:
@@ -761,7 +763,8 @@ class Router:
         call = self._new_call(messages, params, model=model, task=task, requirements=requirements,
                               strategy=strategy, user=user, request_id=None, tags=None, api_key_id=None,
                               timeout=None, context=None, needs=_needs_of(messages or [], params), kind="chat")
-        spec = call.plan.targets[0]
+        targets = call.plan.targets
+        spec = next((t for t in targets if self._skip_reason(call, t, 0) is None), targets[0])
         return spec, count_messages(call.messages, spec, tools=tools or None)
 
     def validate_request(self, model: str, params: Mapping[str, Any]) -> list[str]:

@@ -73,3 +73,16 @@ def test_router_count_tokens_plans_like_a_request(fake) -> None:
         assert with_tools.tokens > count_messages(HELLO, spec).tokens
     finally:
         router.close()
+
+
+def test_router_count_tokens_skips_a_target_the_prompt_does_not_fit(fake) -> None:
+    router = Router(gateway_config(fake.base_url, routing={"fallback_paths": {"fakeai/small": ["fakeai/large"]}}),
+                    env={})
+    try:
+        long_prompt = [{"role": "user", "content": "word " * 20_000}]  # ~20k tokens: over fakeai/small's 16k
+        spec, count = router.count_tokens(long_prompt, model="fakeai/small")
+        assert spec.id == "fakeai/large" and count.tokens > 16_000  # where the request would go
+        spec, _ = router.count_tokens(HELLO, model="fakeai/small")
+        assert spec.id == "fakeai/small"
+    finally:
+        router.close()
