@@ -359,3 +359,127 @@ async def test_sqlite_binds_none_and_bool_without_the_adapter_lookup(tmp_path: P
             del adapters[k]
         adapters.update(mine)
         sqlite_sink._bind_none_and_bool_directly.cache_clear()
+
+
+# ---------------------------------------------------------------------- SQLite: rows as JSON, or value by value
+
+
+def _stored(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every stored value with its SQLite storage class, records then attempts, in key order."""
+    from modelplex.accounting.sinks.base import ATTEMPT_COLUMNS, RECORD_COLUMNS
+
+    def typed(table: str, cols: tuple[str, ...], order: str) -> list[tuple[Any, ...]]:
+        sel = ", ".join(f"{c}, typeof({c})" for c in cols)
+        return raw.execute(f"SELECT {sel} FROM {table} ORDER BY {order}").fetchall()
+
+    raw = sqlite3.connect(path)
+    try:
+        return (typed("usage_records", RECORD_COLUMNS, "request_id"),
+                typed("usage_attempts", ATTEMPT_COLUMNS, "request_id, idx"))
+    finally:
+        raw.close()
+
+
+async def _write_with(path: Path, recs: list[UsageRecord], *, json_rows: bool, twice: bool = False) -> list[int]:
+    from modelplex.accounting.sinks.sqlite import SQLiteSink
+
+    s = SQLiteSink(path)
+    await s.start()
+    try:
+        if json_rows and not s.json_rows:
+            pytest.skip("this SQLite does not read JSON rows back exactly (or lacks json_each and ->>)")
+        s.json_rows = json_rows
+        return [await s.write_batch(recs) for _ in range(2 if twice else 1)]
+    finally:
+        await s.close()
+
+
+def _awkward_records() -> list[UsageRecord]:
+    return [*history(),
+            UsageRecord("u1", ts=D0 + 0.1, user="zoë \U0001f600 \"q\" \\ \n\t", api_key_id="k'1", tags=["é", "x,y"],
+                        model="openai/gpt-4o", provider="openai", input_tokens=2 ** 62, output_tokens=0,
+                        cost_usd=0.1 + 0.2, provider_cost_usd=5e-324, latency_ms=1e-9, ttft_ms=1.7976931348623157e308,
+                        quality_score=0.3, selection_reason="r" * 5000, attempt_count=1,
+                        attempts=[attempt("openai/gpt-4o", "success", status=200, latency=0.1 + 0.7)]),
+            UsageRecord("u2", ts=D0 + 1.5, user="", cost_usd=0.0, latency_ms=0.0, success=False,
+                        error_type="rate_limit", attempt_count=0, attempts=[])]
+
+
+async def test_sqlite_json_rows_store_exactly_what_binding_each_value_stores(tmp_path: Path) -> None:
+    """The two write paths of the SQLite sink (one JSON array unpacked by SQLite, or multi-row INSERTs bound
+    value by value) store the same values with the same storage classes, floats to the last bit, and both
+    ignore a batch written again."""
+    recs = _awkward_records()
+    assert await _write_with(tmp_path / "json.db", recs, json_rows=True, twice=True) == [len(recs), 0]
+    assert await _write_with(tmp_path / "bound.db", recs, json_rows=False, twice=True) == [len(recs), 0]
+    via_json, bound = _stored(tmp_path / "json.db"), _stored(tmp_path / "bound.db")
+    assert via_json == bound
+    assert len(via_json[0]) == len(recs) and len(via_json[1]) == sum(len(r.attempts) for r in recs)
+
+
+@pytest.mark.parametrize("json_rows", [True, False])
+async def test_sqlite_either_path_reads_back_as_written(tmp_path: Path, json_rows: bool) -> None:
+    from modelplex.accounting.sinks.sqlite import SQLiteSink
+
+    recs = _awkward_records()
+    await _write_with(tmp_path / "u.db", recs, json_rows=json_rows)
+    s = SQLiteSink(tmp_path / "u.db")
+    await s.start()
+    try:
+        got = {d["request_id"]: record_from_dict(d) for d in await s.query(with_attempts=True, limit=100)}
+    finally:
+        await s.close()
+    assert [got[r.request_id] for r in recs] == recs
+
+
+async def test_sqlite_batches_json_cannot_carry_are_bound_value_by_value(tmp_path: Path) -> None:
+    """A string with NUL (SQLite's JSON text would end there) or a non-finite float (orjson writes null)
+    sends its batch the value-by-value way, so it is stored as given."""
+    from modelplex.accounting.sinks.base import record_row
+    from modelplex.accounting.sinks.sqlite import _RECORD_FLOATS, _as_json
+
+    nul = UsageRecord("n1", ts=D0, user="a\x00b", cost_usd=0.001, latency_ms=1.0)
+    inf = UsageRecord("n2", ts=D0, provider_cost_usd=float("inf"), cost_usd=0.001, latency_ms=1.0)
+    plain = UsageRecord("n3", ts=D0, user="ab", cost_usd=0.001, latency_ms=1.0)
+    assert _as_json([record_row(r) for r in (plain,)], _RECORD_FLOATS) is not None
+    for bad in (nul, inf):
+        assert _as_json([record_row(r) for r in (plain, bad)], _RECORD_FLOATS) is None
+    assert await _write_with(tmp_path / "n.db", [plain, nul, inf], json_rows=True) == [3]
+    raw = sqlite3.connect(tmp_path / "n.db")
+    try:
+        rows = dict(raw.execute("SELECT request_id, user_id FROM usage_records").fetchall())
+        pc = raw.execute("SELECT provider_cost_usd FROM usage_records WHERE request_id = 'n2'").fetchone()[0]
+    finally:
+        raw.close()
+    assert rows["n1"] == "a\x00b" and rows["n3"] == "ab" and pc == float("inf")
+
+
+async def test_sqlite_probe_that_does_not_read_back_keeps_the_value_by_value_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelplex.accounting.sinks import sqlite as sqlite_sink
+
+    conn = sqlite3.connect(":memory:")
+    try:
+        assert sqlite_sink._json_reads_back_exactly(conn)
+        monkeypatch.setattr(sqlite_sink, "_JSON_PROBE", (*sqlite_sink._JSON_PROBE, ("cut\x00here", 1.0, 1, True)))
+        assert not sqlite_sink._json_reads_back_exactly(conn)
+    finally:
+        conn.close()
+    s = sqlite_sink.SQLiteSink(tmp_path / "p.db")
+    await s.start()
+    try:
+        assert s.json_rows is False
+        assert await s.write_batch(history()) == len(history())
+        assert [record_from_dict(d) for d in await s.query(with_attempts=True)] == history()
+    finally:
+        await s.close()
+
+
+@pytest.mark.parametrize("n", [1, 257, 777])
+async def test_sqlite_value_by_value_path_stores_batches_of_any_size(tmp_path: Path, n: int) -> None:
+    recs = [UsageRecord(f"v{n}-{i}", ts=D0 + i, model="openai/gpt-4o", provider="openai", cost_usd=0.001,
+                        attempts=[attempt("openai/gpt-4o", "success")] * (1 + i % 2), attempt_count=1 + i % 2)
+            for i in range(n)]
+    assert await _write_with(tmp_path / "v.db", recs + recs[:3], json_rows=False) == [n]
+    records, attempts = _stored(tmp_path / "v.db")
+    assert len(records) == n and len(attempts) == sum(1 + i % 2 for i in range(n))

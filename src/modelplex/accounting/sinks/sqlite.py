@@ -2,10 +2,18 @@
 
 Owns: ``SQLiteSink``. All writes run on one thread that owns the write connection (WAL,
 ``synchronous=NORMAL``, ``busy_timeout``): each ``write_batch`` is one ``BEGIN IMMEDIATE``
-transaction of multi-row ``INSERT`` statements (records, then attempts) over plain tuples. Rows go in
-chunks of 256, 128, ... 1 (at most nine statement shapes per table, all kept prepared), so a batch of
-500 takes a handful of ``sqlite3_step`` calls: ``executemany`` would release and re-take the GIL for
-every row, and each re-take can wait a whole switch interval behind a busy event loop. Reads run on a second thread with its own read-only
+transaction of two ``INSERT`` statements (records, then attempts).
+
+The rows travel as one JSON array per table, bound as a single parameter and unpacked by SQLite
+itself (``INSERT ... SELECT value ->> 0, ... FROM json_each(?)``): the unpacking runs inside
+``sqlite3_step``, which releases the GIL, so the event loop keeps running while a batch is stored.
+Binding the same rows one value at a time holds the GIL for every value (about 40 per record, a dozen
+of them ``None``/``bool`` going through ``sqlite3``'s adapter protocol). The JSON path is used only
+where it is exact: the writer checks at start that this SQLite reads back what orjson writes
+(strings, floats to the last bit, integers, booleans as 0/1), and a batch holding a string with NUL
+(SQLite's JSON text ends there) or a non-finite float (orjson writes ``null``) is bound value by
+value instead: multi-row ``INSERT`` statements in chunks of 256, 128, ... 1 (at most nine statement
+shapes per table, all kept prepared). Reads run on a second thread with its own read-only
 connection, so a report never waits behind a batch (WAL readers see the last committed state).
 
 Must not touch: queueing, journaling, the schema itself (``migrations/sqlite``, applied by ``migrate``).
@@ -16,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import operator
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -23,9 +32,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import orjson
+
 from modelplex.accounting.migrate import apply_sqlite, sqlite_version
 from modelplex.accounting.records import UsageRecord
 from modelplex.accounting.sinks.base import (
+    ATTEMPT_COLUMNS,
+    RECORD_COLUMNS,
     FeedbackEntry,
     SQLBuilder,
     UsageSink,
@@ -49,6 +62,61 @@ _INSERT_RECORDS = SQL.insert_records()
 _INSERT_ATTEMPTS = SQL.insert_attempts()
 _CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 """Rows per multi-row INSERT: 256 x 29 record columns stays under SQLite's 32,766 bound parameters."""
+
+
+def _json_insert(table: str, columns: Sequence[str], conflict: str) -> str:
+    """An ``INSERT`` of ``table``'s rows from one bound JSON array of row arrays (``columns`` order).
+    ``WHERE true`` keeps SQLite's parser from reading ``ON CONFLICT`` as a join constraint."""
+    values = ", ".join(f"value ->> {i}" for i in range(len(columns)))
+    return (f"INSERT INTO {table} ({', '.join(columns)}) SELECT {values} FROM json_each(?) WHERE true "
+            f"ON CONFLICT ({conflict}) DO NOTHING")
+
+
+_JSON_INSERT_RECORDS = _json_insert("usage_records", RECORD_COLUMNS, "request_id")
+_JSON_INSERT_ATTEMPTS = _json_insert("usage_attempts", ATTEMPT_COLUMNS, "request_id, idx")
+_RECORD_FLOATS = operator.itemgetter(*(i for i, c in enumerate(RECORD_COLUMNS) if c in (
+    "ts", "cost_usd", "provider_cost_usd", "latency_ms", "ttft_ms", "quality_score")))
+_ATTEMPT_FLOATS = operator.itemgetter(ATTEMPT_COLUMNS.index("latency_ms"), ATTEMPT_COLUMNS.index("latency_ms"))
+"""(Twice, so that the getter returns a tuple, as the records' one does.)"""
+_not_none = functools.partial(operator.is_not, None)
+_JSON_PROBE: tuple[tuple[Any, ...], ...] = (
+    ("h\u00e9llo \U0001f600 \"q\" \\ \n\t", 0.1, 1, True),
+    ("", 1e-07 * 3, 9_223_372_036_854_775_807, False),
+    (None, 5e-324, -(2 ** 63), None),
+    ("x", 1.7976931348623157e308, 0, True),
+    ("y", 2.5e-06 * 123_457, 17, False),
+    ("z", 1234567.000001, 3, True),
+    ("w", 0.30000000000000004, 4, False),
+)
+"""Rows the writer round-trips through ``json_each`` at start: the JSON path is used only if every
+value comes back exactly (booleans as 0/1, as ``sqlite3`` binds them)."""
+
+
+def _json_reads_back_exactly(conn: sqlite3.Connection) -> bool:
+    """Whether this SQLite has ``json_each`` and ``->>`` and returns every probe value bit for bit."""
+    try:
+        got = conn.execute("SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?)",
+                           (orjson.dumps(_JSON_PROBE),)).fetchall()
+    except sqlite3.Error:
+        return False
+    want = [tuple(int(v) if isinstance(v, bool) else v for v in row) for row in _JSON_PROBE]
+    return [tuple(row) for row in got] == want and all(
+        type(a) is type(b) for g, w in zip(got, want, strict=True) for a, b in zip(g, w, strict=True))
+
+
+def _as_json(rows: Sequence[tuple[Any, ...]], floats: operator.itemgetter[Any]) -> bytes | None:
+    """``rows`` as one JSON array for ``json_each``, or ``None`` when JSON would not carry them exactly:
+    a value orjson refuses (the value-by-value path then raises the same data error), a string with
+    NUL, or a non-finite float in one of the ``floats`` columns. The floats are summed: a sum is finite
+    only if every term is (a finite sum that overflows merely sends the batch the slower way)."""
+    try:
+        data = orjson.dumps(rows)
+    except orjson.JSONEncodeError:
+        return None
+    if b"\\u0000" in data:
+        return None
+    total = sum(filter(_not_none, itertools.chain.from_iterable(map(floats, rows))), 0.0)
+    return data if total - total == 0.0 else None
 
 
 @functools.cache
@@ -108,6 +176,8 @@ class SQLiteSink(UsageSink):
         self._start_lock = threading.Lock()
         self._started = False
         self.schema_version = 0
+        self.json_rows = False
+        """Whether batches travel as JSON (decided when the writer opens; see the module docstring)."""
 
     # ------------------------------------------------------------------ threads and connections
 
@@ -153,6 +223,7 @@ class SQLiteSink(UsageSink):
             def open_writer() -> int:
                 self._wconn = self._connect(read_only=False)
                 apply_sqlite(self._wconn)
+                self.json_rows = _json_reads_back_exactly(self._wconn)
                 return sqlite_version(self._wconn)
 
             self.schema_version = await self._on(self._writer, open_writer)
@@ -195,13 +266,15 @@ class SQLiteSink(UsageSink):
         def write(conn: sqlite3.Connection) -> int:
             rows = [record_row(r) for r in batch]
             attempts = [row for r in batch if r.attempts for row in attempt_rows(r)]
+            json_rows = self.json_rows
             conn.execute("BEGIN IMMEDIATE")
             try:
                 before = conn.total_changes
-                _insert_rows(conn, _INSERT_RECORDS, rows)
+                self._insert(conn, rows, json_rows, _JSON_INSERT_RECORDS, _RECORD_FLOATS, _INSERT_RECORDS)
                 new = conn.total_changes - before
                 if attempts:
-                    _insert_rows(conn, _INSERT_ATTEMPTS, attempts)
+                    self._insert(conn, attempts, json_rows, _JSON_INSERT_ATTEMPTS, _ATTEMPT_FLOATS,
+                                 _INSERT_ATTEMPTS)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -210,6 +283,15 @@ class SQLiteSink(UsageSink):
             return new
 
         return await self._write(write)
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], json_rows: bool, json_sql: str,
+                floats: operator.itemgetter[Any], sql: str) -> None:
+        payload = _as_json(rows, floats) if json_rows else None
+        if payload is not None:
+            conn.execute(json_sql, (payload,))
+        else:
+            _insert_rows(conn, sql, rows)
 
     async def add_feedback_batch(self, entries: Sequence[FeedbackEntry]) -> None:
         if not entries:
