@@ -126,6 +126,63 @@ async def test_records_are_written_in_batches() -> None:
     await r.aclose()
 
 
+class GatedSink(MemorySink):
+    """A memory sink whose writes wait for ``gate``; ``entered`` is set when a write is waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.batches: list[int] = []
+
+    async def write_batch(self, records: Sequence[UsageRecord]) -> int:
+        self.entered.set()
+        await self.gate.wait()
+        self.batches.append(len(records))
+        return await super().write_batch(records)
+
+
+async def test_a_partial_batch_waits_for_the_timer_not_the_previous_write() -> None:
+    """Records queued while a full batch was being written go out with the next full batch (or on
+    the timer, or on flush), not at once as a small batch of their own."""
+    sink = GatedSink()
+    r = UsageRecorder(sink, batch_size=4, queue_size=1000, flush_interval=60)
+    await r.start()
+    for i in range(4):
+        r.record(rec(i))
+    await asyncio.wait_for(sink.entered.wait(), 5)  # the full batch is being written
+    for i in range(4, 7):
+        r.record(rec(i))  # three more: not a batch
+    sink.gate.set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert sink.batches == [4] and r.stats()["queue_depth"] == 3
+    r.record(rec(7))  # the fourth makes a batch
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert sink.batches == [4, 4]
+    r.record(rec(8))
+    await r.flush()  # flush writes the partial batch
+    assert sink.batches == [4, 4, 1]
+    assert await ids_in(sink) == [f"req-{i:04d}" for i in range(9)]
+    await r.aclose()
+
+
+async def test_a_partial_batch_is_written_on_the_timer() -> None:
+    sink = GatedSink()
+    sink.gate.set()
+    r = UsageRecorder(sink, batch_size=100, queue_size=1000, flush_interval=0.05)
+    await r.start()
+    for i in range(3):
+        r.record(rec(i))
+    for _ in range(100):
+        if sink.batches:
+            break
+        await asyncio.sleep(0.02)
+    assert sink.batches == [3]
+    await r.aclose()
+
+
 async def test_killed_mid_batch_then_restarted_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
     db, jpath = tmp_path / "usage.db", tmp_path / "usage.journal"
     inner = SQLiteSink(db)

@@ -8,7 +8,8 @@ How a record travels (docs/accounting.md has the guarantees):
   queue holds ``batch_size`` items the writer is woken (``call_soon_threadsafe`` when called off
   its loop); otherwise it wakes every ``flush_interval`` seconds.
 * The writer drains the queue in batches of ``batch_size`` into ``sink.write_batch`` (idempotent
-  on ``request_id``) and ``sink.add_feedback_batch``.
+  on ``request_id``) and ``sink.add_feedback_batch``. Woken by a full batch it writes full batches
+  only; a partial one goes out on the timer, ``flush()`` or ``aclose()`` (see ``_cycle``).
 * Queue full -> the item is appended to the journal buffer (``spilled``) — or, with no journal,
   counted in ``dropped``; either way a rate-limited log line says so.
 * Sink raises (database down) -> the whole batch goes to the journal (one fsync per batch) and
@@ -335,13 +336,14 @@ class UsageRecorder:
         wake = self._wake
         try:
             while True:
+                due = False  # a partial batch goes out on the timer, on flush() and on close
                 if not self._closing and not self._waiters and len(self._queue) < self.batch_size:
                     try:
                         await asyncio.wait_for(wake.wait(), self.flush_interval)
                     except TimeoutError:
-                        pass
+                        due = True
                 wake.clear()
-                await self._cycle()
+                await self._cycle(due or self._closing or bool(self._waiters))
                 if not self._queue:
                     self._release_waiters()
                     if self._closing:
@@ -376,7 +378,13 @@ class UsageRecorder:
                 break
         return out
 
-    async def _cycle(self) -> None:
+    async def _cycle(self, drain: bool = True) -> None:
+        """Replay and write what is due: full batches, and with ``drain`` the partial one too.
+
+        Without ``drain`` (woken because ``batch_size`` items are queued) the remainder after the full
+        batches waits for the next wake-up, at most ``flush_interval``: writing it at once would keep the
+        writer busy with ever smaller batches (the records that came in while the previous one was
+        written), and a small batch costs the sink several times more per record."""
         if self._overflowed and self.journal is not None:
             self._overflowed = False
             try:
@@ -392,8 +400,9 @@ class UsageRecorder:
             if not await self._replay():
                 await self._spill_all("usage sink is down")
                 return
-        while self._queue:
-            batch = self._take(self.batch_size)
+        q, size = self._queue, self.batch_size
+        while len(q) >= size or (drain and q):
+            batch = self._take(size)
             if not await self._write(batch):
                 await self._spill_all("usage sink is down")
                 return
