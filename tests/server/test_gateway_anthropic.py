@@ -213,6 +213,9 @@ def test_conversion_of_system_images_tools_and_results() -> None:
     ({"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": "a"}], "extra": 1}, "extra"),
     ({"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": "a"}],
       "tool_choice": {"type": "sometimes"}}, "tool_choice"),
+    ({"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": "a"}], "temperature": 1.5},
+     "temperature"),
+    ({"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": "a"}], "top_p": -0.1}, "top_p"),
 ])
 def test_conversion_rejects_bad_bodies(body, param) -> None:
     with pytest.raises(GatewayError) as exc:

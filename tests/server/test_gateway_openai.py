@@ -286,6 +286,12 @@ def test_400s_malformed_json_forbidden_fields_and_unknown_params(live) -> None:
         r = h.post("/v1/chat/completions", headers=auth, json={"model": "fakeai/small", "messages": MSG,
                                                                "temperature": "hot"})
         assert r.status_code == 400 and r.json()["error"]["param"] == "temperature"
+        for name, value in (("temperature", 7), ("temperature", -0.1), ("top_p", 1.5), ("presence_penalty", 3),
+                            ("frequency_penalty", -2.5), ("top_logprobs", 21)):  # the OpenAI API's bounds
+            r = h.post("/v1/chat/completions", headers=auth, json={"model": "fakeai/small", "messages": MSG,
+                                                                   name: value})
+            assert r.status_code == 400, (name, value)
+            assert r.json()["error"]["param"] == name and r.json()["error"]["type"] == "invalid_request_error"
     assert not [c for c in gw.fake.captured if c.protocol == "openai"]  # nothing reached the upstream
 
 

@@ -250,11 +250,11 @@ def to_router_request(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[
             messages.append(_convert_assistant(m.get("content"), where))
         else:
             raise _bad(f"{where}.role must be 'user' or 'assistant'", f"{where}.role")
-    for name in ("temperature", "top_p"):
+    for name in ("temperature", "top_p"):  # both in [0, 1] on the Messages API
         v = data.get(name)
         if v is not None:
-            if not _is_num(v):
-                raise _bad(f"'{name}' must be a number", name)
+            if not _is_num(v) or not 0 <= v <= 1:
+                raise _bad(f"'{name}' must be a number between 0 and 1", name)
             params[name] = v
     top_k = data.get("top_k")
     if top_k is not None:

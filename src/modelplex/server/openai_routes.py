@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from modelplex.catalog.validation import DEFAULT_TEMPERATURE_RANGE, FLOAT_RANGES, TOP_LOGPROBS_MAX
 from modelplex.ids import new_request_id
 from modelplex.server.auth import Principal, check_target
 from modelplex.server.errors import (
@@ -79,6 +80,12 @@ def _is_pos_int(v: Any) -> bool:
     return _is_int(v) and v >= 1
 
 
+def _in_range(low: float, high: float) -> tuple[Callable[[Any], bool], str]:
+    """A check for a number in [low, high]: the OpenAI API's own bounds, so that the OpenAI-compatible
+    surface refuses what OpenAI refuses, whichever provider the request is routed to."""
+    return (lambda v: _is_num(v) and low <= v <= high), f"a number between {low:g} and {high:g}"
+
+
 def _is_stop(v: Any) -> bool:
     return isinstance(v, str) or (isinstance(v, list) and len(v) <= 16 and all(isinstance(s, str) for s in v))
 
@@ -120,16 +127,16 @@ def _is_response_format(v: Any) -> bool:
 
 
 PARAM_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "temperature": (_is_num, "a number"),
-    "top_p": (_is_num, "a number"),
+    "temperature": _in_range(*DEFAULT_TEMPERATURE_RANGE),
+    "top_p": _in_range(*FLOAT_RANGES["top_p"]),
     "top_k": (_is_pos_int, "a positive integer"),
-    "frequency_penalty": (_is_num, "a number"),
-    "presence_penalty": (_is_num, "a number"),
+    "frequency_penalty": _in_range(*FLOAT_RANGES["frequency_penalty"]),
+    "presence_penalty": _in_range(*FLOAT_RANGES["presence_penalty"]),
     "seed": (_is_int, "an integer"),
     "max_tokens": (_is_pos_int, "a positive integer"),
     "n": (lambda v: v == 1 and _is_int(v), "1 (the gateway returns one choice)"),
     "logprobs": (lambda v: isinstance(v, bool), "a boolean"),
-    "top_logprobs": (_is_int, "an integer"),
+    "top_logprobs": (lambda v: _is_int(v) and 0 <= v <= TOP_LOGPROBS_MAX, f"an integer between 0 and {TOP_LOGPROBS_MAX}"),
     "logit_bias": (lambda v: isinstance(v, dict), "an object"),
     "parallel_tool_calls": (lambda v: isinstance(v, bool), "a boolean"),
     "reasoning_effort": (lambda v: isinstance(v, str), "a string"),
