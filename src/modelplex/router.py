@@ -403,6 +403,8 @@ class Router:
                     await _shielded(self.budgets.release(reservation))
             if total >= self.retry.max_total_attempts:
                 break
+        if last_error is None and call.attempts and all(a.outcome == "skipped_context" for a in call.attempts):
+            last_error = self._too_large(call)  # nothing was sent: the request itself is too large
         raise AllAttemptsFailedError(
             f"all {len(call.attempts)} attempt(s) failed for request {call.request_id} "
             f"({call.plan.selection_reason})", call.attempts, last_error, self._shortest_cooldown(call))
@@ -437,6 +439,18 @@ class Router:
     async def _settle_partial(self, reservation: Any, spec: ModelSpec, exc: StreamInterruptedError) -> None:
         usage = exc.partial_usage if isinstance(exc.partial_usage, Usage) else Usage()
         await self._settle(reservation, self.catalog.cost_of_usage(spec, usage))
+
+    def _too_large(self, call: _Call) -> ContextWindowExceededError:
+        """The error for a plan whose every target was skipped because the prompt plus ``max_tokens``
+        does not fit its window, named after the largest window among them."""
+        spec = max(call.plan.targets, key=lambda t: t.context_window)
+        prompt = self._input_tokens(call, spec)  # counted already by the window check that skipped it
+        out = int(call.params.get("max_tokens") or 0)
+        asked = f"{prompt:,} prompt tokens" + (f" plus max_tokens {out:,}" if out else "")
+        return ContextWindowExceededError(
+            f"{asked} do not fit the context window of any of the {len(call.plan.targets)} candidate model(s); "
+            f"the largest is {spec.context_window:,} tokens (input limit {spec.input_limit:,}). Nothing was sent.",
+            provider=spec.provider, model=spec.id)
 
     def _shortest_cooldown(self, call: _Call) -> float | None:
         waits = [w for spec in call.plan.targets for w in (self.breakers.retry_in(f"provider:{spec.provider}"),

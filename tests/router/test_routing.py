@@ -13,6 +13,7 @@ from modelplex.catalog import load_catalog
 from modelplex.errors import (
     AllAttemptsFailedError,
     BadRequestError,
+    ContextWindowExceededError,
     NoCandidatesError,
     ProviderNotConfiguredError,
     StreamInterruptedError,
@@ -240,6 +241,27 @@ async def test_prompt_too_large_for_the_primary_goes_straight_to_a_larger_window
     assert resp.model == "alpha/large"
     assert targets(resp) == [("alpha/small", "skipped_context"), ("alpha/large", "success")]
     assert wire_models(fake) == ["large"]  # the small model was never called
+
+
+async def test_prompt_too_large_for_every_target_is_a_context_window_error_and_nothing_is_sent(make_router, fake):
+    r = make_router(tasks={"work": {"models": ["alpha/small", "beta/mid"]}})
+    huge = [{"role": "user", "content": "word " * 300_000}]  # ~300k tokens: larger than every window here
+    with pytest.raises(AllAttemptsFailedError) as ei:
+        await r.acomplete(huge, task="work")
+    assert targets(ei.value) == [("alpha/small", "skipped_context"), ("beta/mid", "skipped_context")]
+    err = ei.value.last_error
+    assert isinstance(err, ContextWindowExceededError) and err.status_code is None
+    largest = max((r.catalog.get(m) for m in ("alpha/small", "beta/mid")), key=lambda s: s.context_window)
+    assert err.model == largest.id and f"{largest.context_window:,} tokens" in err.message
+    assert "Nothing was sent" in err.message
+    assert wire_models(fake) == []
+    # one target that failed for another reason: the failure is what the caller sees (a later retry may pass)
+    fake.plan.fail_next(Fault("server_error"), times=5, model="large")
+    r2 = make_router(tasks={"work": {"models": ["alpha/small", "alpha/large"]}},
+                     routing={"retry": {"max_retries_per_target": 0}})
+    with pytest.raises(AllAttemptsFailedError) as ei:
+        await r2.acomplete([{"role": "user", "content": "word " * 12_000}], task="work")
+    assert not isinstance(ei.value.last_error, ContextWindowExceededError)
 
 
 async def test_context_window_error_falls_back_only_to_larger_windows(make_router, fake):

@@ -246,6 +246,18 @@ def test_error_statuses_with_sdk_exceptions(live) -> None:
     assert int(e429.value.response.headers["retry-after"]) >= 1
 
 
+def test_prompt_larger_than_every_window_is_a_400_context_length_exceeded(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    huge = [{"role": "user", "content": "word " * 40_000}]  # ~40k tokens: more than fakeai/small's 16k window
+    with pytest.raises(openai.BadRequestError) as e:
+        c.chat.completions.create(model="fakeai/small", messages=huge)
+    assert e.value.body["code"] == "context_length_exceeded" and e.value.body["param"] == "messages"
+    assert "16,000 tokens" in e.value.body["message"]
+    assert not [x for x in gw.fake.captured if x.protocol == "openai"]  # nothing was sent
+    assert c.chat.completions.create(model="fakeai/large", messages=huge).choices[0].message.content
+
+
 def test_413_on_declared_and_streamed_size(live) -> None:
     gw = live(server={"max_body_bytes": 2048})
     key = gw.create_key()
