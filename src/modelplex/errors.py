@@ -171,9 +171,18 @@ class ProviderError(ModelplexError):
         self.error_type = error_type
         self.error_code = error_code
         self.message = message
-        where = "/".join(p for p in (provider, model) if p) or "provider"
         status = f" {status_code}" if status_code else ""
-        super().__init__(f"{where}{status}: {message or type(self).__name__}")
+        super().__init__(f"{self.where or 'provider'}{status}: {message or type(self).__name__}")
+
+    @property
+    def where(self) -> str:
+        """The model id (``openai/gpt-4o``: catalog ids start with their provider), else the provider,
+        else ``""``."""
+        if self.model:
+            if not self.provider or self.model.startswith(f"{self.provider}/"):
+                return self.model
+            return f"{self.provider}/{self.model}"
+        return self.provider
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r}, "

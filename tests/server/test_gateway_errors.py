@@ -104,3 +104,14 @@ def test_shapes() -> None:
     assert orjson.loads(anthropic_error_body(classify(too_large(5))))["error"]["type"] == "request_too_large"
     down = classify(AllAttemptsFailedError("x", [], None, retry_after=1))
     assert orjson.loads(anthropic_error_body(down))["error"]["type"] == "overloaded_error"
+
+
+def test_messages_name_the_model_once() -> None:
+    """Catalog ids start with their provider: the message says ``openai/gpt-4o``, not ``openai/openai/gpt-4o``."""
+    bad = BadRequestError("nope", provider="openai", model="openai/gpt-4o", status_code=400)
+    assert classify(bad).message == "openai/gpt-4o: nope"
+    assert str(bad) == "openai/gpt-4o 400: nope"
+    assert classify(ServerError("x", provider="openai", model="openai/gpt-4o", status_code=500)).message == (
+        "openai/gpt-4o failed with status 500 (server_error)")
+    assert BadRequestError("m", provider="azure", model="gpt-4o-deploy").where == "azure/gpt-4o-deploy"
+    assert BadRequestError("m", provider="p").where == "p" and BadRequestError("m").where == ""

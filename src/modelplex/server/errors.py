@@ -166,7 +166,7 @@ _PERMANENT = (AuthenticationError, PermissionDeniedError, NotFoundError, QuotaEx
 
 
 def _provider_error(exc: ProviderError, secrets: tuple[str, ...]) -> ErrorInfo:
-    where = "/".join(p for p in (exc.provider, exc.model) if p) or "the provider"
+    where = exc.where or "the provider"
     if isinstance(exc, ContextWindowExceededError):
         return ErrorInfo(400, "invalid_request_error", _provider_text(exc, secrets), "context_length_exceeded",
                          "messages")
@@ -185,7 +185,7 @@ def _provider_error(exc: ProviderError, secrets: tuple[str, ...]) -> ErrorInfo:
 
 
 def _provider_text(exc: ProviderError, secrets: tuple[str, ...]) -> str:
-    where = "/".join(p for p in (exc.provider, exc.model) if p) or "provider"
+    where = exc.where or "provider"
     text = exc.message or exc.kind
     return f"{where}: {redact(_one_line(text), secrets)}"
 
