@@ -96,6 +96,15 @@ class UnsupportedParameterError(ModelplexError, ValueError):
         super().__init__(f"{model} does not support: {', '.join(self.params)}")
 
 
+class InvalidRequestError(ModelplexError, ValueError):
+    """The request itself is malformed (checked before anything is sent). ``param`` names the part, in
+    the OpenAI API's notation: ``messages``, ``messages[2].role``."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
+
+
 class BudgetExceededError(ModelplexError):
     """A budget would be exceeded. ``scope`` is e.g. ``global:daily`` or ``user:alice:monthly``."""
 

@@ -43,6 +43,7 @@ from modelplex.errors import (
     error_kind,
 )
 from modelplex.ids import new_request_id
+from modelplex.messages import check_messages
 from modelplex.policy.adaptive import AdaptiveChooser
 from modelplex.policy.planner import HardNeeds, Planner, RoutePlan
 from modelplex.providers import adapter_class
@@ -552,7 +553,7 @@ class Router:
                                              requirements=requirements, strategy=strategy, user=user, tags=tags,
                                              request_id=request_id, api_key_id=api_key_id, timeout=timeout,
                                              context=context, **params)
-        needs = _needs_of(messages or [], params)
+        needs = _needs_of(check_messages(messages), params)
         try:
             call = self._new_call(messages, params, model=model, task=task, requirements=requirements,
                                   strategy=strategy, user=user, request_id=request_id, tags=tags,
@@ -610,7 +611,7 @@ class Router:
         """Stream a chat request. Retries and fallbacks happen only before the first chunk reaches the
         caller; after it, a broken stream raises ``StreamInterruptedError`` with the partial usage.
         The last chunk carries ``usage`` and ``cost_usd``."""
-        needs = _needs_of(messages or [], params)
+        needs = _needs_of(check_messages(messages), params)
         call = self._new_call(messages, params, model=model, task=task, requirements=requirements,
                               strategy=strategy, user=user, request_id=request_id, tags=tags,
                               api_key_id=api_key_id, timeout=timeout, context=context, needs=needs, kind="stream")
@@ -776,7 +777,7 @@ class Router:
             params["tools"] = tools
         call = self._new_call(messages, params, model=model, task=task, requirements=requirements,
                               strategy=strategy, user=user, request_id=None, tags=None, api_key_id=None,
-                              timeout=None, context=None, needs=_needs_of(messages or [], params), kind="chat")
+                              timeout=None, context=None, needs=_needs_of(check_messages(messages), params), kind="chat")
         targets = call.plan.targets
         spec = next((t for t in targets if self._skip_reason(call, t, 0) is None), targets[0])
         return spec, count_messages(call.messages, spec, tools=tools or None)

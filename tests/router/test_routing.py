@@ -390,3 +390,20 @@ def test_catalog_only_router_lists_tasks():
     r = Router.from_config({"accounting": {"sink": "none"}}, catalog=load_catalog(), env={})
     assert {"fast", "reasoning", "summarization", "creative", "analytical", "job_parsing", "cv_generation",
             "embedding", "fallback"} <= set(r.planner.task_names())
+
+
+# ----------------------------------------------------------------------------- malformed requests
+
+
+async def test_malformed_messages_raise_invalid_request_before_anything_is_sent(make_router, fake):
+    from modelplex.errors import InvalidRequestError
+
+    r = make_router(tasks={"work": {"models": ["alpha/small"]}})
+    for bad in ("hello", [], [{"role": "x", "content": "a"}], [{"role": "user", "content": 5}]):
+        with pytest.raises(InvalidRequestError):
+            await r.acomplete(bad, task="work")  # type: ignore[arg-type]
+        with pytest.raises(InvalidRequestError):
+            [c async for c in r.astream(bad, task="work")]  # type: ignore[arg-type]
+        with pytest.raises(InvalidRequestError):
+            r.count_tokens(bad, task="work")  # type: ignore[arg-type]
+    assert wire_models(fake) == []

@@ -51,6 +51,7 @@ from modelplex.errors import (
     ConfigError,
     ContentPolicyError,
     ContextWindowExceededError,
+    InvalidRequestError,
     NoCandidatesError,
     NotFoundError,
     PermissionDeniedError,
@@ -135,6 +136,8 @@ def classify(exc: BaseException, secrets: Iterable[str] = ()) -> ErrorInfo:
         return ErrorInfo(404, "invalid_request_error",
                          f"provider {exc.provider!r} is not configured on this gateway, so its models "
                          "cannot be used", "model_not_available", "model")
+    if isinstance(exc, InvalidRequestError):
+        return ErrorInfo(400, "invalid_request_error", str(exc), None, exc.param)
     if isinstance(exc, NoCandidatesError):
         return ErrorInfo(400, "invalid_request_error", _one_line(str(exc)), "no_candidates", None,
                          extra=(("rejected", dict(list(exc.rejected.items())[:20])),))

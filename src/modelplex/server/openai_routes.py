@@ -27,6 +27,7 @@ import orjson
 
 from modelplex.catalog.validation import DEFAULT_TEMPERATURE_RANGE, FLOAT_RANGES, TOP_LOGPROBS_MAX
 from modelplex.ids import new_request_id
+from modelplex.messages import check_messages
 from modelplex.server.auth import Principal, check_target
 from modelplex.server.errors import (
     ErrorInfo,
@@ -147,48 +148,6 @@ PARAM_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tool_choice": (_is_tool_choice, "none, auto, required or {type: function, function: {name}}"),
     "response_format": (_is_response_format, "{type: text | json_object | json_schema (with json_schema.name)}"),
 }
-
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
-
-
-def check_messages(messages: Any) -> list[dict[str, Any]]:
-    """OpenAI chat messages, checked just enough for clear 400s."""
-    if not isinstance(messages, list) or not messages:
-        raise invalid_request("'messages' must be a non-empty list", param="messages")
-    for i, m in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(m, dict):
-            raise invalid_request(f"{where} must be an object", param=where)
-        role = m.get("role")
-        if role not in _ROLES:
-            raise invalid_request(f"{where}.role must be one of {', '.join(sorted(_ROLES))}", param=f"{where}.role")
-        content = m.get("content")
-        if content is None:
-            if role != "assistant":
-                raise invalid_request(f"{where}.content is required for role {role!r}", param=f"{where}.content")
-        elif isinstance(content, list):
-            for j, part in enumerate(content):
-                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                    raise invalid_request(f"{where}.content[{j}] must be an object with a 'type'",
-                                          param=f"{where}.content[{j}]")
-        elif not isinstance(content, str):
-            raise invalid_request(f"{where}.content must be a string, a list of parts or null",
-                                  param=f"{where}.content")
-        if role == "tool" and not isinstance(m.get("tool_call_id"), str):
-            raise invalid_request(f"{where}.tool_call_id is required for role 'tool'", param=f"{where}.tool_call_id")
-        calls = m.get("tool_calls")
-        if calls is not None:
-            if role != "assistant" or not isinstance(calls, list):
-                raise invalid_request(f"{where}.tool_calls must be a list on an assistant message",
-                                      param=f"{where}.tool_calls")
-            for j, tc in enumerate(calls):
-                fn = tc.get("function") if isinstance(tc, dict) else None
-                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) \
-                        or not isinstance(fn.get("arguments", ""), str) or not isinstance(tc.get("id"), str):
-                    raise invalid_request(f"{where}.tool_calls[{j}] needs id and function.name/arguments (strings)",
-                                          param=f"{where}.tool_calls[{j}]")
-    return messages
-
 
 def check_params(data: dict[str, Any], allowed_extra: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The model parameters of a chat body, by their OpenAI names; 400 for unknown or mistyped ones."""

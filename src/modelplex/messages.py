@@ -1,0 +1,72 @@
+"""The shape check of OpenAI-style chat messages, shared by the router and the gateway.
+
+Owns: ``check_messages(messages)``: a non-empty list of message objects with a known role, string or
+part-list content, ``tool_call_id`` on tool messages and well-formed ``tool_calls`` on assistant
+messages. It checks just enough for a clear, typed error before anything is sent
+(``InvalidRequestError`` with ``param`` in the OpenAI API's notation, ``messages[2].role``); what a
+provider accepts beyond that (which part types, which roles in which order) stays the adapters' and
+the providers' business.
+
+Must not touch: conversion to any wire format (``providers``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelplex.errors import InvalidRequestError
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+
+def check_messages(messages: Any) -> list[dict[str, Any]]:
+    """``messages`` itself when its shape is right; otherwise ``InvalidRequestError`` naming the part."""
+    if not isinstance(messages, list) or not messages:
+        hint = (" (for one prompt, pass [{'role': 'user', 'content': ...}])"
+                if isinstance(messages, str) else "")
+        got = "an empty list" if isinstance(messages, list) else type(messages).__name__
+        raise InvalidRequestError(f"'messages' must be a non-empty list of message objects, got {got}{hint}",
+                                  "messages")
+    for i, m in enumerate(messages):
+        if type(m) is dict and m.get("role") == "user" and type(m.get("content")) is str and len(m) == 2:
+            continue  # the common case: nothing more to check
+        _check_message(i, m)
+    return messages
+
+
+def _check_message(i: int, m: Any) -> None:
+    where = f"messages[{i}]"
+    if not isinstance(m, dict):
+        raise InvalidRequestError(f"{where} must be an object, got {type(m).__name__}", where)
+    role = m.get("role")
+    if role not in ROLES:
+        raise InvalidRequestError(f"{where}.role must be one of {', '.join(sorted(ROLES))}, got {role!r}",
+                                  f"{where}.role")
+    content = m.get("content")
+    if content is None:
+        if role != "assistant":
+            raise InvalidRequestError(f"{where}.content is required for role {role!r}", f"{where}.content")
+    elif isinstance(content, list):
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise InvalidRequestError(f"{where}.content[{j}] must be an object with a 'type'",
+                                          f"{where}.content[{j}]")
+    elif not isinstance(content, str):
+        raise InvalidRequestError(f"{where}.content must be a string, a list of parts or null, got "
+                                  f"{type(content).__name__}", f"{where}.content")
+    if role == "tool" and not isinstance(m.get("tool_call_id"), str):
+        raise InvalidRequestError(f"{where}.tool_call_id is required for role 'tool'", f"{where}.tool_call_id")
+    calls = m.get("tool_calls")
+    if calls is not None:
+        if role != "assistant" or not isinstance(calls, list):
+            raise InvalidRequestError(f"{where}.tool_calls must be a list on an assistant message",
+                                      f"{where}.tool_calls")
+        for j, tc in enumerate(calls):
+            fn = tc.get("function") if isinstance(tc, dict) else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) \
+                    or not isinstance(fn.get("arguments", ""), str) or not isinstance(tc.get("id"), str):
+                raise InvalidRequestError(f"{where}.tool_calls[{j}] needs id and function.name/arguments (strings)",
+                                          f"{where}.tool_calls[{j}]")
+
+
+__all__ = ["ROLES", "check_messages"]

@@ -1,0 +1,48 @@
+"""The shared message check: what passes, and the param each malformed shape names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelplex.errors import InvalidRequestError
+from modelplex.messages import check_messages
+
+OK: list[list[dict[str, Any]]] = [
+    [{"role": "user", "content": "hi"}],
+    [{"role": "system", "content": "be brief"}, {"role": "developer", "content": "x"},
+     {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "u"}}]}],
+    [{"role": "user", "content": "weather?"},
+     {"role": "assistant", "content": None,
+      "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+     {"role": "tool", "tool_call_id": "c1", "content": "sunny"}],
+    [{"role": "user", "content": "hi", "name": "ann"}],
+]
+
+
+@pytest.mark.parametrize("messages", OK)
+def test_well_formed_messages_pass_unchanged(messages: list[dict[str, Any]]) -> None:
+    assert check_messages(messages) is messages
+
+
+@pytest.mark.parametrize("messages, param, words", [
+    (None, "messages", "got NoneType"),
+    ([], "messages", "got an empty list"),
+    ("hello", "messages", "for one prompt, pass"),
+    (["hello"], "messages[0]", "must be an object, got str"),
+    ([{"role": "x", "content": "a"}], "messages[0].role", "got 'x'"),
+    ([{"content": "a"}], "messages[0].role", "got None"),
+    ([{"role": "user"}], "messages[0].content", "required for role 'user'"),
+    ([{"role": "user", "content": 5}], "messages[0].content", "got int"),
+    ([{"role": "user", "content": ["text"]}], "messages[0].content[0]", "with a 'type'"),
+    ([{"role": "user", "content": "a"}, {"role": "tool", "content": "r"}], "messages[1].tool_call_id", "required"),
+    ([{"role": "user", "content": "a", "tool_calls": []}], "messages[0].tool_calls", "assistant message"),
+    ([{"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "f"}}]}],
+     "messages[0].tool_calls[0]", "needs id"),
+])
+def test_malformed_messages_name_the_part(messages: Any, param: str, words: str) -> None:
+    with pytest.raises(InvalidRequestError) as e:
+        check_messages(messages)
+    assert e.value.param == param and words in str(e.value)
+    assert isinstance(e.value, ValueError)
