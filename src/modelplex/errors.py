@@ -79,6 +79,11 @@ class NoCandidatesError(ModelplexError):
         super().__init__(message)
 
 
+class ModelNotAllowedError(NoCandidatesError):
+    """The request's plan had targets, but none is in the caller's ``allowed_models`` (an API key's
+    allow-list). ``rejected`` names the models left out."""
+
+
 class ProviderNotConfiguredError(ModelplexError):
     """The model's provider has no credentials. Names the variable to set."""
 

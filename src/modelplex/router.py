@@ -19,8 +19,9 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from modelplex.errors import (
     BudgetExceededError,
     ContentPolicyError,
     ContextWindowExceededError,
+    ModelNotAllowedError,
     ModelplexError,
     NoCandidatesError,
     ProviderError,
@@ -103,6 +105,8 @@ class _Call:
     plan_args: dict[str, Any] = field(default_factory=dict)
     """The planner arguments, kept so that a budget downgrade can re-plan the same request once."""
     downgraded: bool = False
+    allowed_models: tuple[str, ...] | None = None
+    """Glob patterns over catalog ids that every target must match (``None``: no restriction)."""
 
 
 class Router:
@@ -212,7 +216,8 @@ class Router:
                   task: str | None, requirements: Requirements | Mapping[str, Any] | None,
                   strategy: str | None, user: str | None, request_id: str | None, tags: list[str] | None,
                   api_key_id: str | None, timeout: float | None, context: Mapping[str, Any] | None,
-                  needs: HardNeeds, kind: str, downgrade: bool = False) -> _Call:
+                  needs: HardNeeds, kind: str, downgrade: bool = False,
+                  allowed_models: Sequence[str] | None = None) -> _Call:
         rid = request_id or new_request_id()
         msgs = list(messages or [])
         if isinstance(requirements, Mapping):
@@ -229,7 +234,8 @@ class Router:
             model=model, task=task, requirements=requirements, strategy=strategy, user=user, request_id=rid,
             needs=needs, input_tokens=prompt_bytes // 4, message_count=len(msgs), artifacts=artifacts_n,
             requires_creative_writing=bool(ctx.get("requires_creative_writing")))
-        plan = self.planner.plan(**plan_args, downgrade=downgrade)
+        allowed = _allow_patterns(allowed_models)
+        plan = _restrict(self.planner.plan(**plan_args, downgrade=downgrade), allowed)
         if not plan.targets:
             if plan.explicit and plan.dropped:
                 mid, why = next(iter(plan.dropped.items()))
@@ -242,7 +248,8 @@ class Router:
         now = self.clock.now()
         deadline = now + (timeout or self.config.routing.deadline)
         return _Call(rid, msgs, merged, plan, user, api_key_id, list(tags or []), deadline, now, self.clock.wall(),
-                     kind, prompt_bytes=prompt_bytes, plan_args=plan_args, downgraded=downgrade)
+                     kind, prompt_bytes=prompt_bytes, plan_args=plan_args, downgraded=downgrade,
+                     allowed_models=allowed)
 
     def _input_tokens(self, call: _Call, spec: ModelSpec) -> int:
         if call.input_estimate is None:
@@ -419,7 +426,8 @@ class Router:
         except BudgetDowngradeSignal as signal:
             if call.downgraded:
                 raise signal.as_rejection() from None
-            plan = self.planner.plan(**call.plan_args, downgrade=True)
+            plan = _restrict(self.planner.plan(**call.plan_args, downgrade=True), call.allowed_models,
+                             refuse=False)
             if not plan.targets:
                 raise signal.as_rejection() from None
             log.info("budget_downgrade request_id=%s scope=%s needed_usd=%.6f: re-planned (%s)",
@@ -544,21 +552,24 @@ class Router:
                         strategy: str | None = None, user: str | None = None, tags: list[str] | None = None,
                         request_id: str | None = None, api_key_id: str | None = None,
                         timeout: float | None = None, context: Mapping[str, Any] | None = None,
-                        response_model: type | None = None, **params: Any) -> Response:
-        """Complete a chat request. Name a ``task``, ``requirements`` or a ``model`` (or none: ``auto``)."""
+                        response_model: type | None = None, allowed_models: Sequence[str] | None = None,
+                        **params: Any) -> Response:
+        """Complete a chat request. Name a ``task``, ``requirements`` or a ``model`` (or none: ``auto``).
+        ``allowed_models`` (glob patterns over catalog ids, such as an API key's allow-list) keeps only
+        the targets it matches, fallbacks included; ``ModelNotAllowedError`` when it matches none."""
         if response_model is not None:
             from modelplex.structured import complete_structured
 
             return await complete_structured(self, messages or [], response_model, model=model, task=task,
                                              requirements=requirements, strategy=strategy, user=user, tags=tags,
                                              request_id=request_id, api_key_id=api_key_id, timeout=timeout,
-                                             context=context, **params)
+                                             context=context, allowed_models=allowed_models, **params)
         needs = _needs_of(check_messages(messages), params)
         try:
             call = self._new_call(messages, params, model=model, task=task, requirements=requirements,
                                   strategy=strategy, user=user, request_id=request_id, tags=tags,
                                   api_key_id=api_key_id, timeout=timeout, context=context, needs=needs,
-                                  kind="chat")
+                                  kind="chat", allowed_models=allowed_models)
         except BudgetExceededError:
             raise
         return await self._complete_call(call)
@@ -607,14 +618,15 @@ class Router:
                       strategy: str | None = None, user: str | None = None, tags: list[str] | None = None,
                       request_id: str | None = None, api_key_id: str | None = None,
                       timeout: float | None = None, context: Mapping[str, Any] | None = None,
-                      **params: Any) -> AsyncIterator[StreamChunk]:
+                      allowed_models: Sequence[str] | None = None, **params: Any) -> AsyncIterator[StreamChunk]:
         """Stream a chat request. Retries and fallbacks happen only before the first chunk reaches the
         caller; after it, a broken stream raises ``StreamInterruptedError`` with the partial usage.
-        The last chunk carries ``usage`` and ``cost_usd``."""
+        The last chunk carries ``usage`` and ``cost_usd``. ``allowed_models`` as in ``acomplete``."""
         needs = _needs_of(check_messages(messages), params)
         call = self._new_call(messages, params, model=model, task=task, requirements=requirements,
                               strategy=strategy, user=user, request_id=request_id, tags=tags,
-                              api_key_id=api_key_id, timeout=timeout, context=context, needs=needs, kind="stream")
+                              api_key_id=api_key_id, timeout=timeout, context=context, needs=needs, kind="stream",
+                              allowed_models=allowed_models)
         idle = self.config.routing.stream_idle_timeout
 
         async def send(adapter: Adapter, spec: ModelSpec, params: dict[str, Any], tmo: float
@@ -704,13 +716,14 @@ class Router:
 
     async def aembed(self, input: list[str] | str, *, model: str | None = None, task: str | None = None,
                      user: str | None = None, tags: list[str] | None = None, request_id: str | None = None,
-                     api_key_id: str | None = None, timeout: float | None = None, **params: Any
-                     ) -> EmbeddingResponse:
+                     api_key_id: str | None = None, timeout: float | None = None,
+                     allowed_models: Sequence[str] | None = None, **params: Any) -> EmbeddingResponse:
         texts = [input] if isinstance(input, str) else list(input)
         msgs: list[Message] = [{"role": "user", "content": t} for t in texts]
         call = self._new_call(msgs, params, model=model, task=task if model is None else None, requirements=None,
                               strategy=None, user=user, request_id=request_id, tags=tags, api_key_id=api_key_id,
-                              timeout=timeout, context=None, needs=HardNeeds(embedding=True), kind="embedding")
+                              timeout=timeout, context=None, needs=HardNeeds(embedding=True), kind="embedding",
+                              allowed_models=allowed_models)
 
         async def send(adapter: Adapter, spec: ModelSpec, params: dict[str, Any], tmo: float) -> EmbeddingResponse:
             req = EmbedRequest(input=texts, params=params, request_id=call.request_id)
@@ -764,7 +777,7 @@ class Router:
     def count_tokens(self, messages: list[Message], *, model: str | None = None, task: str | None = None,
                      requirements: Requirements | Mapping[str, Any] | None = None, strategy: str | None = None,
                      user: str | None = None, tools: list[dict[str, Any]] | None = None,
-                     **params: Any) -> tuple[ModelSpec, TokenCount]:
+                     allowed_models: Sequence[str] | None = None, **params: Any) -> tuple[ModelSpec, TokenCount]:
         """The prompt tokens of a request, counted for the model that would answer it first: the request
         is planned exactly as ``acomplete`` would plan it (task, requirements or model, the enabled
         providers), and the first target the attempt loop would not skip (the token pre-check, a
@@ -777,7 +790,8 @@ class Router:
             params["tools"] = tools
         call = self._new_call(messages, params, model=model, task=task, requirements=requirements,
                               strategy=strategy, user=user, request_id=None, tags=None, api_key_id=None,
-                              timeout=None, context=None, needs=_needs_of(check_messages(messages), params), kind="chat")
+                              timeout=None, context=None, needs=_needs_of(check_messages(messages), params), kind="chat",
+                              allowed_models=allowed_models)
         targets = call.plan.targets
         spec = next((t for t in targets if self._skip_reason(call, t, 0) is None), targets[0])
         return spec, count_messages(call.messages, spec, tools=tools or None)
@@ -857,6 +871,36 @@ def _needs_of(messages: list[Message], params: Mapping[str, Any]) -> HardNeeds:
 
 
 _NO_NEEDS = HardNeeds()
+
+
+def _allow_patterns(allowed_models: Sequence[str] | None) -> tuple[str, ...] | None:
+    """``allowed_models`` as a tuple of glob patterns, or ``None`` when it restricts nothing."""
+    if allowed_models is None:
+        return None
+    if isinstance(allowed_models, str):
+        raise TypeError("allowed_models must be a list of glob patterns, not a string")
+    patterns = tuple(allowed_models)
+    return None if "*" in patterns else patterns
+
+
+def _restrict(plan: RoutePlan, allowed: tuple[str, ...] | None, *, refuse: bool = True) -> RoutePlan:
+    """``plan`` (the caller's own copy) without the targets ``allowed`` does not match, fallbacks
+    included. With ``refuse``, a plan that had targets and keeps none raises ``ModelNotAllowedError``."""
+    if allowed is None or not plan.targets:
+        return plan
+    kept = [t for t in plan.targets if any(fnmatchcase(t.id, p) for p in allowed)]
+    if len(kept) == len(plan.targets):
+        return plan
+    kept_ids = {t.id for t in kept}
+    left_out = {t.id: "not in the allowed models" for t in plan.targets if t.id not in kept_ids}
+    if not kept and refuse:
+        raise ModelNotAllowedError(
+            f"none of the models this request routes to is allowed ({', '.join(left_out)}; allowed: "
+            f"{', '.join(allowed) or 'none'})", left_out)
+    plan.primary = sum(1 for t in plan.targets[:plan.primary] if t.id in kept_ids)
+    plan.targets = kept
+    plan.dropped.update(left_out)
+    return plan
 
 
 def _fallback_used(call: _Call, spec: ModelSpec | None) -> bool:

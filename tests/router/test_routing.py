@@ -407,3 +407,21 @@ async def test_malformed_messages_raise_invalid_request_before_anything_is_sent(
         with pytest.raises(InvalidRequestError):
             r.count_tokens(bad, task="work")  # type: ignore[arg-type]
     assert wire_models(fake) == []
+
+
+async def test_allowed_models_keep_only_matching_targets_fallbacks_included(make_router, fake):
+    from modelplex.errors import ModelNotAllowedError, NoCandidatesError
+
+    r = make_router(tasks={"work": {"models": ["alpha/small", "beta/mid", "alpha/large"]}},
+                    routing={"retry": {"max_retries_per_target": 0}})
+    resp = await r.acomplete(MSGS, task="work", allowed_models=["beta/*"])
+    assert resp.model == "beta/mid" and targets(resp) == [("beta/mid", "success")]
+    fake.plan.fail_next(Fault("server_error"), times=1, model="small")
+    resp = await r.acomplete(MSGS, task="work", allowed_models=["alpha/*"])  # falls back within the list
+    assert targets(resp) == [("alpha/small", "error"), ("alpha/large", "success")]
+    with pytest.raises(ModelNotAllowedError) as e:
+        await r.acomplete(MSGS, task="work", allowed_models=["gamma/*"])
+    assert isinstance(e.value, NoCandidatesError) and set(e.value.rejected) >= {"alpha/small", "beta/mid"}
+    assert (await r.acomplete(MSGS, task="work", allowed_models=["*"])).model == "alpha/small"
+    with pytest.raises(TypeError):
+        await r.acomplete(MSGS, task="work", allowed_models="beta/*")  # type: ignore[arg-type]

@@ -405,3 +405,34 @@ def test_cors_middleware_applies_to_the_serving_routes(live) -> None:
         assert "x-modelplex-model" in r.headers["access-control-expose-headers"]
         pre = h.options("/v1/chat/completions", headers={**origin, "access-control-request-method": "POST"})
         assert pre.status_code == 200
+
+
+def test_a_keys_model_allow_list_also_bounds_what_tasks_and_auto_route_to(live) -> None:
+    gw = live(tasks={"mixed": {"models": ["fakeclaude/sonnet", "fakeai/large"]},
+                     "claude_only": {"models": ["fakeclaude/sonnet"]}})
+    openai_only = client(gw, gw.create_key(allowed_models=["fakeai/*"]))
+    # the task's first model is outside the list: the request is served by the allowed one
+    r = openai_only.chat.completions.with_raw_response.create(model="task:mixed", messages=MSG)
+    assert r.parse().model == "fakeai/large"
+    for model in ("auto", "task:mixed"):
+        assert openai_only.chat.completions.create(model=model, messages=MSG).model.startswith("fakeai/")
+    # the task's only model is outside the list: its fallbacks inside the list serve it
+    before = len([c for c in gw.fake.captured if c.protocol == "anthropic"])
+    assert openai_only.chat.completions.create(model="task:claude_only", messages=MSG).model.startswith("fakeai/")
+    assert len([c for c in gw.fake.captured if c.protocol == "anthropic"]) == before
+    # nothing the request routes to is allowed: 403, nothing sent
+    elsewhere = client(gw, gw.create_key(allowed_models=["other/*"]))
+    sent = len(gw.fake.captured)
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        elsewhere.chat.completions.create(model="task:claude_only", messages=MSG)
+    assert e.value.body["code"] == "model_not_allowed" and "fakeclaude/sonnet" in e.value.body["message"]
+    with pytest.raises(openai.PermissionDeniedError):
+        list(elsewhere.chat.completions.create(model="auto", messages=MSG, stream=True))
+    with pytest.raises(openai.PermissionDeniedError):
+        elsewhere.embeddings.create(model="task:embedding", input=["a"])
+    assert len(gw.fake.captured) == sent
+    # a task-only key (no model may be named) still routes its tasks anywhere
+    task_only = client(gw, gw.create_key(allowed_models=[], allowed_tasks=["claude_only"]))
+    assert task_only.chat.completions.create(model="task:claude_only", messages=MSG).model == "fakeclaude/sonnet"
+    with pytest.raises(openai.PermissionDeniedError):
+        task_only.chat.completions.create(model="fakeai/small", messages=MSG)

@@ -52,6 +52,7 @@ from modelplex.errors import (
     ContentPolicyError,
     ContextWindowExceededError,
     InvalidRequestError,
+    ModelNotAllowedError,
     NoCandidatesError,
     NotFoundError,
     PermissionDeniedError,
@@ -138,6 +139,9 @@ def classify(exc: BaseException, secrets: Iterable[str] = ()) -> ErrorInfo:
                          "cannot be used", "model_not_available", "model")
     if isinstance(exc, InvalidRequestError):
         return ErrorInfo(400, "invalid_request_error", str(exc), None, exc.param)
+    if isinstance(exc, ModelNotAllowedError):
+        return ErrorInfo(403, "permission_error", f"This API key may not use the models this request routes to: "
+                         f"{_one_line(str(exc))}", "model_not_allowed", "model")
     if isinstance(exc, NoCandidatesError):
         return ErrorInfo(400, "invalid_request_error", _one_line(str(exc)), "no_candidates", None,
                          extra=(("rejected", dict(list(exc.rejected.items())[:20])),))

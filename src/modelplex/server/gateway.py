@@ -272,6 +272,7 @@ class Gateway:
             tags.append("no_prompt_logging")
         if tags:
             kw["tags"] = tags
+        kw.update(allowed_models_kwarg(principal))
         return kw
 
     def ext_task_target(self, target: Target, ext: Extension) -> Target:
@@ -373,5 +374,16 @@ def fallback_from_attempts(attempts: list[Attempt], model: str | None) -> bool:
     return any(a.target != model for a in attempts if a.outcome != "success")
 
 
-__all__ = ["Admission", "Extension", "Gateway", "estimate_tokens", "fallback_from_attempts",
+
+def allowed_models_kwarg(principal: Principal) -> dict[str, Any]:
+    """``{"allowed_models": ...}`` when the key's model allow-list names models, else ``{}``: the router
+    then keeps only the targets the list matches, fallbacks included. ``["*"]`` restricts nothing, and
+    an empty list (a task-only key: it may not name models) leaves routed requests to the task
+    allow-list."""
+    key = principal.key
+    if key is None or not key.allowed_models or "*" in key.allowed_models:
+        return {}
+    return {"allowed_models": key.allowed_models}
+
+__all__ = ["Admission", "Extension", "Gateway", "allowed_models_kwarg", "estimate_tokens", "fallback_from_attempts",
            "format_usd", "parse_requirements", "stream_extension"]

@@ -37,7 +37,13 @@ from modelplex.server.errors import (
     openai_error_object,
     retry_after_header,
 )
-from modelplex.server.gateway import Extension, estimate_tokens, fallback_from_attempts, stream_extension
+from modelplex.server.gateway import (
+    Extension,
+    allowed_models_kwarg,
+    estimate_tokens,
+    fallback_from_attempts,
+    stream_extension,
+)
 from modelplex.server.http import (
     DisconnectWatch,
     Receive,
@@ -499,6 +505,7 @@ class Embeddings:
                 kw["model"] = target.name
             elif target.kind == "task":
                 kw["task"] = target.name
+            kw.update(allowed_models_kwarg(principal))
             admission = await gw.admit(principal, estimate_tokens(len(body), 0))
             resp = await gw.router.aembed(texts, **kw, **params)
             payload = {"object": "list",
