@@ -557,6 +557,7 @@ class Router:
         """Complete a chat request. Name a ``task``, ``requirements`` or a ``model`` (or none: ``auto``).
         ``allowed_models`` (glob patterns over catalog ids, such as an API key's allow-list) keeps only
         the targets it matches, fallbacks included; ``ModelNotAllowedError`` when it matches none."""
+        check_messages(messages)
         if response_model is not None:
             from modelplex.structured import complete_structured
 
@@ -564,7 +565,7 @@ class Router:
                                              requirements=requirements, strategy=strategy, user=user, tags=tags,
                                              request_id=request_id, api_key_id=api_key_id, timeout=timeout,
                                              context=context, allowed_models=allowed_models, **params)
-        needs = _needs_of(check_messages(messages), params)
+        needs = _needs_of(messages, params)  # type: ignore[arg-type]  # checked above
         try:
             call = self._new_call(messages, params, model=model, task=task, requirements=requirements,
                                   strategy=strategy, user=user, request_id=request_id, tags=tags,

@@ -425,3 +425,15 @@ async def test_allowed_models_keep_only_matching_targets_fallbacks_included(make
     assert (await r.acomplete(MSGS, task="work", allowed_models=["*"])).model == "alpha/small"
     with pytest.raises(TypeError):
         await r.acomplete(MSGS, task="work", allowed_models="beta/*")  # type: ignore[arg-type]
+
+
+async def test_a_malformed_request_with_response_model_names_the_callers_message(make_router):
+    from modelplex.errors import InvalidRequestError
+
+    class Out(BaseModel):
+        a: str
+
+    r = make_router(tasks={"work": {"models": ["alpha/small"]}})
+    with pytest.raises(InvalidRequestError) as e:
+        await r.acomplete("hello", task="work", response_model=Out)  # type: ignore[arg-type]
+    assert e.value.param == "messages"
