@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from modelplex.catalog.validation import FLOAT_RANGES, TEMPERATURE_RANGES
 from modelplex.ids import new_request_id
 from modelplex.server.auth import check_target
 from modelplex.server.errors import (
@@ -49,6 +50,9 @@ from modelplex.types import Response, StreamChunk, Usage
 
 if TYPE_CHECKING:
     from modelplex.server.gateway import Gateway
+
+_SAMPLING_RANGES = (("temperature", TEMPERATURE_RANGES["anthropic"]), ("top_p", FLOAT_RANGES["top_p"]))
+"""The Messages API's bounds (the catalog's parameter validation holds them)."""
 
 _FIELDS = frozenset({"model", "messages", "system", "max_tokens", "stop_sequences", "temperature", "top_p",
                      "top_k", "tools", "tool_choice", "stream", "metadata", "thinking", "service_tier",
@@ -250,11 +254,11 @@ def to_router_request(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[
             messages.append(_convert_assistant(m.get("content"), where))
         else:
             raise _bad(f"{where}.role must be 'user' or 'assistant'", f"{where}.role")
-    for name in ("temperature", "top_p"):  # both in [0, 1] on the Messages API
+    for name, (low, high) in _SAMPLING_RANGES:
         v = data.get(name)
         if v is not None:
-            if not _is_num(v) or not 0 <= v <= 1:
-                raise _bad(f"'{name}' must be a number between 0 and 1", name)
+            if not _is_num(v) or not low <= v <= high:
+                raise _bad(f"'{name}' must be a number between {low:g} and {high:g}", name)
             params[name] = v
     top_k = data.get("top_k")
     if top_k is not None:
