@@ -35,6 +35,7 @@ from modelplex.errors import (
     BudgetExceededError,
     ContentPolicyError,
     ContextWindowExceededError,
+    InvalidRequestError,
     ModelNotAllowedError,
     ModelplexError,
     NoCandidatesError,
@@ -285,8 +286,13 @@ class Router:
     def _prepare_params(self, spec: ModelSpec, params: dict[str, Any]) -> dict[str, Any]:
         protocol = self.providers[spec.provider].protocol
         kept, dropped = split_params(protocol, spec, params)
-        if dropped and not self.config.routing.drop_unsupported_params:
+        if dropped and (not self.config.routing.drop_unsupported_params or "dimensions" in dropped):
+            # a vector's length is part of the answer's contract, never a hint to drop
             raise UnsupportedParameterError(spec.id, dropped)
+        dims = kept.get("dimensions")
+        if dims is not None and spec.embedding_dimensions is not None and dims > spec.embedding_dimensions:
+            raise InvalidRequestError(f"'dimensions' {dims} exceeds {spec.id}'s {spec.embedding_dimensions}",
+                                      param="dimensions")
         return kept
 
     def _skip_reason(self, call: _Call, spec: ModelSpec, min_context: int) -> tuple[str, str] | None:

@@ -25,6 +25,8 @@ def by_param_name(protocol: str, s: ModelSpec | None) -> frozenset[str]:
     if s is not None:
         extra = set(s.param_mappings) - set(PARAMS)
         names |= extra if s.supported_params is None else extra & set(s.supported_params)
+        if s.mode != "embedding":
+            names -= {"dimensions"}
     return frozenset(names)
 
 
@@ -37,6 +39,8 @@ SPECS: list[ModelSpec | None] = [
          param_mappings={"max_tokens": "max_completion_tokens", "reasoning_effort": "effort"}),
     spec(param_mappings={"top_k": "top_k", "verbosity": "text.verbosity"}),  # a name the protocol lacks
     spec(supported_params=frozenset()),
+    spec("openai/text-embedding-3-small", mode="embedding", embedding_dimensions=1536),
+    spec("openai/text-embedding-ada-002", mode="embedding", supported_params=frozenset({"user", "timeout"})),
 ]
 
 
@@ -105,5 +109,17 @@ def test_short_lived_specs_never_inherit_an_answer() -> None:
     for i in range(300):
         allowed = frozenset(names[j] for j in range(len(names)) if (i >> (j % 9)) & 1)
         s = spec(supported_params=allowed)
-        assert supported("openai", s) == P._supported("openai", s) == allowed & P._supported("openai", None)
+        chat_params = P._supported("openai", None) - P.EMBEDDING_ONLY  # ``spec`` makes a chat model
+        assert supported("openai", s) == P._supported("openai", s) == allowed & chat_params
         del s
+
+
+def test_dimensions_belong_to_embedding_models_only() -> None:
+    embed = spec("openai/text-embedding-3-small", mode="embedding", embedding_dimensions=1536)
+    assert "dimensions" in supported("openai", embed)
+    assert param_name("gemini", spec("gemini/gemini-embedding-001", mode="embedding"), "dimensions") == \
+        "output_dimensionality"
+    assert param_name("anthropic", None, "dimensions") is None
+    chat = spec("openai/gpt-4o")
+    assert "dimensions" not in supported("openai", chat) and param_name("openai", chat, "dimensions") is None
+    assert split_params("openai", chat, {"dimensions": 8}) == ({}, {"dimensions": 8})

@@ -14,11 +14,13 @@ from modelplex.errors import (
     AllAttemptsFailedError,
     BadRequestError,
     ContextWindowExceededError,
+    InvalidRequestError,
     NoCandidatesError,
     ProviderNotConfiguredError,
     StreamInterruptedError,
     UnknownModelError,
     UnknownTaskError,
+    UnsupportedParameterError,
 )
 from modelplex.resilience.breaker import BreakerState
 from modelplex.router import Router
@@ -356,6 +358,25 @@ async def test_embeddings_route_to_an_embedding_model(make_router):
     r = make_router()
     e = await r.aembed(["one", "two"])
     assert e.model == "alpha/embed" and len(e.embeddings) == 2 and e.cost_usd >= 0
+
+
+async def test_embedding_dimensions_reach_the_provider_and_are_never_dropped(make_router, fake, secret_key):
+    r = make_router()
+    e = await r.aembed(["one"], model="alpha/embed", dimensions=4)
+    assert fake.captured[-1].json["dimensions"] == 4 and len(e.embeddings[0]) == 4
+    sent = len(fake.captured)
+    with pytest.raises(InvalidRequestError) as too_many:  # more than the model's 8
+        await r.aembed(["one"], model="alpha/embed", dimensions=9)
+    assert too_many.value.param == "dimensions"
+    # a model with fixed-length vectors refuses the parameter even though unsupported ones are dropped
+    fixed = Router.from_config({"providers": {"openai": {"base_url": fake.base_url + "/v1", "api_key": secret_key}}},
+                               env={})
+    try:
+        with pytest.raises(UnsupportedParameterError, match="dimensions"):
+            await fixed.aembed(["one"], model="openai/text-embedding-ada-002", dimensions=256)
+    finally:
+        await fixed.aclose()
+    assert len(fake.captured) == sent  # nothing was sent
 
 
 async def test_callbacks_and_secrets(make_router, fake, caplog, secret_key):

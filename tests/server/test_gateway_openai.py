@@ -199,6 +199,16 @@ def test_embeddings_float_and_base64(live) -> None:
         assert got == pytest.approx(want, rel=1e-6, abs=1e-7)
 
 
+def test_embeddings_dimensions_shorten_the_vectors(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    resp = c.embeddings.create(model="fakeai/embed", input=["one", "two"], dimensions=4)
+    assert [len(d.embedding) for d in resp.data] == [4, 4]
+    with pytest.raises(openai.BadRequestError) as err:  # the model's vectors have 8
+        c.embeddings.create(model="fakeai/embed", input="one", dimensions=9)
+    assert err.value.body["param"] == "dimensions"
+
+
 def test_models_lists_enabled_models_and_tasks_filtered_by_the_key(live) -> None:
     gw = live()
     everything = client(gw, gw.create_key())

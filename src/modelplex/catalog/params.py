@@ -24,9 +24,12 @@ PARAMS: tuple[str, ...] = (
     "temperature", "top_p", "top_k", "max_tokens", "stop", "n", "seed", "frequency_penalty",
     "presence_penalty", "logprobs", "top_logprobs", "logit_bias", "user", "tools", "tool_choice",
     "parallel_tool_calls", "response_format", "reasoning_effort", "service_tier", "metadata",
-    "timeout",
+    "timeout", "dimensions",
 )
 """Every parameter a caller may pass, by its OpenAI name (``top_k`` from Anthropic/Gemini)."""
+
+EMBEDDING_ONLY: frozenset[str] = frozenset({"dimensions"})
+"""Parameters only embedding models take (``mode: embedding``); no chat model supports them."""
 
 _OPENAI: dict[str, str | None] = {p: p for p in PARAMS} | {"top_k": None, "timeout": "timeout"}
 
@@ -40,7 +43,7 @@ PROTOCOL_PARAMS: dict[str, dict[str, str | None]] = {
         "user": "metadata.user_id", "tools": "tools", "tool_choice": "tool_choice",
         "parallel_tool_calls": "tool_choice.disable_parallel_tool_use", "response_format": "output_format",
         "reasoning_effort": "thinking", "service_tier": "service_tier", "metadata": "metadata",
-        "timeout": "timeout",
+        "timeout": "timeout", "dimensions": None,
     },
     "gemini": {
         "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "max_tokens": "max_output_tokens",
@@ -50,6 +53,7 @@ PROTOCOL_PARAMS: dict[str, dict[str, str | None]] = {
         "tools": "function_declarations", "tool_choice": "function_calling_config",
         "parallel_tool_calls": None, "response_format": "response_mime_type",
         "reasoning_effort": "thinking_config", "service_tier": None, "metadata": "labels", "timeout": "timeout",
+        "dimensions": "output_dimensionality",
     },
     "bedrock": {
         "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "max_tokens": "max_tokens",
@@ -58,6 +62,7 @@ PROTOCOL_PARAMS: dict[str, dict[str, str | None]] = {
         "tools": "tool_config.tools", "tool_choice": "tool_config.tool_choice",
         "parallel_tool_calls": None, "response_format": "output_config", "reasoning_effort": "reasoning_config",
         "service_tier": "service_tier", "metadata": "request_metadata", "timeout": "timeout",
+        "dimensions": "dimensions",
     },
 }
 
@@ -75,6 +80,8 @@ def param_name(protocol: str, spec: ModelSpec | None, param: str) -> str | None:
     """The provider's name for ``param`` on this model, or ``None`` when unsupported."""
     if spec is not None:
         if spec.supported_params is not None and param not in spec.supported_params:
+            return None
+        if param in EMBEDDING_ONLY and spec.mode != "embedding":
             return None
         if param in spec.param_mappings:
             return spec.param_mappings[param]
@@ -105,6 +112,8 @@ def _supported(protocol: str, spec: ModelSpec | None) -> frozenset[str]:
         names |= set(spec.param_mappings)
         if spec.supported_params is not None:
             names &= set(spec.supported_params)
+        if spec.mode != "embedding":
+            names -= EMBEDDING_ONLY
     return frozenset(names)
 
 

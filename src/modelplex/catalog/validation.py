@@ -119,6 +119,13 @@ def _check_value(spec: ModelSpec, protocol: str, name: str, canonical: str, valu
             return ParameterIssue(name, "exceeds_output_limit",
                                   f"{name} {value} exceeds the model's output limit of {_fmt(spec.max_output_tokens)}")
         return None
+    if canonical == "dimensions":
+        if not _is_int(value) or value < 1:
+            return ParameterIssue(name, "invalid_value", f"{name} must be a positive integer, got {value!r}")
+        if spec.embedding_dimensions is not None and value > spec.embedding_dimensions:
+            return ParameterIssue(name, "invalid_value", f"{name} {value} exceeds the model's "
+                                                         f"{_fmt(spec.embedding_dimensions)} dimensions")
+        return None
     if canonical == "temperature":
         low, high = _temperature_range(spec, protocol)
         return _check_range(name, value, low, high)
