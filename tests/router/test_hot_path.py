@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from modelplex.catalog import load_catalog
+from modelplex.catalog import ModelSpec, load_catalog
+from modelplex.catalog.store import ModelDeprecatedWarning
 from modelplex.policy.planner import HardNeeds
 from modelplex.resilience.clock import FakeClock
 from modelplex.router import Router, _needs_of
@@ -225,7 +226,28 @@ async def test_needs_reach_the_plan(make_router: Any) -> None:
     assert [s.id for s in r.planner.plan(model="claude/sonnet", needs=_needs_of(MSGS, {})).targets] == [
         "claude/sonnet"]
     vision = r.planner.plan(model="claude/sonnet", needs=_needs_of(picture, {}))
-    assert vision.targets == [] and vision.dropped == {"claude/sonnet": "lacks a capability the request needs"}
+    assert vision.targets == [] and vision.dropped == {"claude/sonnet": "lacks vision (the request sends images)"}
     # and back: the plan without the need is not the memoized vision one
     assert [s.id for s in r.planner.plan(model="claude/sonnet", needs=_needs_of(MSGS, {})).targets] == [
         "claude/sonnet"]
+
+
+def test_a_dropped_target_names_what_it_lacks() -> None:
+    chat = ModelSpec(id="x/chat", provider="x", context_window=8_000, capabilities=["tool_calling"])
+    embed = ModelSpec(id="x/embed", provider="x", context_window=8_000, mode="embedding")
+    assert HardNeeds(embedding=True).missing(chat) == "not an embedding model"
+    assert HardNeeds().missing(embed) == "embedding model; the request is a chat completion"
+    assert HardNeeds(tool_calling=True, json=True, vision=True).missing(chat) == \
+        "lacks json_mode (the request asks for JSON) and vision (the request sends images)"
+
+
+async def test_a_deprecated_model_refused_for_a_need_is_named_beside_its_replacement() -> None:
+    r = Router.from_config({"providers": {"openai": {"api_key": "sk-test"}}}, env={})
+    try:
+        with pytest.warns(ModelDeprecatedWarning):
+            plan = r.planner.plan(model="openai/gpt-4o-mini", needs=HardNeeds(embedding=True))
+        replacement = r.catalog.migrate(r.catalog.get("openai/gpt-4o-mini")).id
+        assert plan.targets == [] and plan.dropped == {
+            replacement: "not an embedding model (in place of openai/gpt-4o-mini, which is deprecated)"}
+    finally:
+        await r.aclose()

@@ -60,6 +60,19 @@ class HardNeeds:
             return False
         return not (self.vision and "vision" not in caps)
 
+    def missing(self, spec: ModelSpec) -> str:
+        """Why ``spec`` cannot serve the request (for a spec ``allows`` refuses), naming what it lacks."""
+        if self.embedding:
+            return "not an embedding model"
+        if spec.mode != "chat":
+            return f"{spec.mode} model; the request is a chat completion"
+        caps = spec.capabilities
+        lacks = [name for name, needed, has in (
+            ("tool_calling (the request sends tools)", self.tool_calling, "tool_calling" in caps),
+            ("json_mode (the request asks for JSON)", self.json, "json_mode" in caps or "structured_output" in caps),
+            ("vision (the request sends images)", self.vision, "vision" in caps)) if needed and not has]
+        return "lacks " + " and ".join(lacks) if lacks else "lacks a capability the request needs"
+
     def as_requirements(self, base: Requirements | None = None) -> Requirements:
         base = base or Requirements()
         changes: dict[str, Any] = {}
@@ -251,8 +264,11 @@ class Planner:
             elif model in self.tasks and self.catalog.find(model) is None:
                 task = model
             else:
-                spec = self.catalog.migrate(self.catalog.get(model))
+                named = self.catalog.get(model)
+                spec = self.catalog.migrate(named)
                 targets, dropped = self._extend([spec], enabled, needs, universal=False)
+                if spec is not named and spec.id in dropped:
+                    dropped[spec.id] += f" (in place of {named.id}, which is deprecated)"
                 return RoutePlan(targets=targets, primary=1 if targets and targets[0].id == spec.id else 0,
                                  selection_reason=f"model {spec.id} requested explicitly", explicit=True,
                                  dropped=dropped)
@@ -434,7 +450,7 @@ class Planner:
             if s.provider not in enabled:
                 dropped[s.id] = f"provider {s.provider} not configured"
             elif not needs.allows(s):
-                dropped[s.id] = "lacks a capability the request needs"
+                dropped[s.id] = needs.missing(s)
             else:
                 out.append(s)
         return out, dropped
