@@ -106,11 +106,15 @@ def test_usage_filters_feedback_and_performance(live) -> None:
     assert len(gw.usage(limit=1)) == 1
     assert gw.usage(since=rows[-1]["ts"] + 1) == []
     assert len(gw.usage(since="2000-01-01T00:00:00Z")) == 3
+    assert len(gw.usage(since="7d")) == 3 and gw.usage(until="2000-01-01") == []  # as `modelplex usage` reads them
     with gw.http() as h:
         summary = h.get("/api/v1/usage", params={"user": "alice"}, headers=ADMIN_HEADERS).json()["summary"]
         assert summary["requests"] == 2 and summary["cost_usd"] > 0
-        for params in ({"limit": 0}, {"limit": "many"}, {"since": "yesterday"}, {"user": ""}):
+        for params in ({"limit": 0}, {"limit": "many"}, {"since": "yesterday"}, {"user": ""}, {"by": "model"},
+                       {"usr": "alice"}):
             assert h.get("/api/v1/usage", params=params, headers=ADMIN_HEADERS).status_code == 400, params
+        typo = h.get("/api/v1/usage", params={"usr": "alice"}, headers=ADMIN_HEADERS).json()["error"]
+        assert typo["param"] == "usr" and "expected limit, model, provider, since, task, until, user" in typo["message"]
         rid = first.id.removeprefix("chatcmpl-")
         r = h.post("/api/v1/feedback", headers=ADMIN_HEADERS, json={"request_id": rid, "score": 0.9,
                                                                    "comment": "good"})

@@ -23,7 +23,6 @@ Must not touch: the serving routes, the router's logic, storage internals.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import re
 import time
@@ -35,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelplex.accounting.reports import parse_when
 from modelplex.errors import ConfigError
 from modelplex.policy.strategies import resolve_strategy_name
 from modelplex.server.errors import (
@@ -158,7 +158,9 @@ def _query_text(request: Request, name: str) -> str | None:
     return _text(value, name)
 
 
-def _query_time(request: Request, name: str) -> float | None:
+def _query_time(request: Request, name: str, now: float) -> float | None:
+    """Epoch seconds, or what ``modelplex usage`` takes: ``7d``/``24h``/``30m`` before now, ``now``, an
+    ISO date or date-time (UTC unless it names an offset)."""
     value = request.query_params.get(name)
     if value is None or value == "":
         return None
@@ -166,12 +168,10 @@ def _query_time(request: Request, name: str) -> float | None:
         t = float(value)
     except ValueError:
         try:
-            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            return parse_when(value, now=now)
         except ValueError:
-            raise invalid_request(f"'{name}' must be epoch seconds or an ISO 8601 date-time", param=name) from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.UTC)
-        return parsed.timestamp()
+            raise invalid_request(f"'{name}' must be epoch seconds, a duration before now (7d, 24h, 30m), "
+                                  "'now', or an ISO 8601 date or date-time", param=name) from None
     if not math.isfinite(t):
         raise invalid_request(f"'{name}' must be a finite number", param=name)
     return t
@@ -272,11 +272,17 @@ async def put_settings(gw: Gateway, request: Request) -> Response:
 
 
 USAGE_FILTERS = ("model", "provider", "task", "user")
+_USAGE_PARAMS = frozenset({"since", "until", "limit", *USAGE_FILTERS})
 
 
 async def usage(gw: Gateway, request: Request) -> Response:
-    since = _query_time(request, "since")
-    until = _query_time(request, "until")
+    unknown = sorted(set(request.query_params) - _USAGE_PARAMS)
+    if unknown:
+        raise invalid_request(f"unknown query parameter(s): {', '.join(unknown)}; expected "
+                              f"{', '.join(sorted(_USAGE_PARAMS))}", param=unknown[0])
+    now = gw.router.clock.wall()
+    since = _query_time(request, "since", now)
+    until = _query_time(request, "until", now)
     limit = _query_limit(request)
     filters = {name: v for name in USAGE_FILTERS if (v := _query_text(request, name)) is not None}
     recorder = gw.router.recorder

@@ -185,8 +185,9 @@ _PATHS: dict[str, Any] = {
         "operationId": "getUsage", "tags": ["accounting"],
         "summary": "Stored usage records in [since, until), oldest first.",
         "parameters": [
-            _query("since", {"type": "number"}, "Epoch seconds (an ISO 8601 date-time is accepted too)."),
-            _query("until", {"type": "number"}, "Epoch seconds, exclusive (ISO 8601 accepted too)."),
+            _query("since", {"type": "string"}, "Epoch seconds, an ISO 8601 date or date-time, 'now', or a "
+                                               "duration before now (7d, 24h, 30m)."),
+            _query("until", {"type": "string"}, "Exclusive; the same forms as since."),
             _query("model", _TEXT, "Serving model id."),
             _query("provider", _TEXT, "Serving provider."),
             _query("task", _TEXT, "Task name."),
@@ -194,7 +195,7 @@ _PATHS: dict[str, Any] = {
             _query("limit", {"type": "integer", "minimum": 1, "maximum": 10_000}, "At most this many (default 100)."),
         ],
         "responses": {"200": _json(_ref("Usage"), "Matching records and their totals."),
-                      "400": _error("Bad query."), **_COMMON}}},
+                      "400": _error("Bad query, or a parameter not listed here."), **_COMMON}}},
     "/api/v1/budgets": {"get": {
         "operationId": "getBudgets", "tags": ["accounting"],
         "summary": "Every budget scope: limit, spent, reserved, remaining, reset time.",
