@@ -95,3 +95,34 @@ async def test_tools_are_normalized_across_protocols(router: Router, all_protoco
         assert resp.finish_reason == "tool_calls", provider
         assert [tc.name for tc in resp.tool_calls] == ["get_weather"], provider
         assert '"Oslo"' in resp.tool_calls[0].arguments, provider
+
+
+async def test_a_responses_only_model_is_called_through_the_responses_api(all_protocols: FakeProviderServer) -> None:
+    """A model the catalog marks ``endpoint: responses`` (as the LiteLLM importer marks OpenAI's *-pro and
+    *-codex models) goes to /v1/responses, with tools, their results and streams, and costs as any other."""
+    url = all_protocols.base_url
+    pro = {"id": "openai/gpt-x-pro", "context_window": 400_000, "max_output_tokens": 100_000,
+           "capabilities": ["tool_calling", "streaming", "system_messages", "reasoning"],
+           "pricing": {"input_per_mtok": 15.0, "output_per_mtok": 120.0}, "api_requirements": {"endpoint": "responses"}}
+    r = Router.from_config({"providers": {"openai": {"api_key": "sk-e2e", "base_url": url + "/v1"}},
+                            "models": [pro], "accounting": {"sink": "none"}}, env={})
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    try:
+        resp = await r.acomplete(MSGS, model="openai/gpt-x-pro", max_tokens=300, stop=["\n"])
+        sent = all_protocols.captured[-1]
+        assert sent.path == "/v1/responses" and sent.json["max_output_tokens"] == 300 and "stop" not in sent.json
+        assert sent.json["input"][0] == {"role": "system", "content": "Be brief."} and sent.json["store"] is False
+        assert resp.content and resp.usage.output_tokens > 0 and resp.cost_usd > 0
+        ask = [{"role": "user", "content": "What is the weather? Use get_weather."}]
+        called = await r.acomplete(ask, model="openai/gpt-x-pro", tools=tools)
+        assert called.finish_reason == "tool_calls" and called.tool_calls[0].name == "get_weather"
+        follow = [*ask, {"role": "assistant", "content": None, "tool_calls": [called.tool_calls[0].to_openai()]},
+                  {"role": "tool", "tool_call_id": called.tool_calls[0].id, "content": "sunny"}]
+        answered = await r.acomplete(follow, model="openai/gpt-x-pro", tools=tools)
+        assert answered.content and all_protocols.captured[-1].json["input"][-1] == {
+            "type": "function_call_output", "call_id": called.tool_calls[0].id, "output": "sunny"}
+        chunks = [c async for c in r.astream(MSGS, model="openai/gpt-x-pro")]
+        assert "".join(c.delta for c in chunks) and chunks[-1].usage is not None and chunks[-1].cost_usd > 0
+    finally:
+        await r.aclose()

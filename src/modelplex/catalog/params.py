@@ -31,6 +31,20 @@ PARAMS: tuple[str, ...] = (
 EMBEDDING_ONLY: frozenset[str] = frozenset({"dimensions"})
 """Parameters only embedding models take (``mode: embedding``); no chat model supports them."""
 
+RESPONSES_PARAMS: dict[str, str] = {
+    "temperature": "temperature", "top_p": "top_p", "max_tokens": "max_output_tokens", "tools": "tools",
+    "tool_choice": "tool_choice", "parallel_tool_calls": "parallel_tool_calls", "response_format": "text.format",
+    "reasoning_effort": "reasoning.effort", "user": "user", "metadata": "metadata", "service_tier": "service_tier",
+    "timeout": "timeout",
+}
+"""What a model served only by OpenAI's Responses API (``api_requirements.endpoint: responses``) takes, and
+the Responses field for it; it has no ``stop``, ``n``, ``seed``, penalties, ``logit_bias`` or ``logprobs``."""
+
+
+def responses_only(spec: ModelSpec | None) -> bool:
+    """Whether ``spec`` is served by OpenAI's Responses API instead of chat completions."""
+    return spec is not None and spec.api_requirements.get("endpoint") == "responses"
+
 _OPENAI: dict[str, str | None] = {p: p for p in PARAMS} | {"top_k": None, "timeout": "timeout"}
 
 PROTOCOL_PARAMS: dict[str, dict[str, str | None]] = {
@@ -85,6 +99,8 @@ def param_name(protocol: str, spec: ModelSpec | None, param: str) -> str | None:
             return None
         if param in spec.param_mappings:
             return spec.param_mappings[param]
+        if responses_only(spec) and protocol in ("openai", "azure"):
+            return RESPONSES_PARAMS.get(param)
     return PROTOCOL_PARAMS.get(protocol, _OPENAI).get(param)
 
 
@@ -114,6 +130,8 @@ def _supported(protocol: str, spec: ModelSpec | None) -> frozenset[str]:
             names &= set(spec.supported_params)
         if spec.mode != "embedding":
             names -= EMBEDDING_ONLY
+        if responses_only(spec) and protocol in ("openai", "azure"):
+            names &= RESPONSES_PARAMS.keys() | set(spec.param_mappings)
     return frozenset(names)
 
 

@@ -86,6 +86,13 @@ class AzureOpenAIAdapter(OpenAIAdapter):
     def embeddings_url(self, model: ModelSpec) -> str:
         return self._deployment_url(model, "embeddings")
 
+    def responses_url(self, model: ModelSpec) -> str:
+        """Azure serves the Responses API on its v1 path only (``model`` = the deployment), for either shape."""
+        return f"{self._endpoint}/openai/v1/responses"
+
+    def responses_model(self, model: ModelSpec) -> str:
+        return self.deployment(model)
+
     def models_url(self) -> str:
         if self.v1:
             return f"{self._endpoint}/openai/v1/models"

@@ -1,7 +1,8 @@
 """The OpenAI chat-completions protocol, for OpenAI and every OpenAI-compatible vendor.
 
 Owns: ``OpenAIAdapter`` (protocol ``"openai"``): request building for ``{base_url}/chat/completions``,
-``/embeddings`` and ``/models``, Bearer authentication (omitted when the provider has no key, as for
+``/embeddings`` and ``/models`` (and ``/responses`` for models served only by OpenAI's Responses API,
+``api_requirements.endpoint: responses``, through ``_responses_wire``), Bearer authentication (omitted when the provider has no key, as for
 Ollama or vLLM), and the wiring of the shared pure helpers in ``_openai_wire``. Vendors (OpenRouter,
 Groq, DeepSeek, Together, Ollama, vLLM ...) differ only by data: base URL, ``extra_headers`` (e.g.
 OpenRouter's ``HTTP-Referer``/``X-Title``) and ``profile`` (``stream_usage``, ``max_tokens_param``).
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from modelplex.catalog.params import responses_only
 from modelplex.providers import _openai_wire as wire
+from modelplex.providers import _responses_wire as rwire
 from modelplex.providers.base import Adapter, ProviderConfig, StreamDecoder, WireRequest, load_json_object
 
 if TYPE_CHECKING:
@@ -52,6 +55,14 @@ class OpenAIAdapter(Adapter):
     def embeddings_url(self, model: ModelSpec) -> str:
         return f"{self._base}/embeddings"
 
+    def responses_url(self, model: ModelSpec) -> str:
+        """Where a model served only by the Responses API (``endpoint: responses``) is called."""
+        return f"{self._base}/responses"
+
+    def responses_model(self, model: ModelSpec) -> str:
+        """The Responses body's ``model`` field (always present on that API)."""
+        return model.api_model
+
     def models_url(self) -> str:
         return f"{self._base}/models"
 
@@ -83,17 +94,25 @@ class OpenAIAdapter(Adapter):
         return h
 
     def chat_to_wire(self, req: ChatRequest, model: ModelSpec) -> WireRequest:
-        body, dropped = wire.build_chat_body(self.protocol, req, model, model_field=self.body_model(model),
-                                             profile=self.provider.profile)
+        if responses_only(model):
+            body, dropped = rwire.build_responses_body(self.protocol, req, model,
+                                                       model_field=self.responses_model(model))
+            url = self.responses_url(model)
+        else:
+            body, dropped = wire.build_chat_body(self.protocol, req, model, model_field=self.body_model(model),
+                                                 profile=self.provider.profile)
+            url = self.chat_url(model)
         if dropped:
             log.debug("%s: dropping parameters %s unsupported by %s", self.provider.name, sorted(dropped), model.id)
-        return WireRequest("POST", self.chat_url(model), self.headers(req.extra_headers),
-                           wire.dumps(body))
+        return WireRequest("POST", url, self.headers(req.extra_headers), wire.dumps(body))
 
     def chat_from_wire(self, payload: bytes, model: ModelSpec, headers: Mapping[str, str] | None = None
                        ) -> Response:
         invalid = self._invalidator(model)  # one for the body check and the parse
         data = load_json_object(payload, invalid)
+        if responses_only(model):
+            return rwire.parse_response(data, model_id=model.id, provider=self.provider.name, invalid=invalid,
+                                        classify_error=self._event_classifier(model))
         if "choices" not in data and data.get("error") is not None:
             # OpenRouter reports some failures in-band with a 200
             err = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
@@ -107,11 +126,14 @@ class OpenAIAdapter(Adapter):
                              model=model.id, secrets=self.provider.secrets())
 
     def new_stream_decoder(self, model: ModelSpec, req: ChatRequest) -> StreamDecoder:
+        if responses_only(model):
+            return rwire.ResponsesStreamDecoder(self._event_classifier(model), self._invalidator(model))
+        return wire.OpenAIStreamDecoder(self._event_classifier(model), self._invalidator(model))
+
+    def _event_classifier(self, model: ModelSpec) -> Callable[[dict[str, Any]], ProviderError]:
+        """The typed error for an error object that came in a 200 body or a stream event."""
         name, secrets = self.provider.name, self.provider.secrets()
-        return wire.OpenAIStreamDecoder(
-            lambda err: wire.classify(None, None, err, provider=name, model=model.id, secrets=secrets),
-            self._invalidator(model),
-        )
+        return lambda err: wire.classify(None, None, err, provider=name, model=model.id, secrets=secrets)
 
     def embed_to_wire(self, req: EmbedRequest, model: ModelSpec) -> WireRequest:
         body = wire.build_embed_body(list(req.input), req.params, model_field=self.body_model(model))

@@ -3,7 +3,8 @@
 Owns: ``add_routes(app, server)``, which serves
 
 * OpenAI (protocol ``"openai"`` in the fault plan): ``POST /v1/chat/completions``, ``POST /v1/embeddings``,
-  ``GET /v1/models``;
+  ``GET /v1/models``, and ``POST /v1/responses`` (the Responses API, rendered by ``fake_responses``; Azure
+  serves it on ``/openai/v1/responses``);
 * Azure (protocol ``"azure"``): ``POST /openai/deployments/{deployment}/chat/completions`` and
   ``.../embeddings`` and ``GET /openai/models`` (each needs ``api-version``, else a 404 as Azure answers),
   and the v1 API ``POST /openai/v1/chat/completions``, ``/openai/v1/embeddings``, ``GET /openai/v1/models``.
@@ -49,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 from aiohttp import web
 
+from modelplex.testing import fake_responses
 from modelplex.testing.server import approx_tokens
 from modelplex.types import message_text
 
@@ -88,6 +90,8 @@ def add_routes(app: web.Application, server: FakeProviderServer) -> None:
     r.add_post("/openai/v1/chat/completions", fake.chat_azure_v1)
     r.add_post("/openai/v1/embeddings", fake.embeddings_azure_v1)
     r.add_get("/openai/v1/models", fake.models_azure_v1)
+    r.add_post("/v1/responses", fake.responses_openai)
+    r.add_post("/openai/v1/responses", fake.responses_azure_v1)
 
 
 # ----------------------------------------------------------------------------------------- content
@@ -466,6 +470,77 @@ class FakeOpenAI:
                        "usage": usage}
                 await resp.write(b"data: " + orjson.dumps(obj) + b"\n\n")
             await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+        except (ConnectionResetError, ConnectionError):  # the client went away
+            pass
+        return resp
+
+    # ------------------------------------------------------------------ the Responses API
+
+    async def responses_openai(self, request: web.Request) -> web.StreamResponse:
+        return await self._responses(request, "openai")
+
+    async def responses_azure_v1(self, request: web.Request) -> web.StreamResponse:
+        return await self._responses(request, "azure")
+
+    async def _responses(self, request: web.Request, flavor: Flavor) -> web.StreamResponse:
+        """``POST /v1/responses``: the same replies, faults and usage as chat completions, in the Responses
+        API's shapes (``fake_responses``)."""
+        raw = await request.read()
+        body = _loads(raw)
+        if not isinstance(body, dict):
+            return self._error(flavor, 400, "We could not parse the JSON body of your request.",
+                               "invalid_request_error")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return self._error(flavor, 400, "Missing required parameter: 'model'.", "invalid_request_error",
+                               param="model", code="missing_required_parameter")
+        view = fake_responses.chat_view(body)
+        if isinstance(view, str):
+            return self._error(flavor, 400, view, "invalid_request_error", param="input")
+        prompt = prompt_text(view["messages"])
+        turn = await self.server.begin(request, flavor, model, raw, body, prompt)
+        denied = self._auth_failure(request, flavor)
+        if denied is not None:
+            return denied
+        if turn.fault is not None and turn.fault.kind in ERROR_FAULTS:
+            return self._fault(turn.fault, flavor, model)
+        reply = self._reply(turn, view)
+        usage = fake_responses.responses_usage(self._usage(turn, view, reply, prompt))
+        rid = f"resp_{hashlib.sha256(f'{next(self._seq)}:{model}'.encode()).hexdigest()[:48]}"
+        output = fake_responses.output_items(rid, reply.content, reply.tool_calls, reply.reasoning_tokens)
+        final = fake_responses.response_object(body, rid=rid, model=model, created=int(time.time()),
+                                               status="incomplete" if reply.finish_reason == "length" else "completed",
+                                               output=output, usage=usage)
+        fault, headers = turn.fault, self._ok_headers(flavor)
+        if not body.get("stream"):
+            if fault is not None and fault.kind == "slow":
+                await asyncio.sleep(fault.delay)
+            payload = orjson.dumps(final)
+            if fault is not None and fault.kind == "malformed":
+                payload = b"upstream connect error or disconnect/reset before headers"
+            elif fault is not None and fault.kind == "truncated":
+                payload = payload[: len(payload) // 2]
+            return web.Response(status=200, body=payload, headers=headers, content_type="application/json")
+        resp = web.StreamResponse(status=200, headers={**headers, "Content-Type": "text/event-stream; charset=utf-8",
+                                                       "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        try:
+            sent = 0
+            for text, event in fake_responses.stream_events(
+                    final, lambda t: self.server.split_chunks(t, turn.behavior.stream_chunks)):
+                if fault is not None and fault.kind == "malformed" and sent == 2:
+                    await resp.write(b'event: response.output_text.delta\ndata: {"type": "response.outp\n\n')
+                if fault is not None and fault.kind == "stream_cut" and text and sent >= fault.after_chunks:
+                    await self.server.abort_stream(resp, request)
+                    return resp
+                if fault is not None and fault.kind == "truncated" and event.startswith(
+                        (b"event: response.completed", b"event: response.incomplete")):
+                    break
+                if text:
+                    await self.server.pace(turn.behavior, fault, text)
+                    sent += 1
+                await resp.write(event)
             await resp.write_eof()
         except (ConnectionResetError, ConnectionError):  # the client went away
             pass

@@ -1,0 +1,182 @@
+"""The fake OpenAI Responses API: requests read and answers rendered as ``POST /v1/responses`` does.
+
+Owns the pure pieces ``fake_openai`` serves ``/v1/responses`` (and Azure's ``/openai/v1/responses``)
+with: ``chat_view`` (a Responses request as the chat-shaped body the fake's reply logic reads:
+``input`` items -> messages, flat function tools -> chat tools, ``text.format`` -> ``response_format``,
+``max_output_tokens``, ``reasoning.effort``), ``responses_usage``, ``response_object`` (a ``response``
+with ``reasoning``, ``message`` and ``function_call`` output items) and ``stream_events`` (the
+semantic SSE events: ``response.created``, ``response.in_progress``, ``response.output_item.added``,
+``response.content_part.added``, ``response.output_text.delta`` ..., ``response.function_call_arguments.delta``
+..., ``response.output_item.done``, then ``response.completed`` or ``response.incomplete``; each with
+a ``sequence_number``; no ``[DONE]``).
+
+Must not touch: routes, faults, the reply logic itself (``fake_openai``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+
+Split = Callable[[str], list[str]]
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text") or "") for p in content
+                       if isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "text"))
+    return ""
+
+
+def chat_view(body: dict[str, Any]) -> dict[str, Any] | str:
+    """The chat-completions-shaped body for a Responses request, or why the request is malformed."""
+    raw = body.get("input")
+    messages: list[dict[str, Any]] = []
+    instructions = body.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        messages.append({"role": "system", "content": instructions})
+    if isinstance(raw, str):
+        messages.append({"role": "user", "content": raw})
+    elif isinstance(raw, list) and raw:
+        for item in raw:
+            if not isinstance(item, dict):
+                return "Invalid type for 'input': expected an object in the input list."
+            kind = item.get("type", "message")
+            if kind == "message":
+                role = item.get("role")
+                if role not in ("user", "assistant", "system", "developer"):
+                    return f"Invalid value: '{role}'. Supported values are: 'assistant', 'system', 'developer', " \
+                           "and 'user'."
+                messages.append({"role": role, "content": _text(item.get("content"))})
+            elif kind == "function_call":
+                messages.append({"role": "assistant", "content": None, "tool_calls": [
+                    {"id": item.get("call_id"), "type": "function",
+                     "function": {"name": item.get("name"), "arguments": item.get("arguments") or ""}}]})
+            elif kind == "function_call_output":
+                messages.append({"role": "tool", "tool_call_id": item.get("call_id"),
+                                 "content": _text(item.get("output"))})
+    else:
+        return "Missing required parameter: 'input'." if raw is None else "Invalid 'input': empty array."
+    view: dict[str, Any] = {"model": body.get("model"), "messages": messages}
+    tools = [{"type": "function", "function": {k: t.get(k) for k in ("name", "description", "parameters")}}
+             for t in body.get("tools") or () if isinstance(t, dict) and t.get("type") == "function"]
+    if tools:
+        view["tools"] = tools
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        view["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
+    elif choice is not None:
+        view["tool_choice"] = choice
+    fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        view["response_format"] = {"type": "json_schema", "json_schema": {"name": fmt.get("name"),
+                                                                          "schema": fmt.get("schema")}}
+    elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
+        view["response_format"] = {"type": "json_object"}
+    if body.get("max_output_tokens") is not None:
+        view["max_tokens"] = body["max_output_tokens"]
+    reasoning = body.get("reasoning")
+    if isinstance(reasoning, dict) and reasoning.get("effort"):
+        view["reasoning_effort"] = reasoning["effort"]
+    return view
+
+
+def responses_usage(chat_usage: dict[str, Any] | None) -> dict[str, Any] | None:
+    if chat_usage is None:
+        return None
+    return {"input_tokens": chat_usage["prompt_tokens"],
+            "input_tokens_details": {"cached_tokens": chat_usage["prompt_tokens_details"]["cached_tokens"]},
+            "output_tokens": chat_usage["completion_tokens"],
+            "output_tokens_details": {"reasoning_tokens": chat_usage["completion_tokens_details"]["reasoning_tokens"]},
+            "total_tokens": chat_usage["total_tokens"]}
+
+
+def _item_id(prefix: str, rid: str, n: int) -> str:
+    return f"{prefix}_{hashlib.sha256(f'{rid}:{n}'.encode()).hexdigest()[:48]}"
+
+
+def output_items(rid: str, content: str | None, tool_calls: list[dict[str, Any]], reasoning_tokens: int
+                 ) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    if reasoning_tokens:
+        items.append({"id": _item_id("rs", rid, 0), "type": "reasoning", "summary": []})
+    for i, tc in enumerate(tool_calls):
+        fn = tc["function"]
+        items.append({"id": _item_id("fc", rid, i + 1), "type": "function_call", "status": "completed",
+                      "arguments": fn["arguments"], "call_id": tc["id"], "name": fn["name"]})
+    if not tool_calls:
+        items.append({"id": _item_id("msg", rid, 0), "type": "message", "status": "completed", "role": "assistant",
+                      "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": content or ""}]})
+    return items
+
+
+def response_object(body: dict[str, Any], *, rid: str, model: str, created: int, status: str,
+                    output: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
+    """A ``response`` object as the API returns it (``status`` ``completed``, ``incomplete`` or ``in_progress``)."""
+    reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
+    return {
+        "id": rid, "object": "response", "created_at": created, "status": status, "background": False,
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
+        "max_tool_calls": None, "model": model, "output": output,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True), "previous_response_id": None,
+        "prompt_cache_key": None,
+        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
+        "safety_identifier": None, "service_tier": "default", "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0),
+        "text": body.get("text") or {"format": {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [],
+        "top_logprobs": 0, "top_p": body.get("top_p", 1.0), "truncation": "disabled",
+        "usage": usage, "user": body.get("user"), "metadata": body.get("metadata") or {},
+    }
+
+
+def stream_events(final: dict[str, Any], split: Split) -> Iterator[tuple[str, bytes]]:
+    """(text for pacing, SSE event) pairs that stream ``final`` (a finished ``response_object``)."""
+    seq = iter(range(1_000_000))
+
+    def event(kind: str, **fields: Any) -> bytes:
+        obj = {"type": kind, "sequence_number": next(seq), **fields}
+        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
+
+    opening = {**final, "status": "in_progress", "output": [], "usage": None, "incomplete_details": None}
+    yield "", event("response.created", response=opening)
+    yield "", event("response.in_progress", response=opening)
+    for index, item in enumerate(final["output"]):
+        kind = item["type"]
+        if kind == "message":
+            text = item["content"][0]["text"]
+            yield "", event("response.output_item.added", output_index=index,
+                            item={**item, "status": "in_progress", "content": []})
+            part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+            yield "", event("response.content_part.added", item_id=item["id"], output_index=index, content_index=0,
+                            part=part)
+            for piece in split(text):
+                yield piece, event("response.output_text.delta", item_id=item["id"], output_index=index,
+                                   content_index=0, delta=piece, logprobs=[])
+            yield "", event("response.output_text.done", item_id=item["id"], output_index=index, content_index=0,
+                            text=text, logprobs=[])
+            yield "", event("response.content_part.done", item_id=item["id"], output_index=index, content_index=0,
+                            part={**part, "text": text})
+        elif kind == "function_call":
+            yield "", event("response.output_item.added", output_index=index,
+                            item={**item, "status": "in_progress", "arguments": ""})
+            for piece in split(item["arguments"]):
+                yield piece, event("response.function_call_arguments.delta", item_id=item["id"], output_index=index,
+                                   delta=piece)
+            yield "", event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
+                            arguments=item["arguments"])
+        else:
+            yield "", event("response.output_item.added", output_index=index, item=item)
+        yield "", event("response.output_item.done", output_index=index, item=item)
+    terminal = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
+    yield "", event(terminal, response=final)
+
+
+__all__ = ["chat_view", "output_items", "response_object", "responses_usage", "stream_events"]
