@@ -51,6 +51,7 @@ from modelplex.server.gateway import Gateway
 from modelplex.server.keys import KeyManager, KeyStore, make_key_store, resolve_server_secret
 from modelplex.server.metrics import GatewayMetrics
 from modelplex.server.openai_routes import ChatCompletions, Embeddings, Models
+from modelplex.server.responses_routes import Responses
 from modelplex.server.settings_store import SettingsStore
 
 log = logging.getLogger("modelplex.server")
@@ -153,8 +154,10 @@ def create_app(config: Config | str | Path | Mapping[str, Any] | None = None, *,
     log.info("key store: %s; server secret from %s", store.name, secret_source)
 
     chat, messages, embeddings, models = ChatCompletions(gw), Messages(gw), Embeddings(gw), Models(gw)
+    responses = Responses(gw)
     routes: list[BaseRoute] = [
         Route("/v1/chat/completions", chat, methods=["POST"], name="chat_completions"),
+        Route("/v1/responses", responses, methods=["POST"], name="responses"),
         Route("/v1/messages", messages, methods=["POST"], name="messages"),
         Route("/v1/messages/count_tokens", CountTokens(gw), methods=["POST"], name="count_tokens"),
         Route("/v1/embeddings", embeddings, methods=["POST"], name="embeddings"),
@@ -180,7 +183,8 @@ def create_app(config: Config | str | Path | Mapping[str, Any] | None = None, *,
 
     app = GatewayApp(routes=routes, lifespan=lifespan, exception_handlers={404: _not_found, 405: _not_found})
     app.fast_paths = {("POST", "/v1/chat/completions"): chat, ("POST", "/v1/messages"): messages,
-                      ("POST", "/v1/embeddings"): embeddings, ("GET", "/v1/models"): models}
+                      ("POST", "/v1/embeddings"): embeddings, ("GET", "/v1/models"): models,
+                      ("POST", "/v1/responses"): responses}
     if cfg.server.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 

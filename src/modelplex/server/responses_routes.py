@@ -1,0 +1,517 @@
+"""The OpenAI Responses API as a gateway route: ``POST /v1/responses`` over the router.
+
+Owns: ``Responses`` (the route: non-streaming and SSE streaming), ``to_router_request`` (a Responses
+body -> chat messages and OpenAI-named parameters, with clear 400s), ``response_object`` (a router
+``Response`` -> a ``response`` object) and ``ResponsesEventEncoder`` (router chunks -> the semantic
+stream events: ``response.created``, ``response.in_progress``, ``response.output_item.added``,
+``response.content_part.added``, ``response.output_text.delta``, ``response.function_call_arguments.delta``
+..., the matching ``.done`` events, then ``response.completed`` or ``response.incomplete``; each with a
+``sequence_number``). The official SDK's ``client.responses.create``/``.stream`` parse them unchanged.
+
+What is served: text and image/file input, instructions, function tools and their results
+(``function_call``/``function_call_output`` items), ``tool_choice``, ``text.format`` (JSON object or
+schema), ``reasoning.effort``, ``max_output_tokens``, ``temperature``/``top_p``, ``user``, ``metadata`` and
+the ``modelplex`` extension, routed like chat completions (any model, ``task:<name>``, ``auto``). The
+gateway keeps no conversation state: ``previous_response_id``, ``conversation``, stored prompts and
+built-in tools (web search, file search, computer use ...) are a 400 that says so; ``store`` is
+accepted and answered ``false``. Reasoning items sent back in ``input`` are dropped (another provider
+could not read them).
+
+Must not touch: the router's logic, auth internals, error mapping (``server.errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from modelplex.ids import new_request_id
+from modelplex.messages import check_messages
+from modelplex.server.auth import check_target
+from modelplex.server.errors import ErrorInfo, invalid_request
+from modelplex.server.gateway import Extension, estimate_tokens, fallback_from_attempts, stream_extension
+from modelplex.server.http import (
+    DisconnectWatch,
+    Receive,
+    RequestHead,
+    Scope,
+    Send,
+    check_length,
+    parse_object,
+    read_body,
+    send_body,
+)
+from modelplex.server.openai_routes import FORBIDDEN_FIELDS, check_params, send_openai_error
+from modelplex.server.sse import sse_event, stream_response
+from modelplex.types import Response, StreamChunk, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from modelplex.server.gateway import Gateway
+
+STATEFUL = {"previous_response_id": "this gateway stores no responses: send the whole conversation in 'input'",
+            "conversation": "this gateway keeps no conversations: send the whole conversation in 'input'",
+            "prompt": "stored prompts are not supported: send 'instructions' and 'input'",
+            "background": "background responses are not supported"}
+"""Fields that need state the gateway does not keep: a 400 naming what to do instead (when truthy)."""
+
+ACCEPTED = frozenset({"model", "input", "instructions", "stream", "store", "user", "modelplex", "metadata",
+                      "safety_identifier", "prompt_cache_key", "truncation", "include", "stream_options",
+                      "service_tier", "top_logprobs", "max_tool_calls"})
+"""Read here or harmless; everything else is a model parameter checked below, or a 400."""
+
+_ROLES = frozenset({"user", "assistant", "system", "developer"})
+_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+# ------------------------------------------------------------------------------------------ requests
+
+
+def _part(part: Any, where: str) -> dict[str, Any]:
+    """One Responses input content part as a chat content part."""
+    if not isinstance(part, dict):
+        raise invalid_request(f"{where} must be an object", param=where)
+    kind = part.get("type")
+    if kind in ("input_text", "output_text"):
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise invalid_request(f"{where}.text must be a string", param=f"{where}.text")
+        return {"type": "text", "text": text}
+    if kind == "input_image":
+        url = part.get("image_url")
+        if not isinstance(url, str) or not url:
+            raise invalid_request(f"{where}.image_url must be a URL or a data: URL (file_id images are not "
+                                  "supported: this gateway stores no files)", param=f"{where}.image_url")
+        return {"type": "image_url", "image_url": {"url": url, "detail": part.get("detail") or "auto"}}
+    if kind == "input_file":
+        if not isinstance(part.get("file_data"), str):
+            raise invalid_request(f"{where} needs file_data (file_id is not supported: this gateway stores no "
+                                  "files)", param=where)
+        return {"type": "file", "file": {k: part[k] for k in ("file_data", "filename") if k in part}}
+    raise invalid_request(f"{where}.type {kind!r} is not supported; expected input_text, input_image or "
+                          "input_file", param=f"{where}.type")
+
+
+def _content(content: Any, where: str) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and content:
+        parts = [_part(p, f"{where}[{i}]") for i, p in enumerate(content)]
+        if all(p["type"] == "text" for p in parts):
+            return "".join(p["text"] for p in parts)
+        return parts
+    raise invalid_request(f"{where} must be a string or a non-empty list of content parts", param=where)
+
+
+def input_messages(value: Any, instructions: Any) -> list[dict[str, Any]]:
+    """``input`` (a string or a list of items) and ``instructions`` as chat messages."""
+    messages: list[dict[str, Any]] = []
+    if instructions is not None:
+        if not isinstance(instructions, str):
+            raise invalid_request("'instructions' must be a string", param="instructions")
+        if instructions:
+            messages.append({"role": "system", "content": instructions})
+    if isinstance(value, str):
+        messages.append({"role": "user", "content": value})
+        return messages
+    if not isinstance(value, list) or not value:
+        raise invalid_request("'input' must be a string or a non-empty list of items", param="input")
+    for i, item in enumerate(value):
+        where = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise invalid_request(f"{where} must be an object", param=where)
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = item.get("role")
+            if role not in _ROLES:
+                raise invalid_request(f"{where}.role must be user, assistant, system or developer", param=where)
+            messages.append({"role": role, "content": _content(item.get("content"), f"{where}.content")})
+        elif kind == "function_call":
+            call_id, name, args = item.get("call_id"), item.get("name"), item.get("arguments")
+            if not (isinstance(call_id, str) and call_id and isinstance(name, str) and name and isinstance(args, str)):
+                raise invalid_request(f"{where} needs call_id, name and arguments (strings)", param=where)
+            call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "assistant" and (last.get("tool_calls") or
+                                                                      isinstance(last.get("content"), str)):
+                last.setdefault("tool_calls", []).append(call)  # one assistant turn: its text, then its calls
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            call_id, output = item.get("call_id"), item.get("output")
+            if not isinstance(call_id, str) or not call_id:
+                raise invalid_request(f"{where}.call_id must be a non-empty string", param=f"{where}.call_id")
+            if isinstance(output, list):
+                output = "".join(p.get("text", "") for p in output if isinstance(p, dict))
+            if not isinstance(output, str):
+                raise invalid_request(f"{where}.output must be a string", param=f"{where}.output")
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": output})
+        elif kind == "reasoning":
+            continue  # a previous answer's reasoning, echoed back: no other provider can read it
+        else:
+            raise invalid_request(f"{where}.type {kind!r} is not supported; expected message, function_call, "
+                                  "function_call_output or reasoning", param=f"{where}.type")
+    return messages
+
+
+def _tools(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise invalid_request("'tools' must be a list", param="tools")
+    out = []
+    for i, t in enumerate(value):
+        if not isinstance(t, dict) or t.get("type") != "function":
+            kind = t.get("type") if isinstance(t, dict) else None
+            raise invalid_request(f"tools[{i}]: only function tools are supported (got {kind!r}); built-in tools "
+                                  "need OpenAI's own servers", param=f"tools[{i}]")
+        name = t.get("name")
+        if not isinstance(name, str) or not name:
+            raise invalid_request(f"tools[{i}].name must be a non-empty string", param=f"tools[{i}].name")
+        fn: dict[str, Any] = {"name": name, "parameters": t.get("parameters") or {"type": "object", "properties": {}}}
+        if t.get("description") is not None:
+            fn["description"] = t["description"]
+        if t.get("strict") is not None:
+            fn["strict"] = bool(t["strict"])
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def _tool_choice(value: Any) -> Any:
+    if value in ("none", "auto", "required"):
+        return value
+    if isinstance(value, dict) and value.get("type") == "function" and isinstance(value.get("name"), str):
+        return {"type": "function", "function": {"name": value["name"]}}
+    raise invalid_request("'tool_choice' must be none, auto, required or {type: function, name}", param="tool_choice")
+
+
+def _response_format(text: Any) -> dict[str, Any] | None:
+    if not isinstance(text, dict):
+        raise invalid_request("'text' must be an object", param="text")
+    fmt = text.get("format")
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind == "json_schema" and isinstance(fmt.get("name"), str) and isinstance(fmt.get("schema"), dict):
+        schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if fmt.get(k) is not None}
+        return {"type": "json_schema", "json_schema": schema}
+    raise invalid_request("'text.format' must be {type: text}, {type: json_object} or {type: json_schema, name, "
+                          "schema}", param="text.format")
+
+
+def to_router_request(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any], bool, str | None]:
+    """(messages, OpenAI-named parameters, stream, user) for a Responses body; 400s say what is wrong."""
+    for name, why in STATEFUL.items():
+        if data.get(name):
+            raise invalid_request(f"'{name}' is not supported: {why}", param=name, code="unsupported_parameter")
+    chat: dict[str, Any] = {}
+    for name, value in data.items():
+        if name in FORBIDDEN_FIELDS or name in ACCEPTED or name in STATEFUL or value is None:
+            continue
+        if name == "max_output_tokens":
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise invalid_request("'max_output_tokens' must be a positive integer", param=name)
+            chat["max_tokens"] = value
+        elif name == "tools":
+            if value:
+                chat["tools"] = _tools(value)
+        elif name == "tool_choice":
+            chat["tool_choice"] = _tool_choice(value)
+        elif name == "text":
+            fmt = _response_format(value)
+            if fmt is not None:
+                chat["response_format"] = fmt
+        elif name == "reasoning":
+            if not isinstance(value, dict):
+                raise invalid_request("'reasoning' must be an object", param=name)
+            if value.get("effort") is not None:
+                chat["reasoning_effort"] = value["effort"]
+        elif name in ("temperature", "top_p", "parallel_tool_calls"):
+            chat[name] = value
+        else:
+            raise invalid_request(f"Unrecognized request argument supplied: {name}", param=name,
+                                  code="unknown_parameter")
+    for name in FORBIDDEN_FIELDS & data.keys():
+        chat[name] = data[name]  # check_params refuses them with the gateway's one message
+    for name in ("service_tier", "metadata"):
+        if data.get(name) is not None:
+            chat[name] = data[name]
+    params = check_params(chat)
+    stream = data.get("stream") or False
+    if not isinstance(stream, bool):
+        raise invalid_request("'stream' must be a boolean", param="stream")
+    user = data.get("user") or data.get("safety_identifier")
+    if user is not None and not isinstance(user, str):
+        raise invalid_request("'user' must be a string", param="user")
+    messages = check_messages(input_messages(data.get("input"), data.get("instructions")))
+    return messages, params, stream, user or None
+
+
+# ------------------------------------------------------------------------------------------ answers
+
+
+def usage_object(u: Usage) -> dict[str, Any]:
+    return {"input_tokens": u.input_tokens, "input_tokens_details": {"cached_tokens": u.cache_read_tokens},
+            "output_tokens": u.output_tokens, "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+            "total_tokens": u.total_tokens}
+
+
+def message_item(request_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    return {"id": f"msg_{request_id}", "type": "message", "status": status, "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
+
+
+def call_item(request_id: str, index: int, call: ToolCall, status: str = "completed") -> dict[str, Any]:
+    return {"id": f"fc_{request_id}_{index}", "type": "function_call", "status": status, "call_id": call.id,
+            "name": call.name, "arguments": call.arguments}
+
+
+def _envelope(data: dict[str, Any], request_id: str, created: int, model: str, status: str,
+              finish: str | None) -> dict[str, Any]:
+    """The ``response`` object's fields other than ``output`` and ``usage`` (the request's settings echoed)."""
+    reason = _INCOMPLETE.get(finish or "") if status == "incomplete" else None
+    text = data.get("text") if isinstance(data.get("text"), dict) else {"format": {"type": "text"}}
+    reasoning = data.get("reasoning") if isinstance(data.get("reasoning"), dict) else {}
+    return {"id": f"resp_{request_id}", "object": "response", "created_at": created, "status": status,
+            "background": False, "error": None, "incomplete_details": {"reason": reason} if reason else None,
+            "instructions": data.get("instructions"), "max_output_tokens": data.get("max_output_tokens"),
+            "model": model, "output": [], "parallel_tool_calls": data.get("parallel_tool_calls", True),
+            "previous_response_id": None, "reasoning": {"effort": reasoning.get("effort"), "summary": None},
+            "store": False, "temperature": data.get("temperature"), "text": text,
+            "tool_choice": data.get("tool_choice", "auto"), "tools": data.get("tools") or [],
+            "top_p": data.get("top_p"), "truncation": "disabled", "usage": None, "user": data.get("user"),
+            "metadata": data.get("metadata") or {}}
+
+
+def _status(finish: str | None) -> str:
+    return "incomplete" if finish in _INCOMPLETE else "completed"
+
+
+def response_object(resp: Response, data: dict[str, Any], request_id: str, created: int) -> dict[str, Any]:
+    obj = _envelope(data, request_id, created, resp.model, _status(resp.finish_reason), resp.finish_reason)
+    if resp.content or not resp.tool_calls:
+        obj["output"].append(message_item(request_id, resp.content or ""))
+    obj["output"].extend(call_item(request_id, i, tc) for i, tc in enumerate(resp.tool_calls))
+    obj["usage"] = usage_object(resp.usage)
+    obj["modelplex"] = {"request_id": request_id, "provider": resp.provider, "cost_usd": resp.cost_usd,
+                        "latency_ms": resp.latency_ms, "fallback_used": resp.fallback_used,
+                        "attempts": len(resp.attempts), "task": resp.task, "strategy": resp.strategy,
+                        "selection_reason": resp.selection_reason, "usage_estimated": resp.usage.estimated}
+    return obj
+
+
+class ResponsesEventEncoder:
+    """Router chunks -> the Responses API's stream events (see the module docstring).
+
+    Items open as their first delta arrives (the answer's text as one ``message`` item, each tool call
+    as a ``function_call`` item) and close, with their ``.done`` events, when another item opens or the
+    stream ends. The closing ``response.completed`` (``response.incomplete`` for ``length`` or
+    ``content_filter``) carries every item, the usage and a ``modelplex`` object with the cost."""
+
+    __slots__ = ("_created", "_data", "_finish", "_items", "_model", "_open", "_request_id", "_seq", "cost_usd",
+                 "usage")
+
+    def __init__(self, request_id: str, created: int, data: dict[str, Any]) -> None:
+        self._request_id = request_id
+        self._created = created
+        self._data = data
+        self._seq = 0
+        self._items: list[dict[str, Any]] = []
+        self._open: dict[str, Any] | None = None  # the item receiving deltas
+        self._model = ""
+        self._finish: str | None = None
+        self.usage: Usage | None = None
+        self.cost_usd: float | None = None
+
+    def _event(self, kind: str, **fields: Any) -> bytes:
+        payload = orjson.dumps({"type": kind, "sequence_number": self._seq, **fields})
+        self._seq += 1
+        return sse_event(kind.encode(), payload)
+
+    def _response(self, status: str) -> dict[str, Any]:
+        return _envelope(self._data, self._request_id, self._created, self._model, status, self._finish)
+
+    def start(self, first: StreamChunk) -> bytes:
+        self._model = first.model
+        opening = self._response("in_progress")
+        return (self._event("response.created", response=opening) +
+                self._event("response.in_progress", response=opening))
+
+    def _close_open(self) -> bytes:
+        item, self._open = self._open, None
+        if item is None:
+            return b""
+        index = len(self._items) - 1
+        item["status"] = "completed"
+        if item["type"] == "message":
+            part = item["content"][0]
+            return (self._event("response.output_text.done", item_id=item["id"], output_index=index,
+                                content_index=0, text=part["text"], logprobs=[]) +
+                    self._event("response.content_part.done", item_id=item["id"], output_index=index,
+                                content_index=0, part=part) +
+                    self._event("response.output_item.done", output_index=index, item=item))
+        return (self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
+                            arguments=item["arguments"]) +
+                self._event("response.output_item.done", output_index=index, item=item))
+
+    def _text(self, delta: str) -> bytes:
+        out = b""
+        item = self._open
+        if item is None or item["type"] != "message":
+            out += self._close_open()
+            item = message_item(self._request_id if not self._items else f"{self._request_id}_{len(self._items)}", "",
+                                status="in_progress")
+            self._items.append(item)
+            self._open = item
+            index = len(self._items) - 1
+            out += self._event("response.output_item.added", output_index=index, item={**item, "content": []})
+            out += self._event("response.content_part.added", item_id=item["id"], output_index=index,
+                               content_index=0, part=dict(item["content"][0]))
+        if not delta:
+            return out
+        item["content"][0]["text"] += delta
+        return out + self._event("response.output_text.delta", item_id=item["id"], output_index=len(self._items) - 1,
+                                 content_index=0, delta=delta, logprobs=[])
+
+    def _call(self, index: int, call_id: str | None, name: str | None, arguments: str) -> bytes:
+        out = b""
+        item = self._open
+        if item is None or item["type"] != "function_call" or item["_index"] != index:
+            out += self._close_open()
+            item = call_item(self._request_id, index, ToolCall(call_id or "", name or "", ""), status="in_progress")
+            item["_index"] = index
+            self._items.append(item)
+            self._open = item
+            shown = {k: v for k, v in item.items() if k != "_index"}
+            out += self._event("response.output_item.added", output_index=len(self._items) - 1, item=shown)
+        if arguments:
+            item["arguments"] += arguments
+            out += self._event("response.function_call_arguments.delta", item_id=item["id"],
+                               output_index=len(self._items) - 1, delta=arguments)
+        return out
+
+    def chunk(self, c: StreamChunk) -> bytes:
+        out = b""
+        if c.delta:
+            out += self._text(c.delta)
+        for t in c.tool_calls:
+            out += self._call(t.index, t.id, t.name, t.arguments or "")
+        if c.usage is not None:
+            self.usage = c.usage
+            self.cost_usd = c.cost_usd
+        if c.finish_reason is not None:
+            self._finish = c.finish_reason
+        return out
+
+    def finish(self) -> bytes:
+        out = self._close_open()
+        if not self._items:  # an empty answer is still one (empty) message, as the API sends it
+            out += self._text("") + self._close_open()
+        status = _status(self._finish)
+        final = self._response(status)
+        final["output"] = [{k: v for k, v in item.items() if k != "_index"} for item in self._items]
+        usage = self.usage or Usage()
+        final["usage"] = usage_object(usage)
+        final["modelplex"] = stream_extension(self._request_id, self.cost_usd, usage)
+        return out + self._event("response.completed" if status == "completed" else "response.incomplete",
+                                 response=final)
+
+    def error(self, info: ErrorInfo) -> bytes:
+        """An ``error`` event, then ``response.failed`` with what was produced so far (as the API ends a
+        response that fails mid-stream): the SDK yields both, and has no ``response.completed`` to offer."""
+        out = self._close_open()
+        failed = self._response("failed")
+        failed["output"] = [{k: v for k, v in item.items() if k != "_index"} for item in self._items]
+        failed["error"] = {"code": info.code or info.type, "message": info.message}
+        return (out + self._event("error", code=info.code or info.type, message=info.message, param=info.param) +
+                self._event("response.failed", response=failed))
+
+
+# ------------------------------------------------------------------------------------------ the route
+
+
+class Responses:
+    """``POST /v1/responses``."""
+
+    route = "responses"
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self._in_flight = gw.metrics.in_flight.labels(self.route)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gw
+        started = time.perf_counter()
+        request_id = new_request_id()
+        self._in_flight.inc()
+        try:
+            head = RequestHead(scope)
+            check_length(head, gw.max_body)
+            principal = await gw.auth.inference(head)
+            body = await read_body(receive, gw.max_body, head.content_length)
+            data = parse_object(body)
+            messages, params, stream, user = to_router_request(data)
+            ext = Extension.parse(data.get("modelplex"))
+            target = gw.resolve_target(data.get("model"))
+            check_target(principal, gw.ext_task_target(target, ext))
+            kwargs = gw.route_kwargs(target, ext, user=user, request_id=request_id, principal=principal)
+            admission = await gw.admit(principal, estimate_tokens(len(body), params.get("max_tokens")))
+            watch = DisconnectWatch(receive, gw.watches)
+            if stream:
+                await self._stream(send, data, messages, params, kwargs, admission, watch, started, request_id)
+                return
+            try:
+                resp = await gw.router.acomplete(messages, **kwargs, **params)
+            except asyncio.CancelledError:
+                if not watch.disconnected:
+                    raise
+                watch.absorb()
+                gw.metrics.observe(self.route, 499, time.perf_counter() - started)
+                await gw.settle(admission, None)
+                return
+            finally:
+                watch.stop()
+            watch.absorb()
+            headers = gw.routing_headers(request_id, resp.model, resp.provider, cost_usd=resp.cost_usd,
+                                         fallback=resp.fallback_used, attempts=len(resp.attempts), task=resp.task,
+                                         strategy=resp.strategy)
+            await send_body(send, 200, orjson.dumps(response_object(resp, data, request_id, int(time.time()))),
+                            headers)
+            gw.metrics.observe(self.route, 200, time.perf_counter() - started, model=resp.model,
+                               provider=resp.provider, usage=resp.usage, cost_usd=resp.cost_usd,
+                               fallback=resp.fallback_used)
+            await gw.settle(admission, resp.usage)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await send_openai_error(gw, send, exc, self.route, request_id, started)
+        finally:
+            self._in_flight.dec()
+
+    async def _stream(self, send: Send, data: dict[str, Any], messages: list[dict[str, Any]], params: dict[str, Any],
+                      kwargs: dict[str, Any], admission: Any, watch: DisconnectWatch, started: float,
+                      request_id: str) -> None:
+        gw = self.gw
+        agen = gw.router.astream(messages, **kwargs, **params)
+        opened = await gw.first_chunk(self.route, agen, watch, started, request_id)
+        if opened is None:
+            return
+        first, attempts = opened
+        fallback = fallback_from_attempts(attempts, first.model)
+        headers = gw.routing_headers(request_id, first.model, first.provider, fallback=fallback,
+                                     attempts=len(attempts))
+        encoder = ResponsesEventEncoder(request_id, int(time.time()), data)
+        outcome = await stream_response(send, agen, first, encoder, headers, watch,
+                                        lambda e: gw.error_info(e, self.route, request_id))
+        gw.metrics.stream_outcomes.labels(self.route, outcome.status).inc()
+        status = 200 if outcome.status == "completed" else 499 if outcome.status == "disconnected" else 502
+        gw.metrics.observe(self.route, status, time.perf_counter() - started, model=first.model,
+                           provider=first.provider, usage=outcome.usage, cost_usd=outcome.cost_usd, fallback=fallback)
+        await gw.settle(admission, outcome.usage)
+
+
+__all__ = ["Responses", "ResponsesEventEncoder", "input_messages", "response_object", "to_router_request"]

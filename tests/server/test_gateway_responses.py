@@ -1,0 +1,123 @@
+"""``POST /v1/responses`` through a live gateway, driven by the official ``openai`` SDK: text, tools and their
+results across providers, JSON output, streams (the SDK's stream helper rebuilds the final response from
+the events, so an inconsistent sequence fails there), usage records, and the 400s for what a stateless
+gateway cannot serve."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+from gateway_testkit import wait_for
+
+from modelplex.testing.faults import Behavior, Fault
+
+TOOLS = [{"type": "function", "name": "get_weather", "description": "Weather in a city", "strict": False,
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+
+
+def client(gw, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0)
+
+
+def test_a_response_is_parsed_by_the_sdk_and_recorded(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    raw = c.responses.with_raw_response.create(model="fakeai/small", input="Say hello", instructions="Be brief.",
+                                               max_output_tokens=300, user="alice")
+    r = raw.parse()
+    assert r.object == "response" and r.status == "completed" and r.model == "fakeai/small"
+    assert r.output_text.startswith("This is a reply from small") and r.usage.output_tokens > 0
+    assert raw.headers["x-modelplex-model"] == "fakeai/small"
+    sent = gw.fake.captured[-1].json
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief."} and sent["max_tokens"] == 300
+    rec = wait_for(lambda: gw.usage(user="alice"))
+    assert rec[0]["model"] == "fakeai/small" and rec[0]["output_tokens"] == r.usage.output_tokens
+
+
+def test_tools_and_their_results_round_trip_through_an_anthropic_model(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    first = c.responses.create(model="fakeclaude/sonnet", input="What is the weather? Use get_weather.",
+                               tools=TOOLS, tool_choice={"type": "function", "name": "get_weather"})
+    calls = [o for o in first.output if o.type == "function_call"]
+    assert [c_.name for c_ in calls] == ["get_weather"] and json.loads(calls[0].arguments)["city"]
+    follow = [{"role": "user", "content": "What is the weather? Use get_weather."},
+              {"type": "function_call", "call_id": calls[0].call_id, "name": "get_weather",
+               "arguments": calls[0].arguments},
+              {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny, 21 C"}]
+    second = c.responses.create(model="fakeclaude/sonnet", input=follow, tools=TOOLS)
+    assert second.status == "completed" and second.output_text
+    sent = gw.fake.captured[-1].json["messages"]  # Anthropic's wire: a tool_use turn, then its tool_result
+    assert sent[1]["content"][0]["type"] == "tool_use" and sent[2]["content"][0]["type"] == "tool_result"
+
+
+def test_json_schema_output_and_task_routing(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    r = c.responses.create(model="task:fast", input="Parse: Ada, engineer", text={"format": {
+        "type": "json_schema", "name": "person", "schema": {"type": "object", "properties": {
+            "name": {"type": "string"}}, "required": ["name"], "additionalProperties": False}, "strict": True}})
+    assert set(json.loads(r.output_text)) == {"name"}
+
+
+def test_a_stream_is_rebuilt_by_the_sdk_helper(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    with c.responses.stream(model="fakeai/small", input="Say hello") as stream:
+        kinds = [e.type for e in stream]
+        final = stream.get_final_response()
+    assert kinds[:3] == ["response.created", "response.in_progress", "response.output_item.added"]
+    assert kinds[-1] == "response.completed" and "response.output_text.delta" in kinds
+    assert final.output_text.startswith("This is a reply from small") and final.usage.total_tokens > 0
+    with c.responses.stream(model="fakeai/small", input="What is the weather? Use get_weather.",
+                            tools=TOOLS) as stream:
+        for _ in stream:
+            pass
+        called = stream.get_final_response()
+    assert [o.type for o in called.output] == ["function_call"] and json.loads(called.output[0].arguments)
+
+
+def test_a_cut_answer_is_incomplete(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    r = c.responses.create(model="fakeai/small", input="Say hello", max_output_tokens=2)
+    assert r.status == "incomplete" and r.incomplete_details.reason == "max_output_tokens"
+
+
+def test_what_a_stateless_gateway_cannot_serve_is_a_clear_400(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    cases = [
+        ({"previous_response_id": "resp_123"}, "previous_response_id"),
+        ({"tools": [{"type": "web_search"}]}, "tools[0]"),
+        ({"input": []}, "input"),
+        ({"input": [{"role": "robot", "content": "hi"}]}, "input[0]"),
+        ({"temperature": 5}, "temperature"),
+        ({"max_output_tokens": 0}, "max_output_tokens"),
+        ({"frobnicate": True}, "frobnicate"),
+        ({"api_key": "sk-other"}, "api_key"),
+    ]
+    for extra, param in cases:
+        body = {"model": "fakeai/small", "input": "hi", **extra}
+        with pytest.raises(openai.BadRequestError) as err:
+            c.post("/responses", body=body, cast_to=object)
+        assert err.value.body["param"] == param, (extra, err.value.body)
+    with pytest.raises(openai.NotFoundError):
+        c.responses.create(model="fakeai/nonexistent", input="hi")
+
+
+def test_an_upstream_failure_mid_stream_is_an_error_event(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    gw.fake.behavior = Behavior(stream_chunks=6)
+    gw.fake.plan.fail_next(Fault("stream_cut", after_chunks=2))
+    with c.responses.stream(model="fakeai/small", input="Say hello") as stream:
+        events = list(stream)
+        with pytest.raises(RuntimeError):  # the SDK's helper: no response.completed came
+            stream.get_final_response()
+    kinds = [e.type for e in events]
+    assert "response.output_text.delta" in kinds and "response.completed" not in kinds
+    assert kinds[-2:] == ["error", "response.failed"] and events[-2].code == "upstream_error"
+    assert events[-1].response.status == "failed" and events[-1].response.output[0].content[0].text
