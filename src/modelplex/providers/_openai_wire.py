@@ -542,6 +542,17 @@ def _redacted(obj: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
 Classifier = Callable[[dict[str, Any]], ProviderError]
 
 
+def event_object(data: bytes, invalid: Callable[[str], InvalidResponseError]) -> dict[str, Any]:
+    """One stream event's JSON object, or ``invalid(...)`` when it is not one."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise invalid("stream event is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise invalid("stream event is not a JSON object")
+    return obj
+
+
 class OpenAIStreamDecoder(StreamDecoder):
     """Chat-completions SSE -> ``StreamChunk``s.
 
@@ -570,12 +581,7 @@ class OpenAIStreamDecoder(StreamDecoder):
         if data.strip() == b"[DONE]":
             self._done = True
             return []
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise self._invalid("stream event is not valid JSON") from None
-        if not isinstance(obj, dict):
-            raise self._invalid("stream event is not a JSON object")
+        obj = event_object(data, self._invalid)
         err = obj.get("error")
         if err is not None or event == "error":
             raise self._classify(err if isinstance(err, dict) else {"message": str(err or obj)})

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from modelplex.catalog.params import split_params
-from modelplex.providers._openai_wire import CLIENT_ONLY_PARAMS
+from modelplex.providers._openai_wire import CLIENT_ONLY_PARAMS, event_object
 from modelplex.providers.base import StreamDecoder
 from modelplex.types import Response, StreamChunk, ToolCall, ToolCallDelta, Usage
 
@@ -282,12 +282,7 @@ class ResponsesStreamDecoder(StreamDecoder):
     def feed(self, event: str | None, data: bytes) -> list[StreamChunk]:
         if self._done or not data.strip():
             return []
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise self._invalid("stream event is not valid JSON") from None
-        if not isinstance(obj, dict):
-            raise self._invalid("stream event is not a JSON object")
+        obj = event_object(data, self._invalid)
         kind = obj.get("type") or event
         if kind in ("response.output_text.delta", "response.refusal.delta"):
             delta = obj.get("delta")

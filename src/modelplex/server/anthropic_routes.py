@@ -16,15 +16,12 @@ Must not touch: auth internals, the router's logic, error mapping (``server.erro
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from modelplex.catalog.validation import FLOAT_RANGES, TEMPERATURE_RANGES
-from modelplex.ids import new_request_id
-from modelplex.server.auth import check_target
 from modelplex.server.errors import (
     ErrorInfo,
     anthropic_error_body,
@@ -32,20 +29,14 @@ from modelplex.server.errors import (
     invalid_request,
     retry_after_header,
 )
-from modelplex.server.gateway import Extension, estimate_tokens, fallback_from_attempts, stream_extension
+from modelplex.server.gateway import Extension, stream_extension
 from modelplex.server.http import (
-    DisconnectWatch,
-    Receive,
-    RequestHead,
-    Scope,
     Send,
-    check_length,
-    parse_object,
-    read_body,
     send_body,
 )
 from modelplex.server.openai_routes import FORBIDDEN_FIELDS
-from modelplex.server.sse import sse_event, stream_response
+from modelplex.server.serving import ChatInput, ChatRoute
+from modelplex.server.sse import sse_event
 from modelplex.types import Response, StreamChunk, Usage
 
 if TYPE_CHECKING:
@@ -438,86 +429,26 @@ async def send_anthropic_error(gw: Gateway, send: Send, exc: BaseException, rout
     gw.metrics.observe(route, info.status, time.perf_counter() - started)
 
 
-class Messages:
+class Messages(ChatRoute):
     """``POST /v1/messages``."""
 
     route = "messages"
 
-    def __init__(self, gw: Gateway) -> None:
-        self.gw = gw
-        self._in_flight = gw.metrics.in_flight.labels(self.route)
+    def parse(self, data: dict[str, Any]) -> ChatInput:
+        messages, params, stream, user = to_router_request(data)
+        return ChatInput(data.get("model"), messages, params, stream, Extension.parse(data.get("modelplex")), user)
 
-    async def _error(self, send: Send, exc: BaseException, request_id: str, started: float) -> None:
+    def render(self, resp: Response, data: dict[str, Any], request_id: str) -> bytes:
+        return orjson.dumps(message_object(resp, request_id))
+
+    def encoder(self, chat: ChatInput, data: dict[str, Any], request_id: str) -> AnthropicEventEncoder:
+        return AnthropicEventEncoder(request_id)
+
+    def extra_headers(self, request_id: str) -> tuple[tuple[bytes, bytes], ...]:
+        return ((b"request-id", f"req_{request_id}".encode()),)
+
+    async def send_error(self, send: Send, exc: BaseException, request_id: str, started: float) -> None:
         await send_anthropic_error(self.gw, send, exc, self.route, request_id, started)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gw = self.gw
-        started = time.perf_counter()
-        request_id = new_request_id()
-        self._in_flight.inc()
-        try:
-            head = RequestHead(scope)
-            check_length(head, gw.max_body)
-            principal = await gw.auth.inference(head)
-            body = await read_body(receive, gw.max_body, head.content_length)
-            data = parse_object(body)
-            messages, params, stream, user = to_router_request(data)
-            ext = Extension.parse(data.get("modelplex"))
-            target = gw.resolve_target(data.get("model"))
-            check_target(principal, gw.ext_task_target(target, ext))
-            kwargs = gw.route_kwargs(target, ext, user=user, request_id=request_id, principal=principal)
-            admission = await gw.admit(principal, estimate_tokens(len(body), params.get("max_tokens")))
-            watch = DisconnectWatch(receive, gw.watches)
-            if stream:
-                await self._stream(send, messages, params, kwargs, admission, watch, started, request_id)
-                return
-            try:
-                resp = await gw.router.acomplete(messages, **kwargs, **params)
-            except asyncio.CancelledError:
-                if not watch.disconnected:
-                    raise
-                watch.absorb()
-                gw.metrics.observe(self.route, 499, time.perf_counter() - started)
-                return
-            finally:
-                watch.stop()
-            watch.absorb()
-            headers = gw.routing_headers(request_id, resp.model, resp.provider, cost_usd=resp.cost_usd,
-                                         fallback=resp.fallback_used, attempts=len(resp.attempts), task=resp.task,
-                                         strategy=resp.strategy)
-            headers.append((b"request-id", f"req_{request_id}".encode()))
-            await send_body(send, 200, orjson.dumps(message_object(resp, request_id)), headers)
-            gw.metrics.observe(self.route, 200, time.perf_counter() - started, model=resp.model,
-                               provider=resp.provider, usage=resp.usage, cost_usd=resp.cost_usd,
-                               fallback=resp.fallback_used)
-            await gw.settle(admission, resp.usage)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            await self._error(send, exc, request_id, started)
-        finally:
-            self._in_flight.dec()
-
-    async def _stream(self, send: Send, messages: list[dict[str, Any]], params: dict[str, Any],
-                      kwargs: dict[str, Any], admission: Any, watch: DisconnectWatch, started: float,
-                      request_id: str) -> None:
-        gw = self.gw
-        agen = gw.router.astream(messages, **kwargs, **params)
-        opened = await gw.first_chunk(self.route, agen, watch, started, request_id)
-        if opened is None:
-            return
-        first, attempts = opened
-        fallback = fallback_from_attempts(attempts, first.model)
-        headers = gw.routing_headers(request_id, first.model, first.provider, fallback=fallback,
-                                     attempts=len(attempts))
-        headers.append((b"request-id", f"req_{request_id}".encode()))
-        outcome = await stream_response(send, agen, first, AnthropicEventEncoder(request_id), headers, watch,
-                                        lambda e: gw.error_info(e, self.route, request_id))
-        gw.metrics.stream_outcomes.labels(self.route, outcome.status).inc()
-        status = 200 if outcome.status == "completed" else 499 if outcome.status == "disconnected" else 502
-        gw.metrics.observe(self.route, status, time.perf_counter() - started, model=first.model,
-                           provider=first.provider, usage=outcome.usage, cost_usd=outcome.cost_usd, fallback=fallback)
-        await gw.settle(admission, outcome.usage)
 
 
 __all__ = ["AnthropicEventEncoder", "Messages", "anthropic_usage", "message_object", "send_anthropic_error",

@@ -20,7 +20,6 @@ import datetime as dt
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -33,19 +32,15 @@ from modelplex.server.errors import (
     ErrorInfo,
     invalid_request,
     not_found,
-    openai_error_body,
     openai_error_object,
-    retry_after_header,
 )
 from modelplex.server.gateway import (
     Extension,
     allowed_models_kwarg,
     estimate_tokens,
-    fallback_from_attempts,
     stream_extension,
 )
 from modelplex.server.http import (
-    DisconnectWatch,
     Receive,
     RequestHead,
     Scope,
@@ -56,7 +51,7 @@ from modelplex.server.http import (
     send_body,
     send_json,
 )
-from modelplex.server.sse import stream_response
+from modelplex.server.serving import ChatInput, ChatRoute, send_openai_error
 from modelplex.types import Response, StreamChunk, Usage
 
 if TYPE_CHECKING:
@@ -187,18 +182,6 @@ def check_params(data: dict[str, Any], allowed_extra: frozenset[str] = frozenset
     return params
 
 
-@dataclass(slots=True)
-class ChatInput:
-    model: Any
-    messages: list[dict[str, Any]]
-    params: dict[str, Any]
-    stream: bool
-    include_usage: bool
-    ext: Extension
-    user: str | None
-    timeout: float | None
-
-
 def parse_chat(data: dict[str, Any]) -> ChatInput:
     stream = data.get("stream", False)
     if stream is None:
@@ -221,8 +204,8 @@ def parse_chat(data: dict[str, Any]) -> ChatInput:
     if timeout is not None and (not _is_num(timeout) or timeout <= 0):
         raise invalid_request("'timeout' must be a positive number of seconds", param="timeout")
     return ChatInput(model=data.get("model"), messages=check_messages(data.get("messages")),
-                     params=check_params(data), stream=stream, include_usage=include_usage,
-                     ext=Extension.parse(data.get("modelplex")), user=user or None,
+                     params=check_params(data), stream=stream, ext=Extension.parse(data.get("modelplex")),
+                     user=user or None, include_usage=include_usage,
                      timeout=float(timeout) if timeout is not None else None)
 
 
@@ -344,99 +327,19 @@ class OpenAIChunkEncoder:
 # ------------------------------------------------------------------------------------------ routes
 
 
-async def send_openai_error(gw: Gateway, send: Send, exc: BaseException, route: str, request_id: str,
-                            started: float) -> int:
-    info = gw.error_info(exc, route, request_id)
-    headers = [(b"x-modelplex-request-id", request_id.encode()), *retry_after_header(info)]
-    await send_body(send, info.status, openai_error_body(info), headers)
-    gw.metrics.observe(route, info.status, time.perf_counter() - started)
-    return info.status
-
-
-class ChatCompletions:
+class ChatCompletions(ChatRoute):
     """``POST /v1/chat/completions``."""
 
     route = "chat"
 
-    def __init__(self, gw: Gateway) -> None:
-        self.gw = gw
-        self._in_flight = gw.metrics.in_flight.labels(self.route)
+    def parse(self, data: dict[str, Any]) -> ChatInput:
+        return parse_chat(data)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gw = self.gw
-        started = time.perf_counter()
-        request_id = new_request_id()
-        self._in_flight.inc()
-        try:
-            head = RequestHead(scope)
-            check_length(head, gw.max_body)
-            principal = await gw.auth.inference(head)
-            body = await read_body(receive, gw.max_body, head.content_length)
-            chat = parse_chat(parse_object(body))
-            target = gw.resolve_target(chat.model)
-            check_target(principal, gw.ext_task_target(target, chat.ext))
-            kwargs = gw.route_kwargs(target, chat.ext, user=chat.user, request_id=request_id, principal=principal)
-            if chat.timeout is not None:
-                kwargs["timeout"] = min(chat.timeout, gw.config.routing.deadline)
-            admission = await gw.admit(principal, estimate_tokens(len(body), chat.params.get("max_tokens")))
-            if chat.stream:
-                await self._stream(receive, send, chat, kwargs, admission, started, request_id)
-            else:
-                await self._complete(receive, send, chat, kwargs, admission, started, request_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            await send_openai_error(gw, send, exc, self.route, request_id, started)
-        finally:
-            self._in_flight.dec()
+    def render(self, resp: Response, data: dict[str, Any], request_id: str) -> bytes:
+        return completion_body(resp, request_id, int(time.time()))
 
-    async def _complete(self, receive: Receive, send: Send, chat: ChatInput, kwargs: dict[str, Any],
-                        admission: Any, started: float, request_id: str) -> None:
-        gw = self.gw
-        watch = DisconnectWatch(receive, gw.watches)
-        try:
-            resp = await gw.router.acomplete(chat.messages, **kwargs, **chat.params)
-        except asyncio.CancelledError:
-            if not watch.disconnected:
-                raise
-            watch.absorb()
-            gw.metrics.observe(self.route, 499, time.perf_counter() - started)
-            await gw.settle(admission, None)
-            return
-        finally:
-            watch.stop()
-        if watch.disconnected:
-            watch.absorb()
-        body = completion_body(resp, request_id, int(time.time()))
-        headers = gw.routing_headers(request_id, resp.model, resp.provider, cost_usd=resp.cost_usd,
-                                     fallback=resp.fallback_used, attempts=len(resp.attempts), task=resp.task,
-                                     strategy=resp.strategy)
-        await send_body(send, 200, body, headers)
-        gw.metrics.observe(self.route, 200, time.perf_counter() - started, model=resp.model, provider=resp.provider,
-                           usage=resp.usage, cost_usd=resp.cost_usd, fallback=resp.fallback_used)
-        await gw.settle(admission, resp.usage)
-
-    async def _stream(self, receive: Receive, send: Send, chat: ChatInput, kwargs: dict[str, Any],
-                      admission: Any, started: float, request_id: str) -> None:
-        gw = self.gw
-        watch = DisconnectWatch(receive, gw.watches)
-        agen = gw.router.astream(chat.messages, **kwargs, **chat.params)
-        opened = await gw.first_chunk(self.route, agen, watch, started, request_id)
-        if opened is None:
-            return
-        first, attempts = opened
-        headers = gw.routing_headers(request_id, first.model, first.provider,
-                                     fallback=fallback_from_attempts(attempts, first.model),
-                                     attempts=len(attempts))
-        encoder = OpenAIChunkEncoder(request_id, int(time.time()), chat.include_usage)
-        outcome = await stream_response(send, agen, first, encoder, headers, watch,
-                                        lambda e: gw.error_info(e, self.route, request_id))
-        gw.metrics.stream_outcomes.labels(self.route, outcome.status).inc()
-        status = 200 if outcome.status == "completed" else 499 if outcome.status == "disconnected" else 502
-        gw.metrics.observe(self.route, status, time.perf_counter() - started, model=first.model,
-                           provider=first.provider, usage=outcome.usage, cost_usd=outcome.cost_usd,
-                           fallback=fallback_from_attempts(attempts, first.model))
-        await gw.settle(admission, outcome.usage)
+    def encoder(self, chat: ChatInput, data: dict[str, Any], request_id: str) -> OpenAIChunkEncoder:
+        return OpenAIChunkEncoder(request_id, int(time.time()), chat.include_usage)
 
 
 # ------------------------------------------------------------------------------------------ embeddings

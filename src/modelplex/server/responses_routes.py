@@ -22,34 +22,21 @@ Must not touch: the router's logic, auth internals, error mapping (``server.erro
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from modelplex.ids import new_request_id
 from modelplex.messages import check_messages
-from modelplex.server.auth import check_target
 from modelplex.server.errors import ErrorInfo, invalid_request
-from modelplex.server.gateway import Extension, estimate_tokens, fallback_from_attempts, stream_extension
-from modelplex.server.http import (
-    DisconnectWatch,
-    Receive,
-    RequestHead,
-    Scope,
-    Send,
-    check_length,
-    parse_object,
-    read_body,
-    send_body,
-)
-from modelplex.server.openai_routes import FORBIDDEN_FIELDS, check_params, send_openai_error
-from modelplex.server.sse import sse_event, stream_response
+from modelplex.server.gateway import Extension, stream_extension
+from modelplex.server.openai_routes import FORBIDDEN_FIELDS, check_params
+from modelplex.server.serving import ChatInput, ChatRoute
+from modelplex.server.sse import sse_event
 from modelplex.types import Response, StreamChunk, ToolCall, Usage
 
 if TYPE_CHECKING:
-    from modelplex.server.gateway import Gateway
+    pass
 
 STATEFUL = {"previous_response_id": "this gateway stores no responses: send the whole conversation in 'input'",
             "conversation": "this gateway keeps no conversations: send the whole conversation in 'input'",
@@ -434,84 +421,20 @@ class ResponsesEventEncoder:
 # ------------------------------------------------------------------------------------------ the route
 
 
-class Responses:
+class Responses(ChatRoute):
     """``POST /v1/responses``."""
 
     route = "responses"
 
-    def __init__(self, gw: Gateway) -> None:
-        self.gw = gw
-        self._in_flight = gw.metrics.in_flight.labels(self.route)
+    def parse(self, data: dict[str, Any]) -> ChatInput:
+        messages, params, stream, user = to_router_request(data)
+        return ChatInput(data.get("model"), messages, params, stream, Extension.parse(data.get("modelplex")), user)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gw = self.gw
-        started = time.perf_counter()
-        request_id = new_request_id()
-        self._in_flight.inc()
-        try:
-            head = RequestHead(scope)
-            check_length(head, gw.max_body)
-            principal = await gw.auth.inference(head)
-            body = await read_body(receive, gw.max_body, head.content_length)
-            data = parse_object(body)
-            messages, params, stream, user = to_router_request(data)
-            ext = Extension.parse(data.get("modelplex"))
-            target = gw.resolve_target(data.get("model"))
-            check_target(principal, gw.ext_task_target(target, ext))
-            kwargs = gw.route_kwargs(target, ext, user=user, request_id=request_id, principal=principal)
-            admission = await gw.admit(principal, estimate_tokens(len(body), params.get("max_tokens")))
-            watch = DisconnectWatch(receive, gw.watches)
-            if stream:
-                await self._stream(send, data, messages, params, kwargs, admission, watch, started, request_id)
-                return
-            try:
-                resp = await gw.router.acomplete(messages, **kwargs, **params)
-            except asyncio.CancelledError:
-                if not watch.disconnected:
-                    raise
-                watch.absorb()
-                gw.metrics.observe(self.route, 499, time.perf_counter() - started)
-                await gw.settle(admission, None)
-                return
-            finally:
-                watch.stop()
-            watch.absorb()
-            headers = gw.routing_headers(request_id, resp.model, resp.provider, cost_usd=resp.cost_usd,
-                                         fallback=resp.fallback_used, attempts=len(resp.attempts), task=resp.task,
-                                         strategy=resp.strategy)
-            await send_body(send, 200, orjson.dumps(response_object(resp, data, request_id, int(time.time()))),
-                            headers)
-            gw.metrics.observe(self.route, 200, time.perf_counter() - started, model=resp.model,
-                               provider=resp.provider, usage=resp.usage, cost_usd=resp.cost_usd,
-                               fallback=resp.fallback_used)
-            await gw.settle(admission, resp.usage)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            await send_openai_error(gw, send, exc, self.route, request_id, started)
-        finally:
-            self._in_flight.dec()
+    def render(self, resp: Response, data: dict[str, Any], request_id: str) -> bytes:
+        return orjson.dumps(response_object(resp, data, request_id, int(time.time())))
 
-    async def _stream(self, send: Send, data: dict[str, Any], messages: list[dict[str, Any]], params: dict[str, Any],
-                      kwargs: dict[str, Any], admission: Any, watch: DisconnectWatch, started: float,
-                      request_id: str) -> None:
-        gw = self.gw
-        agen = gw.router.astream(messages, **kwargs, **params)
-        opened = await gw.first_chunk(self.route, agen, watch, started, request_id)
-        if opened is None:
-            return
-        first, attempts = opened
-        fallback = fallback_from_attempts(attempts, first.model)
-        headers = gw.routing_headers(request_id, first.model, first.provider, fallback=fallback,
-                                     attempts=len(attempts))
-        encoder = ResponsesEventEncoder(request_id, int(time.time()), data)
-        outcome = await stream_response(send, agen, first, encoder, headers, watch,
-                                        lambda e: gw.error_info(e, self.route, request_id))
-        gw.metrics.stream_outcomes.labels(self.route, outcome.status).inc()
-        status = 200 if outcome.status == "completed" else 499 if outcome.status == "disconnected" else 502
-        gw.metrics.observe(self.route, status, time.perf_counter() - started, model=first.model,
-                           provider=first.provider, usage=outcome.usage, cost_usd=outcome.cost_usd, fallback=fallback)
-        await gw.settle(admission, outcome.usage)
+    def encoder(self, chat: ChatInput, data: dict[str, Any], request_id: str) -> ResponsesEventEncoder:
+        return ResponsesEventEncoder(request_id, int(time.time()), data)
 
 
 __all__ = ["Responses", "ResponsesEventEncoder", "input_messages", "response_object", "to_router_request"]

@@ -1,6 +1,9 @@
 """The one way a serving route answers a routed chat request, whatever its wire format.
 
-Owns: ``answer`` (with ``answer_complete`` and ``answer_stream`` behind it): given what a route parsed
+Owns: ``ChatRoute`` (the skeleton of a chat-like route: request id, in-flight gauge, body size, auth,
+reading the body, the error answer; ``route_and_answer`` plans the target, takes the key's admission and
+answers), ``send_openai_error``, and ``answer`` (with ``answer_complete`` and ``answer_stream`` behind it):
+given what a route parsed
 (messages, model parameters, the router's keyword arguments, the admission), call the router, write the
 answer in the route's format and do the bookkeeping every chat-like route shares: the client going
 away (a 499, no answer written), routing headers, metrics, stream outcomes, and settling the key's
@@ -16,10 +19,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from modelplex.server.gateway import fallback_from_attempts
-from modelplex.server.http import DisconnectWatch, Receive, Send, send_body
+from modelplex.ids import new_request_id
+from modelplex.server.auth import Principal, check_target
+from modelplex.server.errors import openai_error_body, retry_after_header
+from modelplex.server.gateway import Extension, estimate_tokens, fallback_from_attempts
+from modelplex.server.http import (
+    DisconnectWatch,
+    Receive,
+    RequestHead,
+    Scope,
+    Send,
+    check_length,
+    parse_object,
+    read_body,
+    send_body,
+)
 from modelplex.server.sse import StreamEncoder, stream_response
 
 if TYPE_CHECKING:
@@ -27,6 +44,101 @@ if TYPE_CHECKING:
     from modelplex.types import Response
 
 ExtraHeaders = Sequence[tuple[bytes, bytes]]
+
+
+async def send_openai_error(gw: Gateway, send: Send, exc: BaseException, route: str, request_id: str,
+                            started: float) -> int:
+    """Answer ``exc`` as an OpenAI error object (with any ``retry-after``) and count it."""
+    info = gw.error_info(exc, route, request_id)
+    headers = [(b"x-modelplex-request-id", request_id.encode()), *retry_after_header(info)]
+    await send_body(send, info.status, openai_error_body(info), headers)
+    gw.metrics.observe(route, info.status, time.perf_counter() - started)
+    return info.status
+
+
+@dataclass(slots=True)
+class ChatInput:
+    """What a chat-like route parsed from its body, in the router's terms."""
+
+    model: Any
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    stream: bool
+    ext: Extension
+    user: str | None
+    include_usage: bool = False
+    timeout: float | None = None
+
+
+class ChatRoute:
+    """A route that answers chat-like requests. Subclasses set ``route`` and implement ``parse`` (the body
+    -> ``ChatInput``), ``render`` (a ``Response`` -> the JSON body) and ``encoder`` (the stream's
+    ``StreamEncoder``); ``extra_headers`` and ``send_error`` (OpenAI's error shape) may be overridden."""
+
+    route: ClassVar[str]
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self._in_flight = gw.metrics.in_flight.labels(self.route)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gw
+        started = time.perf_counter()
+        request_id = new_request_id()
+        self._in_flight.inc()
+        try:
+            head = RequestHead(scope)
+            check_length(head, gw.max_body)
+            principal = await gw.auth.inference(head)
+            body = await read_body(receive, gw.max_body, head.content_length)
+            await self.serve(principal, body, receive, send, started, request_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self.send_error(send, exc, request_id, started)
+        finally:
+            self._in_flight.dec()
+
+    def parse(self, data: dict[str, Any]) -> ChatInput:
+        raise NotImplementedError
+
+    def render(self, resp: Response, data: dict[str, Any], request_id: str) -> bytes:
+        raise NotImplementedError
+
+    def encoder(self, chat: ChatInput, data: dict[str, Any], request_id: str) -> StreamEncoder:
+        raise NotImplementedError
+
+    def extra_headers(self, request_id: str) -> ExtraHeaders:
+        return ()
+
+    async def serve(self, principal: Principal, body: bytes, receive: Receive, send: Send, started: float,
+                    request_id: str) -> None:
+        data = parse_object(body)
+        chat = self.parse(data)
+        await self.route_and_answer(
+            principal, body, receive, send, started, request_id, model=chat.model, ext=chat.ext, user=chat.user,
+            messages=chat.messages, params=chat.params, stream=chat.stream, timeout=chat.timeout,
+            render=lambda resp: self.render(resp, data, request_id),
+            encoder=lambda: self.encoder(chat, data, request_id), extra_headers=self.extra_headers(request_id))
+
+    async def send_error(self, send: Send, exc: BaseException, request_id: str, started: float) -> None:
+        await send_openai_error(self.gw, send, exc, self.route, request_id, started)
+
+    async def route_and_answer(self, principal: Principal, body: bytes, receive: Receive, send: Send, started: float,
+                               request_id: str, *, model: Any, ext: Extension, user: str | None,
+                               messages: list[Any], params: dict[str, Any], stream: bool,
+                               render: Callable[[Response], bytes], encoder: Callable[[], StreamEncoder],
+                               timeout: float | None = None, extra_headers: ExtraHeaders = ()) -> None:
+        """Resolve ``model`` (with the key's allow-list), take the key's admission and ``answer``."""
+        gw = self.gw
+        target = gw.resolve_target(model)
+        check_target(principal, gw.ext_task_target(target, ext))
+        kwargs = gw.route_kwargs(target, ext, user=user, request_id=request_id, principal=principal)
+        if timeout is not None:
+            kwargs["timeout"] = min(timeout, gw.config.routing.deadline)
+        admission = await gw.admit(principal, estimate_tokens(len(body), params.get("max_tokens")))
+        await answer(gw, self.route, receive, send, messages, params, kwargs, admission, started, request_id,
+                     stream=stream, render=render, encoder=encoder, extra_headers=extra_headers)
 
 
 async def answer(gw: Gateway, route: str, receive: Receive, send: Send, messages: list[Any], params: dict[str, Any],
@@ -91,4 +203,4 @@ async def answer_stream(gw: Gateway, route: str, receive: Receive, send: Send, m
     await gw.settle(admission, outcome.usage)
 
 
-__all__ = ["answer", "answer_complete", "answer_stream"]
+__all__ = ["ChatInput", "ChatRoute", "answer", "answer_complete", "answer_stream", "send_openai_error"]

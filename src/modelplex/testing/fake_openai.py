@@ -257,18 +257,26 @@ class FakeOpenAI:
             return self._error(flavor, 400, "[] is too short - 'messages'", "invalid_request_error",
                                param="messages", code="empty_array")
         prompt = prompt_text(messages)
-        turn = await self.server.begin(request, flavor, model, raw, body, prompt)
-        denied = self._auth_failure(request, flavor)
-        if denied is not None:
-            return denied
-        if turn.fault is not None and turn.fault.kind in ERROR_FAULTS:
-            return self._fault(turn.fault, flavor, model)
+        turn = await self._begin(request, flavor, model, raw, body, prompt)
+        if isinstance(turn, web.Response):
+            return turn
         reply = self._reply(turn, body)
         usage = self._usage(turn, body, reply, prompt)
         rid = f"chatcmpl-{hashlib.sha256(f'{next(self._seq)}:{model}'.encode()).hexdigest()[:29]}"
         if body.get("stream"):
             return await self._stream(request, turn, body, reply, usage, flavor, rid, model)
         return await self._complete(request, turn, reply, usage, flavor, rid, model)
+
+    async def _begin(self, request: web.Request, flavor: Flavor, model: str, raw: bytes, body: dict[str, Any],
+                     prompt: str) -> Turn | web.Response:
+        """The request's turn (captured, its fault drawn), or the error answer its key or fault calls for."""
+        turn = await self.server.begin(request, flavor, model, raw, body, prompt)
+        denied = self._auth_failure(request, flavor)
+        if denied is not None:
+            return denied
+        if turn.fault is not None and turn.fault.kind in ERROR_FAULTS:
+            return self._fault(turn.fault, flavor, model)
+        return turn
 
     def _tool_call(self, body: dict[str, Any], behavior: Behavior) -> tuple[str, str] | None:
         tools = [t for t in body.get("tools") or () if isinstance(t, dict)]
@@ -499,12 +507,9 @@ class FakeOpenAI:
         if isinstance(view, str):
             return self._error(flavor, 400, view, "invalid_request_error", param="input")
         prompt = prompt_text(view["messages"])
-        turn = await self.server.begin(request, flavor, model, raw, body, prompt)
-        denied = self._auth_failure(request, flavor)
-        if denied is not None:
-            return denied
-        if turn.fault is not None and turn.fault.kind in ERROR_FAULTS:
-            return self._fault(turn.fault, flavor, model)
+        turn = await self._begin(request, flavor, model, raw, body, prompt)
+        if isinstance(turn, web.Response):
+            return turn
         reply = self._reply(turn, view)
         usage = fake_responses.responses_usage(self._usage(turn, view, reply, prompt))
         rid = f"resp_{hashlib.sha256(f'{next(self._seq)}:{model}'.encode()).hexdigest()[:48]}"
