@@ -53,6 +53,26 @@ def test_tools_and_their_results_round_trip_through_an_anthropic_model(live) -> 
     assert sent[1]["content"][0]["type"] == "tool_use" and sent[2]["content"][0]["type"] == "tool_result"
 
 
+def test_the_documented_agent_loop_sends_the_previous_output_back(live) -> None:
+    """OpenAI's function-calling guide for this API: ``input += response.output``, then the tool results."""
+    gw = live()
+    c = client(gw, gw.create_key())
+    conversation: list = [{"role": "user", "content": "What is the weather? Use get_weather."}]
+    first = c.responses.create(model="fakeai/large", input=conversation, tools=TOOLS)
+    conversation += first.output  # SDK objects: function_call items with their ids and status
+    for item in first.output:
+        if item.type == "function_call":
+            conversation.append({"type": "function_call_output", "call_id": item.call_id, "output": "sunny"})
+    second = c.responses.create(model="fakeai/large", input=conversation, tools=TOOLS)
+    assert second.output_text
+    conversation += second.output  # an assistant message item, sent back as the next turn's context
+    conversation.append({"role": "user", "content": "Thanks"})
+    third = c.responses.create(model="fakeai/large", input=conversation)
+    sent = gw.fake.captured[-1].json["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "assistant", "user"] and third.output_text
+    assert sent[3]["content"] == second.output_text
+
+
 def test_json_schema_output_and_task_routing(live) -> None:
     gw = live()
     c = client(gw, gw.create_key())

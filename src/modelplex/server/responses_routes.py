@@ -61,6 +61,8 @@ def _part(part: Any, where: str) -> dict[str, Any]:
     if not isinstance(part, dict):
         raise invalid_request(f"{where} must be an object", param=where)
     kind = part.get("type")
+    if kind == "refusal" and isinstance(part.get("refusal"), str):  # an earlier answer, sent back
+        return {"type": "text", "text": part["refusal"]}
     if kind in ("input_text", "output_text"):
         text = part.get("text")
         if not isinstance(text, str):
