@@ -3,6 +3,7 @@ fake providers, using the bundled catalog's real model ids."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -126,3 +127,17 @@ async def test_a_responses_only_model_is_called_through_the_responses_api(all_pr
         assert "".join(c.delta for c in chunks) and chunks[-1].usage is not None and chunks[-1].cost_usd > 0
     finally:
         await r.aclose()
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic", "gemini", "bedrock"])
+async def test_a_forced_tool_call_is_answered_with_schema_valid_arguments(router: Router, protocol: str) -> None:
+    """``tool_choice: required`` becomes each protocol's forced mode (Gemini ``ANY``, Bedrock ``any``,
+    Anthropic ``any``); the fakes answer it, as the services must, with a call whose input fits the schema."""
+    tools = [{"type": "function", "function": {"name": "lookup_order", "parameters": {
+        "type": "object", "properties": {"order_id": {"type": "string"}, "express": {"type": "boolean"}},
+        "required": ["order_id", "express"]}}}]
+    resp = await router.acomplete([{"role": "user", "content": "Where is my parcel?"}], model=CHAT[protocol],
+                                  tools=tools, tool_choice="required")
+    assert resp.finish_reason == "tool_calls" and [t.name for t in resp.tool_calls] == ["lookup_order"]
+    args = json.loads(resp.tool_calls[0].arguments)
+    assert isinstance(args["order_id"], str) and isinstance(args["express"], bool)

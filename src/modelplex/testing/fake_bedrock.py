@@ -14,7 +14,8 @@ Behaviour a client can rely on:
   (``Bearer ...``). Otherwise 403 ``MissingAuthenticationTokenException`` / ``IncompleteSignatureException``.
 * ``inferenceConfig.maxTokens`` truncates (``stopReason: max_tokens``), ``stopSequences`` cut
   (``stop_sequence``); a forced ``toolChoice.tool`` is answered with that tool, whose input is the reply
-  parsed as a JSON object (or ``{"text": reply}``).
+  parsed as a JSON object (or ``{"text": reply}``); ``toolChoice.any`` with the first tool, its input valid
+  for the tool's schema.
 * Faults: ``rate_limit`` 429 ``ThrottlingException``; ``quota`` 400 ``ServiceQuotaExceededException``;
   ``context_window`` 400 ``ValidationException`` (Bedrock has no structured code for it);
   ``content_policy`` a 200 with ``stopReason: guardrail_intervened``; ``auth`` 403
@@ -44,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from modelplex.testing.fake_openai import dummy_from_schema
 from modelplex.testing.server import FakeProviderServer, approx_tokens
 
 if TYPE_CHECKING:
@@ -298,8 +300,15 @@ class _BedrockRoutes:
         limit = inference.get("maxTokens")
         if isinstance(limit, int) and approx_tokens(text) > limit:
             text, stop = text[: max(0, limit * 4)], "max_tokens"
-        choice = ((body.get("toolConfig") or {}).get("toolChoice") or {}).get("tool")
+        tool_choice = (body.get("toolConfig") or {}).get("toolChoice") or {}
+        choice = tool_choice.get("tool")
         call = turn.behavior.tool_call
+        if call is None and "any" in tool_choice:  # a call is forced: the first tool, with schema-valid input
+            specs = [t.get("toolSpec") for t in (body.get("toolConfig") or {}).get("tools") or ()
+                     if isinstance(t, dict) and isinstance(t.get("toolSpec"), dict)]
+            if specs:
+                schema = (specs[0].get("inputSchema") or {}).get("json") or {"type": "object"}
+                call = {"name": specs[0].get("name"), "arguments": dummy_from_schema(schema) or {}}
         blocks: list[dict[str, Any]]
         if call is not None:
             blocks = [{"toolUse": {"toolUseId": f"tooluse_{uuid.uuid4().hex[:22]}", "name": call["name"],

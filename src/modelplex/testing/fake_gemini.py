@@ -20,6 +20,8 @@ Behaviour a client can rely on:
   ``ErrorInfo.reason: API_KEY_INVALID``; ``overloaded`` 503 ``UNAVAILABLE``; ``stream_cut`` drops the
   connection after ``after_chunks`` events — or, when the fault has a ``status``, sends Google's in-band
   ``{"error": ...}`` event instead; ``truncated`` ends a stream with no ``finishReason``.
+* A function call answers ``Behavior.tool_call``, or a call forced by ``functionCallingConfig.mode: ANY``
+  (the first allowed function, with arguments valid for its schema).
 
 Must not touch: fault selection and transport faults (``server.FakeProviderServer.begin`` does those).
 """
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from modelplex.testing.fake_openai import dummy_from_schema
 from modelplex.testing.server import FakeProviderServer, approx_tokens
 
 if TYPE_CHECKING:
@@ -149,6 +152,22 @@ def embedding(text: str, dims: int) -> list[float]:
     vec = [rng.gauss(0.0, 1.0) for _ in range(dims)]
     norm = math.sqrt(sum(v * v for v in vec)) or 1.0
     return [v / norm for v in vec]
+
+
+def forced_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The call a request forces (``functionCallingConfig.mode: ANY``): the first allowed function, with
+    arguments valid for its schema, as Gemini must answer with a function call then."""
+    cfg = field(field(body, "toolConfig"), "functionCallingConfig")
+    if not isinstance(cfg, dict) or str(field(cfg, "mode") or "").upper() != "ANY":
+        return None
+    decls = [d for t in body.get("tools") or () if isinstance(t, dict)
+             for d in field(t, "functionDeclarations") or () if isinstance(d, dict) and d.get("name")]
+    allowed = field(cfg, "allowedFunctionNames") or [d["name"] for d in decls]
+    decl = next((d for d in decls if d["name"] in allowed), None)
+    if decl is None:
+        return None
+    schema = field(decl, "parametersJsonSchema") or decl.get("parameters") or {"type": "object"}
+    return {"name": decl["name"], "arguments": dummy_from_schema(schema) or {}}
 
 
 def field(obj: Any, camel: str) -> Any:
@@ -294,7 +313,7 @@ class _GeminiRoutes:
             usage["thoughtsTokenCount"] = thoughts
         thought_parts = ([{"text": "Considering the request.", "thought": True}]
                          if field(thinking, "includeThoughts") else [])
-        call = turn.behavior.tool_call
+        call = turn.behavior.tool_call or forced_call(body)
         if call is not None:
             parts: list[list[dict[str, Any]]] = [[
                 *thought_parts, {"functionCall": {"name": call["name"], "args": call.get("arguments") or {}}}]]
