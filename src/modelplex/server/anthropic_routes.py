@@ -29,14 +29,14 @@ from modelplex.server.errors import (
     invalid_request,
     retry_after_header,
 )
-from modelplex.server.gateway import Extension, stream_extension
+from modelplex.server.gateway import stream_extension
 from modelplex.server.http import (
     Send,
     send_body,
 )
 from modelplex.server.openai_routes import FORBIDDEN_FIELDS
 from modelplex.server.serving import ChatInput, ChatRoute
-from modelplex.server.sse import sse_event
+from modelplex.server.sse import EndTracking, sse_event
 from modelplex.types import Response, StreamChunk, Usage
 
 if TYPE_CHECKING:
@@ -333,19 +333,17 @@ def message_object(resp: Response, request_id: str) -> dict[str, Any]:
             "stop_sequence": None, "usage": anthropic_usage(resp.usage)}
 
 
-class AnthropicEventEncoder:
+class AnthropicEventEncoder(EndTracking):
     """Router chunks -> Anthropic Messages stream events."""
 
     def __init__(self, request_id: str) -> None:
+        super().__init__()
         self._request_id = request_id
         self._index = -1
         self._open: str | None = None
         self._pinged = False
         self._tool_blocks: dict[int, int] = {}
-        self._finish: str | None = None
         self._any_tool = False
-        self.usage: Usage | None = None
-        self.cost_usd: float | None = None
 
     @staticmethod
     def _event(name: bytes, obj: dict[str, Any]) -> bytes:
@@ -393,11 +391,7 @@ class AnthropicEventEncoder:
                 out += self._event(b"content_block_delta", {"type": "content_block_delta", "index": block,
                                                             "delta": {"type": "input_json_delta",
                                                                       "partial_json": t.arguments}})
-        if c.usage is not None:
-            self.usage = c.usage
-            self.cost_usd = c.cost_usd
-        if c.finish_reason is not None:
-            self._finish = c.finish_reason
+        self.note_end(c)
         return out
 
     def finish(self) -> bytes:
@@ -406,7 +400,7 @@ class AnthropicEventEncoder:
             out += self._event(b"ping", {"type": "ping"})
         used = self.usage or Usage()
         out += self._event(b"message_delta", {"type": "message_delta",
-                                              "delta": {"stop_reason": stop_reason(self._finish, self._any_tool),
+                                              "delta": {"stop_reason": stop_reason(self.finish_reason, self._any_tool),
                                                         "stop_sequence": None},
                                               "usage": anthropic_usage(used),
                                               "modelplex": stream_extension(self._request_id, self.cost_usd, used)})
@@ -434,9 +428,7 @@ class Messages(ChatRoute):
 
     route = "messages"
 
-    def parse(self, data: dict[str, Any]) -> ChatInput:
-        messages, params, stream, user = to_router_request(data)
-        return ChatInput(data.get("model"), messages, params, stream, Extension.parse(data.get("modelplex")), user)
+    convert = staticmethod(to_router_request)
 
     def render(self, resp: Response, data: dict[str, Any], request_id: str) -> bytes:
         return orjson.dumps(message_object(resp, request_id))

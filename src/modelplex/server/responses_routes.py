@@ -29,10 +29,10 @@ import orjson
 
 from modelplex.messages import check_messages
 from modelplex.server.errors import ErrorInfo, invalid_request
-from modelplex.server.gateway import Extension, stream_extension
+from modelplex.server.gateway import stream_extension
 from modelplex.server.openai_routes import FORBIDDEN_FIELDS, check_params
 from modelplex.server.serving import ChatInput, ChatRoute
-from modelplex.server.sse import sse_event
+from modelplex.server.sse import EndTracking, sse_event
 from modelplex.types import Response, StreamChunk, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -293,7 +293,7 @@ def response_object(resp: Response, data: dict[str, Any], request_id: str, creat
     return obj
 
 
-class ResponsesEventEncoder:
+class ResponsesEventEncoder(EndTracking):
     """Router chunks -> the Responses API's stream events (see the module docstring).
 
     Items open as their first delta arrives (the answer's text as one ``message`` item, each tool call
@@ -301,10 +301,10 @@ class ResponsesEventEncoder:
     stream ends. The closing ``response.completed`` (``response.incomplete`` for ``length`` or
     ``content_filter``) carries every item, the usage and a ``modelplex`` object with the cost."""
 
-    __slots__ = ("_created", "_data", "_finish", "_items", "_model", "_open", "_request_id", "_seq", "cost_usd",
-                 "usage")
+    __slots__ = ("_created", "_data", "_items", "_model", "_open", "_request_id", "_seq")
 
     def __init__(self, request_id: str, created: int, data: dict[str, Any]) -> None:
+        super().__init__()
         self._request_id = request_id
         self._created = created
         self._data = data
@@ -312,9 +312,6 @@ class ResponsesEventEncoder:
         self._items: list[dict[str, Any]] = []
         self._open: dict[str, Any] | None = None  # the item receiving deltas
         self._model = ""
-        self._finish: str | None = None
-        self.usage: Usage | None = None
-        self.cost_usd: float | None = None
 
     def _event(self, kind: str, **fields: Any) -> bytes:
         payload = orjson.dumps({"type": kind, "sequence_number": self._seq, **fields})
@@ -322,7 +319,7 @@ class ResponsesEventEncoder:
         return sse_event(kind.encode(), payload)
 
     def _response(self, status: str) -> dict[str, Any]:
-        return _envelope(self._data, self._request_id, self._created, self._model, status, self._finish)
+        return _envelope(self._data, self._request_id, self._created, self._model, status, self.finish_reason)
 
     def start(self, first: StreamChunk) -> bytes:
         self._model = first.model
@@ -389,18 +386,14 @@ class ResponsesEventEncoder:
             out += self._text(c.delta)
         for t in c.tool_calls:
             out += self._call(t.index, t.id, t.name, t.arguments or "")
-        if c.usage is not None:
-            self.usage = c.usage
-            self.cost_usd = c.cost_usd
-        if c.finish_reason is not None:
-            self._finish = c.finish_reason
+        self.note_end(c)
         return out
 
     def finish(self) -> bytes:
         out = self._close_open()
         if not self._items:  # an empty answer is still one (empty) message, as the API sends it
             out += self._text("") + self._close_open()
-        status = _status(self._finish)
+        status = _status(self.finish_reason)
         final = self._response(status)
         final["output"] = [{k: v for k, v in item.items() if k != "_index"} for item in self._items]
         usage = self.usage or Usage()
@@ -428,9 +421,7 @@ class Responses(ChatRoute):
 
     route = "responses"
 
-    def parse(self, data: dict[str, Any]) -> ChatInput:
-        messages, params, stream, user = to_router_request(data)
-        return ChatInput(data.get("model"), messages, params, stream, Extension.parse(data.get("modelplex")), user)
+    convert = staticmethod(to_router_request)
 
     def render(self, resp: Response, data: dict[str, Any], request_id: str) -> bytes:
         return orjson.dumps(response_object(resp, data, request_id, int(time.time())))

@@ -71,8 +71,8 @@ class ChatInput:
 
 
 class ChatRoute:
-    """A route that answers chat-like requests. Subclasses set ``route`` and implement ``parse`` (the body
-    -> ``ChatInput``), ``render`` (a ``Response`` -> the JSON body) and ``encoder`` (the stream's
+    """A route that answers chat-like requests. Subclasses set ``route`` and ``convert`` or ``parse`` (the body
+    -> ``ChatInput``), and implement ``render`` (a ``Response`` -> the JSON body) and ``encoder`` (the stream's
     ``StreamEncoder``); ``extra_headers`` and ``send_error`` (OpenAI's error shape) may be overridden."""
 
     route: ClassVar[str]
@@ -99,8 +99,12 @@ class ChatRoute:
         finally:
             self._in_flight.dec()
 
+    convert: ClassVar[Callable[[dict[str, Any]], tuple[list[Any], dict[str, Any], bool, str | None]]]
+    """For routes whose body converts to ``(messages, params, stream, user)`` (the default ``parse``)."""
+
     def parse(self, data: dict[str, Any]) -> ChatInput:
-        raise NotImplementedError
+        messages, params, stream, user = type(self).convert(data)
+        return ChatInput(data.get("model"), messages, params, stream, Extension.parse(data.get("modelplex")), user)
 
     def render(self, resp: Response, data: dict[str, Any], request_id: str) -> bytes:
         raise NotImplementedError

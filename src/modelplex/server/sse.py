@@ -66,6 +66,25 @@ class StreamEncoder(Protocol):
         """An in-stream error event, sent after the first byte when the upstream fails."""
 
 
+class EndTracking:
+    """For encoders: ``note_end`` keeps the last usage, its cost and the finish reason the chunks carried,
+    for the closing event."""
+
+    __slots__ = ("cost_usd", "finish_reason", "usage")
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.cost_usd: float | None = None
+        self.finish_reason: str | None = None
+
+    def note_end(self, c: StreamChunk) -> None:
+        if c.usage is not None:
+            self.usage = c.usage
+            self.cost_usd = c.cost_usd
+        if c.finish_reason is not None:
+            self.finish_reason = c.finish_reason
+
+
 @dataclass(slots=True)
 class StreamOutcome:
     """How a stream ended: ``completed``, ``failed`` (with ``error``) or ``disconnected``."""
@@ -219,5 +238,13 @@ async def stream_response(send: Send, agen: AsyncIterator[StreamChunk], first: S
     return out
 
 
-__all__ = ["SSE_HEADERS", "StreamEncoder", "StreamOutcome", "sse_data", "sse_event", "sse_json",
-           "stream_response"]
+__all__ = [
+    "SSE_HEADERS",
+    "EndTracking",
+    "StreamEncoder",
+    "StreamOutcome",
+    "sse_data",
+    "sse_event",
+    "sse_json",
+    "stream_response",
+]
