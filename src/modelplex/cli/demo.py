@@ -616,6 +616,8 @@ def print_tour(out: Console, url: str, admin_key: str, api_key: str, db_path: Pa
         '      messages=[{"role": "user", "content": "Parse this job posting into JSON with the keys title, company, '
         'skills.\\nTitle: Data Scientist\\nCompany: Acme\\nSkills: Python, SQL"}])',
         "  print(reply.model, reply.choices[0].message.content)",
+        '  answer = client.responses.create(model="task:reasoning", input="Should we split the database first?")',
+        "  print(answer.model, answer.output_text)   # the Responses API, served by any routed model",
     ]
     if keep_serving:
         lines += ["", "[bold]Serving until Ctrl-C[/bold]; whatever you send shows up on the dashboard within 2 s."]
