@@ -118,6 +118,9 @@ def test_what_a_stateless_gateway_cannot_serve_is_a_clear_400(live) -> None:
         ({"max_output_tokens": 0}, "max_output_tokens"),
         ({"frobnicate": True}, "frobnicate"),
         ({"api_key": "sk-other"}, "api_key"),
+        ({"tools": {}}, "tools"),
+        ({"stream": {}}, "stream"),
+        ({"user": 0}, "user"),
     ]
     for extra, param in cases:
         body = {"model": "fakeai/small", "input": "hi", **extra}

@@ -206,8 +206,9 @@ def to_router_request(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[
                 raise invalid_request("'max_output_tokens' must be a positive integer", param=name)
             chat["max_tokens"] = value
         elif name == "tools":
-            if value:
-                chat["tools"] = _tools(value)
+            tools = _tools(value)
+            if tools:
+                chat["tools"] = tools
         elif name == "tool_choice":
             chat["tool_choice"] = _tool_choice(value)
         elif name == "text":
@@ -230,14 +231,15 @@ def to_router_request(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[
         if data.get(name) is not None:
             chat[name] = data[name]
     params = check_params(chat)
-    stream = data.get("stream") or False
-    if not isinstance(stream, bool):
+    stream = data.get("stream")
+    if stream is not None and not isinstance(stream, bool):
         raise invalid_request("'stream' must be a boolean", param="stream")
+    for name in ("user", "safety_identifier"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise invalid_request(f"'{name}' must be a string", param=name)
     user = data.get("user") or data.get("safety_identifier")
-    if user is not None and not isinstance(user, str):
-        raise invalid_request("'user' must be a string", param="user")
     messages = check_messages(input_messages(data.get("input"), data.get("instructions")))
-    return messages, params, stream, user or None
+    return messages, params, bool(stream), user or None
 
 
 # ------------------------------------------------------------------------------------------ answers
