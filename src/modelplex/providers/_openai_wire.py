@@ -79,7 +79,7 @@ def clean_messages(messages: list[Message]) -> list[dict[str, Any]]:
             for m in messages]
 
 
-def _set_path(body: dict[str, Any], name: str, value: Any) -> None:
+def set_path(body: dict[str, Any], name: str, value: Any) -> None:
     """Set ``body[name]``; a dotted name (``metadata.user_id``) nests."""
     if "." not in name:
         body[name] = value
@@ -139,7 +139,7 @@ def _place_params(body: dict[str, Any], protocol: str, params: Mapping[str, Any]
         if name is None:
             dropped_names.append(key)
         elif "." in name:
-            _set_path(body, name, value)
+            set_path(body, name, value)
         else:
             body[name] = value
     return extra

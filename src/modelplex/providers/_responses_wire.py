@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from modelplex.catalog.params import split_params
-from modelplex.providers._openai_wire import CLIENT_ONLY_PARAMS, event_object
+from modelplex.catalog.params import RESPONSES_PARAMS, split_params
+from modelplex.providers._openai_wire import CLIENT_ONLY_PARAMS, set_path, event_object
 from modelplex.providers.base import StreamDecoder
 from modelplex.types import Response, StreamChunk, ToolCall, ToolCallDelta, Usage
 
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 
 Classifier = Callable[[dict[str, Any]], "ProviderError"]
 
-_RENAMED = {"max_tokens": "max_output_tokens"}
-_SAME = frozenset({"temperature", "top_p", "parallel_tool_calls", "user", "metadata", "service_tier"})
 _INCOMPLETE_FINISH = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
 
@@ -128,6 +126,7 @@ def _tool_choice(choice: Any) -> Any:
 
 
 def _text_format(fmt: Any) -> dict[str, Any] | None:
+    """``response_format`` as ``text.format`` (``None``: nothing to send)."""
     if not isinstance(fmt, dict):
         return None
     kind = fmt.get("type")
@@ -138,10 +137,16 @@ def _text_format(fmt: Any) -> dict[str, Any] | None:
         for key in ("strict", "description"):
             if js.get(key) is not None:
                 out[key] = js[key]
-        return {"format": out}
+        return out
     if kind in ("json_object", "text"):
-        return {"format": {"type": kind}}
+        return {"type": kind}
     return None
+
+
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "tools": lambda tools: [_tool(t) for t in tools or ()], "tool_choice": _tool_choice,
+    "response_format": _text_format}
+"""Parameters whose value changes shape on this wire; the rest go as they are, under ``RESPONSES_PARAMS``'s name."""
 
 
 def build_responses_body(protocol: str, req: ChatRequest, spec: ModelSpec, *, model_field: str | None
@@ -157,22 +162,14 @@ def build_responses_body(protocol: str, req: ChatRequest, spec: ModelSpec, *, mo
     for key, value in kept.items():
         if key in CLIENT_ONLY_PARAMS:
             continue
-        if key in _RENAMED:
-            body[_RENAMED[key]] = value
-        elif key in _SAME:
-            body[key] = value
-        elif key == "tools":
-            body["tools"] = [_tool(t) for t in value or ()]
-        elif key == "tool_choice":
-            body["tool_choice"] = _tool_choice(value)
-        elif key == "response_format":
-            text = _text_format(value)
-            if text is not None:
-                body["text"] = text
-        elif key == "reasoning_effort":
-            body["reasoning"] = {"effort": value}
-        else:
+        name = RESPONSES_PARAMS.get(key)
+        if name is None:
             dropped_names.append(key)
+            continue
+        convert = _CONVERT.get(key)
+        if convert is not None and (value := convert(value)) is None:
+            continue
+        set_path(body, name, value)
     body["store"] = False
     if req.stream:
         body["stream"] = True

@@ -374,7 +374,6 @@ def fallback_from_attempts(attempts: list[Attempt], model: str | None) -> bool:
     return any(a.target != model for a in attempts if a.outcome != "success")
 
 
-
 def allowed_models_kwarg(principal: Principal) -> dict[str, Any]:
     """``{"allowed_models": ...}`` when the key's model allow-list names models, else ``{}``: the router
     then keeps only the targets the list matches, fallbacks included. ``["*"]`` restricts nothing, and
@@ -384,6 +383,7 @@ def allowed_models_kwarg(principal: Principal) -> dict[str, Any]:
     if key is None or not key.allowed_models or "*" in key.allowed_models:
         return {}
     return {"allowed_models": key.allowed_models}
+
 
 __all__ = ["Admission", "Extension", "Gateway", "allowed_models_kwarg", "estimate_tokens", "fallback_from_attempts",
            "format_usd", "parse_requirements", "stream_extension"]
