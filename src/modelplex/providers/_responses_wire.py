@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from modelplex.catalog.params import RESPONSES_PARAMS, split_params
-from modelplex.providers._openai_wire import CLIENT_ONLY_PARAMS, set_path, event_object
+from modelplex.providers._openai_wire import CLIENT_ONLY_PARAMS, event_object, set_path
 from modelplex.providers.base import StreamDecoder
 from modelplex.types import Response, StreamChunk, ToolCall, ToolCallDelta, Usage
 
