@@ -1,7 +1,8 @@
 """The OpenAI Responses API as a gateway route: ``POST /v1/responses`` over the router.
 
 Owns: ``Responses`` (the route: non-streaming and SSE streaming), ``to_router_request`` (a Responses
-body -> chat messages and OpenAI-named parameters, with clear 400s), ``response_object`` (a router
+body -> chat messages and OpenAI-named parameters, with clear 400s; the input items, tools and formats
+are read by ``modelplex.responses_input``, which the fake provider shares), ``response_object`` (a router
 ``Response`` -> a ``response`` object) and ``ResponsesEventEncoder`` (router chunks -> the semantic
 stream events: ``response.created``, ``response.in_progress``, ``response.output_item.added``,
 ``response.content_part.added``, ``response.output_text.delta``, ``response.function_call_arguments.delta``
@@ -23,20 +24,18 @@ Must not touch: the router's logic, auth internals, error mapping (``server.erro
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from modelplex.messages import check_messages
+from modelplex.responses_input import chat_response_format, chat_tool_choice, chat_tools, input_messages
 from modelplex.server.errors import ErrorInfo, invalid_request
 from modelplex.server.gateway import stream_extension
 from modelplex.server.openai_routes import FORBIDDEN_FIELDS, check_params
 from modelplex.server.serving import ChatInput, ChatRoute
 from modelplex.server.sse import EndTracking, sse_event
 from modelplex.types import Response, StreamChunk, ToolCall, Usage
-
-if TYPE_CHECKING:
-    pass
 
 STATEFUL = {"previous_response_id": "this gateway stores no responses: send the whole conversation in 'input'",
             "conversation": "this gateway keeps no conversations: send the whole conversation in 'input'",
@@ -49,147 +48,10 @@ ACCEPTED = frozenset({"model", "input", "instructions", "stream", "store", "user
                       "service_tier", "top_logprobs", "max_tool_calls"})
 """Read here or harmless; everything else is a model parameter checked below, or a 400."""
 
-_ROLES = frozenset({"user", "assistant", "system", "developer"})
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
 # ------------------------------------------------------------------------------------------ requests
-
-
-def _part(part: Any, where: str) -> dict[str, Any]:
-    """One Responses input content part as a chat content part."""
-    if not isinstance(part, dict):
-        raise invalid_request(f"{where} must be an object", param=where)
-    kind = part.get("type")
-    if kind == "refusal" and isinstance(part.get("refusal"), str):  # an earlier answer, sent back
-        return {"type": "text", "text": part["refusal"]}
-    if kind in ("input_text", "output_text"):
-        text = part.get("text")
-        if not isinstance(text, str):
-            raise invalid_request(f"{where}.text must be a string", param=f"{where}.text")
-        return {"type": "text", "text": text}
-    if kind == "input_image":
-        url = part.get("image_url")
-        if not isinstance(url, str) or not url:
-            raise invalid_request(f"{where}.image_url must be a URL or a data: URL (file_id images are not "
-                                  "supported: this gateway stores no files)", param=f"{where}.image_url")
-        return {"type": "image_url", "image_url": {"url": url, "detail": part.get("detail") or "auto"}}
-    if kind == "input_file":
-        if not isinstance(part.get("file_data"), str):
-            raise invalid_request(f"{where} needs file_data (file_id is not supported: this gateway stores no "
-                                  "files)", param=where)
-        return {"type": "file", "file": {k: part[k] for k in ("file_data", "filename") if k in part}}
-    raise invalid_request(f"{where}.type {kind!r} is not supported; expected input_text, input_image or "
-                          "input_file", param=f"{where}.type")
-
-
-def _content(content: Any, where: str) -> str | list[dict[str, Any]]:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list) and content:
-        parts = [_part(p, f"{where}[{i}]") for i, p in enumerate(content)]
-        if all(p["type"] == "text" for p in parts):
-            return "".join(p["text"] for p in parts)
-        return parts
-    raise invalid_request(f"{where} must be a string or a non-empty list of content parts", param=where)
-
-
-def input_messages(value: Any, instructions: Any) -> list[dict[str, Any]]:
-    """``input`` (a string or a list of items) and ``instructions`` as chat messages."""
-    messages: list[dict[str, Any]] = []
-    if instructions is not None:
-        if not isinstance(instructions, str):
-            raise invalid_request("'instructions' must be a string", param="instructions")
-        if instructions:
-            messages.append({"role": "system", "content": instructions})
-    if isinstance(value, str):
-        messages.append({"role": "user", "content": value})
-        return messages
-    if not isinstance(value, list) or not value:
-        raise invalid_request("'input' must be a string or a non-empty list of items", param="input")
-    for i, item in enumerate(value):
-        where = f"input[{i}]"
-        if not isinstance(item, dict):
-            raise invalid_request(f"{where} must be an object", param=where)
-        kind = item.get("type", "message")
-        if kind == "message":
-            role = item.get("role")
-            if role not in _ROLES:
-                raise invalid_request(f"{where}.role must be user, assistant, system or developer", param=where)
-            messages.append({"role": role, "content": _content(item.get("content"), f"{where}.content")})
-        elif kind == "function_call":
-            call_id, name, args = item.get("call_id"), item.get("name"), item.get("arguments")
-            if not (isinstance(call_id, str) and call_id and isinstance(name, str) and name and isinstance(args, str)):
-                raise invalid_request(f"{where} needs call_id, name and arguments (strings)", param=where)
-            call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
-            last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant" and (last.get("tool_calls") or
-                                                                      isinstance(last.get("content"), str)):
-                last.setdefault("tool_calls", []).append(call)  # one assistant turn: its text, then its calls
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
-            call_id, output = item.get("call_id"), item.get("output")
-            if not isinstance(call_id, str) or not call_id:
-                raise invalid_request(f"{where}.call_id must be a non-empty string", param=f"{where}.call_id")
-            if isinstance(output, list):
-                output = "".join(p.get("text", "") for p in output if isinstance(p, dict))
-            if not isinstance(output, str):
-                raise invalid_request(f"{where}.output must be a string", param=f"{where}.output")
-            messages.append({"role": "tool", "tool_call_id": call_id, "content": output})
-        elif kind == "reasoning":
-            continue  # a previous answer's reasoning, echoed back: no other provider can read it
-        else:
-            raise invalid_request(f"{where}.type {kind!r} is not supported; expected message, function_call, "
-                                  "function_call_output or reasoning", param=f"{where}.type")
-    return messages
-
-
-def _tools(value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, list):
-        raise invalid_request("'tools' must be a list", param="tools")
-    out = []
-    for i, t in enumerate(value):
-        if not isinstance(t, dict) or t.get("type") != "function":
-            kind = t.get("type") if isinstance(t, dict) else None
-            raise invalid_request(f"tools[{i}]: only function tools are supported (got {kind!r}); built-in tools "
-                                  "need OpenAI's own servers", param=f"tools[{i}]")
-        name = t.get("name")
-        if not isinstance(name, str) or not name:
-            raise invalid_request(f"tools[{i}].name must be a non-empty string", param=f"tools[{i}].name")
-        fn: dict[str, Any] = {"name": name, "parameters": t.get("parameters") or {"type": "object", "properties": {}}}
-        if t.get("description") is not None:
-            fn["description"] = t["description"]
-        if t.get("strict") is not None:
-            fn["strict"] = bool(t["strict"])
-        out.append({"type": "function", "function": fn})
-    return out
-
-
-def _tool_choice(value: Any) -> Any:
-    if value in ("none", "auto", "required"):
-        return value
-    if isinstance(value, dict) and value.get("type") == "function" and isinstance(value.get("name"), str):
-        return {"type": "function", "function": {"name": value["name"]}}
-    raise invalid_request("'tool_choice' must be none, auto, required or {type: function, name}", param="tool_choice")
-
-
-def _response_format(text: Any) -> dict[str, Any] | None:
-    if not isinstance(text, dict):
-        raise invalid_request("'text' must be an object", param="text")
-    fmt = text.get("format")
-    if fmt is None:
-        return None
-    kind = fmt.get("type") if isinstance(fmt, dict) else None
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return {"type": "json_object"}
-    if kind == "json_schema" and isinstance(fmt.get("name"), str) and isinstance(fmt.get("schema"), dict):
-        schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if fmt.get(k) is not None}
-        return {"type": "json_schema", "json_schema": schema}
-    raise invalid_request("'text.format' must be {type: text}, {type: json_object} or {type: json_schema, name, "
-                          "schema}", param="text.format")
 
 
 def to_router_request(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any], bool, str | None]:
@@ -206,13 +68,13 @@ def to_router_request(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[
                 raise invalid_request("'max_output_tokens' must be a positive integer", param=name)
             chat["max_tokens"] = value
         elif name == "tools":
-            tools = _tools(value)
+            tools = chat_tools(value)
             if tools:
                 chat["tools"] = tools
         elif name == "tool_choice":
-            chat["tool_choice"] = _tool_choice(value)
+            chat["tool_choice"] = chat_tool_choice(value)
         elif name == "text":
-            fmt = _response_format(value)
+            fmt = chat_response_format(value)
             if fmt is not None:
                 chat["response_format"] = fmt
         elif name == "reasoning":
@@ -432,4 +294,4 @@ class Responses(ChatRoute):
         return ResponsesEventEncoder(request_id, int(time.time()), data)
 
 
-__all__ = ["Responses", "ResponsesEventEncoder", "input_messages", "response_object", "to_router_request"]
+__all__ = ["Responses", "ResponsesEventEncoder", "response_object", "to_router_request"]

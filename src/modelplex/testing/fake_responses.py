@@ -1,9 +1,9 @@
 """The fake OpenAI Responses API: requests read and answers rendered as ``POST /v1/responses`` does.
 
 Owns the pure pieces ``fake_openai`` serves ``/v1/responses`` (and Azure's ``/openai/v1/responses``)
-with: ``chat_view`` (a Responses request as the chat-shaped body the fake's reply logic reads:
-``input`` items -> messages, flat function tools -> chat tools, ``text.format`` -> ``response_format``,
-``max_output_tokens``, ``reasoning.effort``), ``responses_usage``, ``response_object`` (a ``response``
+with: ``chat_view`` (a Responses request as the chat-shaped body the fake's reply logic reads, through
+``modelplex.responses_input``: ``input`` items -> messages, flat function tools -> chat tools,
+``text.format`` -> ``response_format``; plus ``max_output_tokens`` and ``reasoning.effort``), ``responses_usage``, ``response_object`` (a ``response``
 with ``reasoning``, ``message`` and ``function_call`` output items) and ``stream_events`` (the
 semantic SSE events: ``response.created``, ``response.in_progress``, ``response.output_item.added``,
 ``response.content_part.added``, ``response.output_text.delta`` ..., ``response.function_call_arguments.delta``
@@ -21,63 +21,28 @@ from typing import Any
 
 import orjson
 
+from modelplex.errors import InvalidRequestError
+from modelplex.responses_input import chat_response_format, chat_tool_choice, chat_tools, input_messages
+
 Split = Callable[[str], list[str]]
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text") or "") for p in content
-                       if isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "text"))
-    return ""
-
-
 def chat_view(body: dict[str, Any]) -> dict[str, Any] | str:
-    """The chat-completions-shaped body for a Responses request, or why the request is malformed."""
-    raw = body.get("input")
-    messages: list[dict[str, Any]] = []
-    instructions = body.get("instructions")
-    if isinstance(instructions, str) and instructions:
-        messages.append({"role": "system", "content": instructions})
-    if isinstance(raw, str):
-        messages.append({"role": "user", "content": raw})
-    elif isinstance(raw, list) and raw:
-        for item in raw:
-            if not isinstance(item, dict):
-                return "Invalid type for 'input': expected an object in the input list."
-            kind = item.get("type", "message")
-            if kind == "message":
-                role = item.get("role")
-                if role not in ("user", "assistant", "system", "developer"):
-                    return f"Invalid value: '{role}'. Supported values are: 'assistant', 'system', 'developer', " \
-                           "and 'user'."
-                messages.append({"role": role, "content": _text(item.get("content"))})
-            elif kind == "function_call":
-                messages.append({"role": "assistant", "content": None, "tool_calls": [
-                    {"id": item.get("call_id"), "type": "function",
-                     "function": {"name": item.get("name"), "arguments": item.get("arguments") or ""}}]})
-            elif kind == "function_call_output":
-                messages.append({"role": "tool", "tool_call_id": item.get("call_id"),
-                                 "content": _text(item.get("output"))})
-    else:
-        return "Missing required parameter: 'input'." if raw is None else "Invalid 'input': empty array."
-    view: dict[str, Any] = {"model": body.get("model"), "messages": messages}
-    tools = [{"type": "function", "function": {k: t.get(k) for k in ("name", "description", "parameters")}}
-             for t in body.get("tools") or () if isinstance(t, dict) and t.get("type") == "function"]
-    if tools:
-        view["tools"] = tools
-    choice = body.get("tool_choice")
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        view["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
-    elif choice is not None:
-        view["tool_choice"] = choice
-    fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
-    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-        view["response_format"] = {"type": "json_schema", "json_schema": {"name": fmt.get("name"),
-                                                                          "schema": fmt.get("schema")}}
-    elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
-        view["response_format"] = {"type": "json_object"}
+    """The chat-completions-shaped body for a Responses request, or why the request is malformed (read
+    by ``modelplex.responses_input``, as the gateway reads it; built-in tools are left out, not refused)."""
+    try:
+        view: dict[str, Any] = {"model": body.get("model"),
+                                "messages": input_messages(body.get("input"), body.get("instructions"))}
+        tools = chat_tools([t for t in body.get("tools") or () if isinstance(t, dict) and t.get("type") == "function"])
+        if tools:
+            view["tools"] = tools
+        if body.get("tool_choice") is not None:
+            view["tool_choice"] = chat_tool_choice(body["tool_choice"])
+        fmt = chat_response_format(body["text"]) if body.get("text") is not None else None
+    except InvalidRequestError as exc:
+        return str(exc)
+    if fmt is not None:
+        view["response_format"] = fmt
     if body.get("max_output_tokens") is not None:
         view["max_tokens"] = body["max_output_tokens"]
     reasoning = body.get("reasoning")
