@@ -1,9 +1,8 @@
 """The one way a serving route answers a routed chat request, whatever its wire format.
 
 Owns: ``ChatRoute`` (the skeleton of a chat-like route: request id, in-flight gauge, body size, auth,
-reading the body, the error answer; ``route_and_answer`` plans the target, takes the key's admission and
-answers), ``send_openai_error``, and ``answer`` (with ``answer_complete`` and ``answer_stream`` behind it):
-given what a route parsed
+reading the body, resolving the model, the key's admission, the error answer), ``send_openai_error``, and
+``answer_complete`` and ``answer_stream``: given what a route parsed
 (messages, model parameters, the router's keyword arguments, the admission), call the router, write the
 answer in the route's format and do the bookkeeping every chat-like route shares: the client going
 away (a 499, no answer written), routing headers, metrics, stream outcomes, and settling the key's
@@ -117,45 +116,26 @@ class ChatRoute:
 
     async def serve(self, principal: Principal, body: bytes, receive: Receive, send: Send, started: float,
                     request_id: str) -> None:
+        """Parse, resolve the model (with the key's allow-list), take the key's admission, answer."""
+        gw = self.gw
         data = parse_object(body)
         chat = self.parse(data)
-        await self.route_and_answer(
-            principal, body, receive, send, started, request_id, model=chat.model, ext=chat.ext, user=chat.user,
-            messages=chat.messages, params=chat.params, stream=chat.stream, timeout=chat.timeout,
-            render=lambda resp: self.render(resp, data, request_id),
-            encoder=lambda: self.encoder(chat, data, request_id), extra_headers=self.extra_headers(request_id))
+        target = gw.resolve_target(chat.model)
+        check_target(principal, gw.ext_task_target(target, chat.ext))
+        kwargs = gw.route_kwargs(target, chat.ext, user=chat.user, request_id=request_id, principal=principal)
+        if chat.timeout is not None:
+            kwargs["timeout"] = min(chat.timeout, gw.config.routing.deadline)
+        admission = await gw.admit(principal, estimate_tokens(len(body), chat.params.get("max_tokens")))
+        extra = self.extra_headers(request_id)
+        if chat.stream:
+            await answer_stream(gw, self.route, receive, send, chat.messages, chat.params, kwargs, admission, started,
+                                request_id, self.encoder(chat, data, request_id), extra)
+        else:
+            await answer_complete(gw, self.route, receive, send, chat.messages, chat.params, kwargs, admission,
+                                  started, request_id, lambda resp: self.render(resp, data, request_id), extra)
 
     async def send_error(self, send: Send, exc: BaseException, request_id: str, started: float) -> None:
         await send_openai_error(self.gw, send, exc, self.route, request_id, started)
-
-    async def route_and_answer(self, principal: Principal, body: bytes, receive: Receive, send: Send, started: float,
-                               request_id: str, *, model: Any, ext: Extension, user: str | None,
-                               messages: list[Any], params: dict[str, Any], stream: bool,
-                               render: Callable[[Response], bytes], encoder: Callable[[], StreamEncoder],
-                               timeout: float | None = None, extra_headers: ExtraHeaders = ()) -> None:
-        """Resolve ``model`` (with the key's allow-list), take the key's admission and ``answer``."""
-        gw = self.gw
-        target = gw.resolve_target(model)
-        check_target(principal, gw.ext_task_target(target, ext))
-        kwargs = gw.route_kwargs(target, ext, user=user, request_id=request_id, principal=principal)
-        if timeout is not None:
-            kwargs["timeout"] = min(timeout, gw.config.routing.deadline)
-        admission = await gw.admit(principal, estimate_tokens(len(body), params.get("max_tokens")))
-        await answer(gw, self.route, receive, send, messages, params, kwargs, admission, started, request_id,
-                     stream=stream, render=render, encoder=encoder, extra_headers=extra_headers)
-
-
-async def answer(gw: Gateway, route: str, receive: Receive, send: Send, messages: list[Any], params: dict[str, Any],
-                 kwargs: dict[str, Any], admission: Admission, started: float, request_id: str, *, stream: bool,
-                 render: Callable[[Response], bytes], encoder: Callable[[], StreamEncoder],
-                 extra_headers: ExtraHeaders = ()) -> None:
-    """Route one request and write its answer: ``render(resp)`` as a JSON body, or ``encoder()``'s events."""
-    if stream:
-        await answer_stream(gw, route, receive, send, messages, params, kwargs, admission, started, request_id,
-                            encoder(), extra_headers)
-    else:
-        await answer_complete(gw, route, receive, send, messages, params, kwargs, admission, started, request_id,
-                              render, extra_headers)
 
 
 async def answer_complete(gw: Gateway, route: str, receive: Receive, send: Send, messages: list[Any],
@@ -207,4 +187,4 @@ async def answer_stream(gw: Gateway, route: str, receive: Receive, send: Send, m
     await gw.settle(admission, outcome.usage)
 
 
-__all__ = ["ChatInput", "ChatRoute", "answer", "answer_complete", "answer_stream", "send_openai_error"]
+__all__ = ["ChatInput", "ChatRoute", "answer_complete", "answer_stream", "send_openai_error"]
