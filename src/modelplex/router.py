@@ -47,6 +47,7 @@ from modelplex.errors import (
 )
 from modelplex.ids import new_request_id
 from modelplex.messages import check_messages
+from modelplex.parameters import check_params
 from modelplex.policy.adaptive import AdaptiveChooser
 from modelplex.policy.planner import HardNeeds, Planner, RoutePlan
 from modelplex.providers import adapter_class
@@ -219,6 +220,8 @@ class Router:
                   api_key_id: str | None, timeout: float | None, context: Mapping[str, Any] | None,
                   needs: HardNeeds, kind: str, downgrade: bool = False,
                   allowed_models: Sequence[str] | None = None) -> _Call:
+        if params:
+            check_params(params)
         rid = request_id or new_request_id()
         msgs = list(messages or [])
         if isinstance(requirements, Mapping):

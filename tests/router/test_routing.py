@@ -430,6 +430,26 @@ async def test_malformed_messages_raise_invalid_request_before_anything_is_sent(
     assert wire_models(fake) == []
 
 
+async def test_unknown_or_mistyped_parameters_raise_invalid_request_before_anything_is_sent(make_router, fake):
+    from modelplex.errors import InvalidRequestError
+
+    r = make_router(tasks={"work": {"models": ["alpha/small"]}})
+    for params, param in (({"temperature": "hot"}, "temperature"), ({"max_tokens": -1}, "max_tokens"),
+                          ({"n": 2}, "n"), ({"tools": "x"}, "tools"), ({"temprature": 0.2}, "temprature"),
+                          ({"top_p": float("nan")}, "top_p"), ({"stop": 5}, "stop")):
+        with pytest.raises(InvalidRequestError) as err:
+            await r.acomplete(MSGS, task="work", **params)
+        assert err.value.param == param
+        with pytest.raises(InvalidRequestError):
+            [c async for c in r.astream(MSGS, task="work", **params)]
+    with pytest.raises(InvalidRequestError) as emb:
+        await r.aembed(["a"], model="alpha/embed", dimensions="8")
+    assert emb.value.param == "dimensions"
+    assert wire_models(fake) == []
+    ok = await r.acomplete(MSGS, task="work", temperature=0.2, stop=["x"], seed=None)
+    assert ok.content
+
+
 async def test_allowed_models_keep_only_matching_targets_fallbacks_included(make_router, fake):
     from modelplex.errors import ModelNotAllowedError, NoCandidatesError
 

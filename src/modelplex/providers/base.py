@@ -16,6 +16,7 @@ Must not touch: retries, breakers, fallbacks, budgets, accounting (the router co
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import time
 from abc import ABC, abstractmethod
@@ -181,6 +182,20 @@ async def iter_sse(content: aiohttp.StreamReader | AsyncIterator[bytes]) -> Asyn
     if data:
         yield event, b"\n".join(data)
 
+
+
+_TOOL_ID_OK = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def portable_tool_id(tool_id: str) -> str:
+    """A tool-call id that Anthropic (``^[a-zA-Z0-9_-]+$``) and Bedrock (the same, at most 64 characters)
+    accept. An id already in that form is kept; any other (another provider's, such as Gemini's ids that
+    carry a base64 thought signature) becomes ``toolu_`` and a digest of it, so that a conversation moved
+    between providers by a fallback keeps each call and its result paired: the call and the result map
+    to the same id."""
+    if _TOOL_ID_OK.fullmatch(tool_id):
+        return tool_id
+    return "toolu_" + hashlib.blake2b(tool_id.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def load_json_object(payload: bytes, invalid: Callable[[str], InvalidResponseError]) -> dict[str, Any]:

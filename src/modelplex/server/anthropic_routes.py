@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from modelplex.catalog.validation import FLOAT_RANGES, TEMPERATURE_RANGES
+from modelplex.parameters import is_number
 from modelplex.server.errors import (
     ErrorInfo,
     anthropic_error_body,
@@ -54,10 +55,6 @@ _STOP_REASON = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_
 
 def _bad(message: str, param: str) -> Exception:
     return invalid_request(message, param=param)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 # ------------------------------------------------------------------------------------------ request conversion
@@ -248,7 +245,7 @@ def to_router_request(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[
     for name, (low, high) in _SAMPLING_RANGES:
         v = data.get(name)
         if v is not None:
-            if not _is_num(v) or not low <= v <= high:
+            if not is_number(v) or not low <= v <= high:
                 raise _bad(f"'{name}' must be a number between {low:g} and {high:g}", name)
             params[name] = v
     top_k = data.get("top_k")

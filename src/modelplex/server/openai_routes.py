@@ -19,14 +19,13 @@ import base64
 import datetime as dt
 import struct
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from modelplex.catalog.validation import DEFAULT_TEMPERATURE_RANGE, FLOAT_RANGES, TOP_LOGPROBS_MAX
 from modelplex.ids import new_request_id
 from modelplex.messages import check_messages
+from modelplex.parameters import VALUE_CHECKS, is_number, is_positive_int, value_problem
 from modelplex.server.auth import Principal, check_target
 from modelplex.server.errors import (
     ErrorInfo,
@@ -69,86 +68,10 @@ IGNORED_FIELDS = frozenset({"store", "prompt_cache_key", "safety_identifier", "v
                             "stream_options", "user", "modelplex", "model", "messages", "stream", "timeout"})
 """Accepted and handled by the gateway itself (or harmless and not forwarded)."""
 
+CHAT_PARAMS = frozenset(VALUE_CHECKS) - {"dimensions", "user", "timeout", "extra_body"}
+"""The model parameters a chat body forwards to the router (``user`` and ``timeout`` are read by the route
+itself; ``extra_body`` is a library option: the OpenAI SDK merges its fields into the body)."""
 
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_pos_int(v: Any) -> bool:
-    return _is_int(v) and v >= 1
-
-
-def _in_range(low: float, high: float) -> tuple[Callable[[Any], bool], str]:
-    """A check for a number in [low, high]: the OpenAI API's own bounds, so that the OpenAI-compatible
-    surface refuses what OpenAI refuses, whichever provider the request is routed to."""
-    return (lambda v: _is_num(v) and low <= v <= high), f"a number between {low:g} and {high:g}"
-
-
-def _is_stop(v: Any) -> bool:
-    return isinstance(v, str) or (isinstance(v, list) and len(v) <= 16 and all(isinstance(s, str) for s in v))
-
-
-def _is_tools(v: Any) -> bool:
-    if not isinstance(v, list):
-        return False
-    for t in v:
-        if not isinstance(t, dict) or t.get("type", "function") != "function":
-            return False
-        fn = t.get("function")
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
-            return False
-        if fn.get("parameters") is not None and not isinstance(fn["parameters"], dict):
-            return False
-    return True
-
-
-def _is_tool_choice(v: Any) -> bool:
-    if isinstance(v, str):
-        return v in ("none", "auto", "required")
-    if isinstance(v, dict):
-        fn = v.get("function")
-        return v.get("type") == "function" and isinstance(fn, dict) and isinstance(fn.get("name"), str)
-    return False
-
-
-def _is_response_format(v: Any) -> bool:
-    if not isinstance(v, dict):
-        return False
-    kind = v.get("type")
-    if kind in ("text", "json_object"):
-        return True
-    if kind == "json_schema":
-        js = v.get("json_schema")
-        return isinstance(js, dict) and isinstance(js.get("name"), str) and (
-            js.get("schema") is None or isinstance(js["schema"], dict))
-    return False
-
-
-PARAM_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "temperature": _in_range(*DEFAULT_TEMPERATURE_RANGE),
-    "top_p": _in_range(*FLOAT_RANGES["top_p"]),
-    "top_k": (_is_pos_int, "a positive integer"),
-    "frequency_penalty": _in_range(*FLOAT_RANGES["frequency_penalty"]),
-    "presence_penalty": _in_range(*FLOAT_RANGES["presence_penalty"]),
-    "seed": (_is_int, "an integer"),
-    "max_tokens": (_is_pos_int, "a positive integer"),
-    "n": (lambda v: v == 1 and _is_int(v), "1 (the gateway returns one choice)"),
-    "logprobs": (lambda v: isinstance(v, bool), "a boolean"),
-    "top_logprobs": (lambda v: _is_int(v) and 0 <= v <= TOP_LOGPROBS_MAX, f"an integer between 0 and {TOP_LOGPROBS_MAX}"),
-    "logit_bias": (lambda v: isinstance(v, dict), "an object"),
-    "parallel_tool_calls": (lambda v: isinstance(v, bool), "a boolean"),
-    "reasoning_effort": (lambda v: isinstance(v, str), "a string"),
-    "service_tier": (lambda v: isinstance(v, str), "a string"),
-    "metadata": (lambda v: isinstance(v, dict), "an object"),
-    "stop": (_is_stop, "a string or a list of strings"),
-    "tools": (_is_tools, "a list of function tools ({type: function, function: {name, parameters}})"),
-    "tool_choice": (_is_tool_choice, "none, auto, required or {type: function, function: {name}}"),
-    "response_format": (_is_response_format, "{type: text | json_object | json_schema (with json_schema.name)}"),
-}
 
 def check_params(data: dict[str, Any], allowed_extra: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The model parameters of a chat body, by their OpenAI names; 400 for unknown or mistyped ones."""
@@ -157,13 +80,12 @@ def check_params(data: dict[str, Any], allowed_extra: frozenset[str] = frozenset
         if name in FORBIDDEN_FIELDS:
             raise invalid_request(f"'{name}' is not accepted: the gateway chooses upstreams and credentials "
                                   "itself", param=name, code="forbidden_parameter")
-        check = PARAM_CHECKS.get(name)
-        if check is None:
+        if name not in CHAT_PARAMS:
             if name in IGNORED_FIELDS or name in allowed_extra:
                 continue
             if name == "max_completion_tokens":
                 if value is not None:
-                    if not _is_pos_int(value):
+                    if not is_positive_int(value):
                         raise invalid_request("'max_completion_tokens' must be a positive integer", param=name)
                     params["max_tokens"] = value
                 continue
@@ -173,8 +95,8 @@ def check_params(data: dict[str, Any], allowed_extra: frozenset[str] = frozenset
                                   code="unknown_parameter")
         if value is None:
             continue
-        ok, expected = check
-        if not ok(value):
+        expected = value_problem(name, value)
+        if expected is not None:
             raise invalid_request(f"'{name}' must be {expected}", param=name)
         if name == "max_tokens" and "max_tokens" in params:
             continue  # max_completion_tokens wins
@@ -201,7 +123,7 @@ def parse_chat(data: dict[str, Any]) -> ChatInput:
     if user is not None and not isinstance(user, str):
         raise invalid_request("'user' must be a string", param="user")
     timeout = data.get("timeout")
-    if timeout is not None and (not _is_num(timeout) or timeout <= 0):
+    if timeout is not None and (not is_number(timeout) or timeout <= 0):
         raise invalid_request("'timeout' must be a positive number of seconds", param="timeout")
     return ChatInput(model=data.get("model"), messages=check_messages(data.get("messages")),
                      params=check_params(data), stream=stream, ext=Extension.parse(data.get("modelplex")),
@@ -393,7 +315,7 @@ class Embeddings:
             params: dict[str, Any] = {}
             dims = data.get("dimensions")
             if dims is not None:
-                if not _is_pos_int(dims):
+                if not is_positive_int(dims):
                     raise invalid_request("'dimensions' must be a positive integer", param="dimensions")
                 params["dimensions"] = dims
             user = data.get("user")
