@@ -71,18 +71,49 @@ def test_torn_last_line_is_skipped_and_counted(tmp_path: Path) -> None:
     j.close()
 
 
-def test_one_owner_per_journal(tmp_path: Path) -> None:
+def test_owners_sharing_a_path_take_slots(tmp_path: Path) -> None:
     first = Journal(tmp_path / "j.jsonl")
     first.append([rec(1)])
-    second = Journal(tmp_path / "j.jsonl")
-    with pytest.raises(JournalLockedError, match="in use"):
-        second.append([rec(2)])
+    second = Journal(tmp_path / "j.jsonl")  # another worker process with the same configuration
+    second.append([rec(2)])
+    assert first.path.name == "j.jsonl" and second.path.name == "j.jsonl.1"
+    assert [e.request_id for e in second.read(second.path)] == ["r2"]
+    assert [f.name for f in second.rotate()] == ["j.jsonl.1.replay-000001"]  # a live owner's file stays its own
+    assert [f.name for f in first.rotate()] == ["j.jsonl.replay-000001"]
     first.close()
-    second.append([rec(2)])  # the owner is gone (a crashed process releases its lock too)
-    assert [e.request_id for e in second.read(second.path)] == ["r1", "r2"]
     second.close()
     with pytest.raises(RuntimeError, match="closed"):
         second.append([rec(3)])
+
+
+def test_every_slot_taken_is_journal_locked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import modelplex.accounting.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "MAX_SLOTS", 2)
+    owners = [Journal(tmp_path / "j.jsonl") for _ in range(2)]
+    for j in owners:
+        j.append([rec(1)])
+    with pytest.raises(JournalLockedError, match="all 2 slots"):
+        Journal(tmp_path / "j.jsonl").append([rec(2)])
+    for j in owners:
+        j.close()
+
+
+def test_a_gone_owners_spills_are_adopted_by_the_next_rotate(tmp_path: Path) -> None:
+    first, second, third = (Journal(tmp_path / "j.jsonl") for _ in range(3))
+    first.append([rec(1)])
+    second.append([rec(2)])
+    second.rotate()
+    second.append([rec(3)])  # second now has a replay file and an active file
+    third.append([rec(4)])
+    second.close()  # its process is gone (a crash releases the lock as well)
+    files = first.rotate()
+    assert [f.name for f in files] == ["j.jsonl.replay-000001", "j.jsonl.replay-000002", "j.jsonl.replay-000003"]
+    assert sorted(e.request_id for f in files for e in first.read(f)) == ["r1", "r2", "r3"]
+    assert not list(tmp_path.glob("j.jsonl.1.replay-*")) and not (tmp_path / "j.jsonl.1").exists()
+    assert (tmp_path / "j.jsonl.2").exists()  # third is alive: its spills stay its own
+    first.close()
+    third.close()
 
 
 def test_rejected_entries_are_kept_apart(tmp_path: Path) -> None:

@@ -209,6 +209,24 @@ async def test_killed_mid_batch_then_restarted_loses_nothing_and_duplicates_noth
     assert not Journal(jpath).has_pending()
 
 
+async def test_workers_sharing_a_journal_path_lose_nothing(tmp_path: Path) -> None:
+    """``serve --workers 2``: every process has the same accounting config, so the same journal path."""
+    db, jpath = tmp_path / "usage.db", tmp_path / "usage.journal"
+    sinks = [SQLiteSink(db), SQLiteSink(db)]
+    workers = [UsageRecorder(sink, journal=Journal(jpath), batch_size=10, flush_interval=60) for sink in sinks]
+    for w in workers:
+        await w.start()
+    for i in range(40):
+        workers[i % 2].record(rec(i))
+    for w in workers:
+        await w.flush()
+    assert sqlite_counts(db)[0] == 40
+    assert [w.stats()["dropped"] for w in workers] == [0, 0]
+    assert sorted(str(w.journal.path.name) for w in workers if w.journal) == ["usage.journal", "usage.journal.1"]
+    for w in workers:
+        await w.aclose()
+
+
 async def test_connection_lost_mid_batch_is_journaled_and_replayed(tmp_path: Path) -> None:
     db = tmp_path / "usage.db"
     inner = SQLiteSink(db)

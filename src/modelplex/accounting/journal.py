@@ -7,8 +7,12 @@ spills never mix with a replay in progress), reading replay files back in batche
 line from a crash is skipped and counted in ``corrupt_lines``) and deleting a file once replayed.
 
 One line is ``{"t": "r", "v": {UsageRecord fields}}`` or ``{"t": "f", "v": {FeedbackEntry fields}}``.
-One process owns a journal: an exclusive ``flock`` on ``<path>.lock`` refuses a second owner
-(``JournalLockedError``); give each worker process its own ``journal_path``.
+One process owns a journal file: an exclusive ``flock`` on ``<file>.lock``. Processes that share a
+configured path (``modelplex serve --workers N``, replicas started in one directory) therefore take
+slots: the first owns ``<path>``, the next ``<path>.1``, ``<path>.2`` ... (up to ``MAX_SLOTS``; only
+when every slot is held is it ``JournalLockedError``). ``rotate`` also adopts what a process that is
+gone left in another slot (its file lock is free), so a crashed worker's spills are replayed by any
+live one, whichever slot it took.
 
 Must not touch: the sink, the queue (``recorder`` decides what to spill and when to replay).
 """
@@ -44,7 +48,11 @@ except ImportError:  # pragma: no cover - Windows
 
 
 class JournalLockedError(RuntimeError):
-    """Another process (or another ``Journal`` in this one) owns this journal file."""
+    """Every slot of this journal is owned by another process (or another ``Journal`` in this one)."""
+
+
+MAX_SLOTS = 64
+"""Journal files one configured path can serve: processes sharing the path take ``<path>``, ``<path>.1`` ..."""
 
 
 def encode(entry: Entry) -> bytes:
@@ -70,7 +78,9 @@ class Journal:
     """An append-only JSONL spill file at ``path`` (created on first write), safe to use from any thread."""
 
     def __init__(self, path: str | Path, *, fsync: bool = True) -> None:
-        self.path = Path(path).expanduser()
+        self.base = Path(path).expanduser()
+        """The configured path; ``path`` is the slot this process owns (``base`` itself unless it was taken)."""
+        self.path = self.base
         self.fsync = fsync
         self.corrupt_lines = 0
         self._lock = threading.Lock()
@@ -81,21 +91,42 @@ class Journal:
 
     # ------------------------------------------------------------------ ownership
 
-    def _own(self) -> None:
-        if self._closed:
-            raise RuntimeError(f"journal {self.path} is closed")
-        if self._lock_fh is not None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path.with_name(self.path.name + ".lock"), "ab")  # noqa: SIM115 - held until close
+    def _slot(self, k: int) -> Path:
+        return self.base if k == 0 else self.base.with_name(f"{self.base.name}.{k}")
+
+    @staticmethod
+    def _try_lock(path: Path) -> IO[bytes] | None:
+        """The open, exclusively locked ``<path>.lock``, or ``None`` when another owner holds it."""
+        fh = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115 - held until released
         if fcntl is not None:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 fh.close()
-                raise JournalLockedError(f"journal {self.path} is in use by another recorder; give each "
-                                         "process its own accounting.journal_path") from None
-        self._lock_fh = fh
+                return None
+        return fh
+
+    @staticmethod
+    def _release(fh: IO[bytes]) -> None:
+        if fcntl is not None:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fh.close()
+
+    def _own(self) -> None:
+        """Take the first free slot (``base``, then ``base.1`` ...); ``path`` becomes that slot."""
+        if self._closed:
+            raise RuntimeError(f"journal {self.base} is closed")
+        if self._lock_fh is not None:
+            return
+        self.base.parent.mkdir(parents=True, exist_ok=True)
+        for k in range(MAX_SLOTS):
+            fh = self._try_lock(self._slot(k))
+            if fh is not None:
+                self._lock_fh, self.path = fh, self._slot(k)
+                if k:
+                    log.info("journal %s is in use by another process; this one spills to %s", self.base, self.path)
+                return
+        raise JournalLockedError(f"all {MAX_SLOTS} slots of journal {self.base} are in use by other recorders")
 
     def _open(self) -> IO[bytes]:
         self._own()
@@ -157,13 +188,8 @@ class Journal:
     # ------------------------------------------------------------------ replay
 
     def replay_files(self) -> list[Path]:
-        """Rotated files waiting for replay, oldest first."""
-        found = []
-        for p in self.path.parent.glob(self.path.name + ".replay-*"):
-            m = _REPLAY_RE.search(p.name)
-            if m:
-                found.append((int(m.group(1)), p))
-        return [p for _, p in sorted(found)]
+        """Rotated files of this process's slot waiting for replay, oldest first."""
+        return _replay_files(self.path)
 
     def has_pending(self) -> bool:
         """Anything to replay: a rotated file, or a non-empty active file."""
@@ -181,20 +207,63 @@ class Journal:
             return 0
 
     def rotate(self) -> list[Path]:
-        """Close the active file and move it aside for replay; returns every replay file, oldest first."""
+        """Close the active file and move it aside for replay, after adopting what processes that are
+        gone left in other slots; returns every replay file, oldest first."""
         with self._lock:
             self._own()
             if self._fh is not None:
                 self._sync_locked()
                 self._fh.close()
                 self._fh = None
+            moved = self._adopt_orphans()
             if self._active_size() > 0:
-                existing = self.replay_files()
-                last = int(_REPLAY_RE.search(existing[-1].name).group(1)) if existing else 0  # type: ignore[union-attr]
-                target = self.path.with_name(f"{self.path.name}.replay-{last + 1:06d}")
-                os.replace(self.path, target)
+                self._move_to_replay(self.path)
+                moved = True
+            if moved:
                 self._fsync_dir()
         return self.replay_files()
+
+    def _move_to_replay(self, source: Path) -> None:
+        existing = self.replay_files()
+        last = int(_REPLAY_RE.search(existing[-1].name).group(1)) if existing else 0  # type: ignore[union-attr]
+        os.replace(source, self.path.with_name(f"{self.path.name}.replay-{last + 1:06d}"))
+
+    def _slots_with_files(self) -> set[int]:
+        """The slots that have an active or a replay file (read from one directory listing)."""
+        base = self.base.name
+        found: set[int] = set()
+        try:
+            names = os.listdir(self.base.parent)
+        except OSError:
+            return found
+        for name in names:
+            if name == base or name.startswith(base + ".replay-"):
+                found.add(0)
+            elif name.startswith(base + "."):
+                head = name[len(base) + 1:].split(".", 1)[0]
+                if head.isdigit() and 0 < int(head) < MAX_SLOTS and not name.endswith((".lock", ".rejected")):
+                    found.add(int(head))
+        return found
+
+    def _adopt_orphans(self) -> bool:
+        """Move the active and replay files of every other slot whose lock is free (its process is gone)
+        into this slot's replay sequence. Returns whether anything moved."""
+        moved = False
+        for k in sorted(self._slots_with_files()):
+            slot = self._slot(k)
+            if slot == self.path:
+                continue
+            fh = self._try_lock(slot)
+            if fh is None:  # a live process owns it and replays it itself
+                continue
+            try:
+                for f in [*_replay_files(slot), *([slot] if slot.exists() and slot.stat().st_size else [])]:
+                    self._move_to_replay(f)
+                    moved = True
+            finally:
+                self._release(fh)
+            log.info("journal %s: adopted the unreplayed spills of %s (its process is gone)", self.path, slot)
+        return moved
 
     def _fsync_dir(self) -> None:
         if not self.fsync or not hasattr(os, "O_DIRECTORY"):
@@ -251,9 +320,7 @@ class Journal:
                 self._fh.close()
                 self._fh = None
             if self._lock_fh is not None:
-                if fcntl is not None:
-                    fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
-                self._lock_fh.close()
+                self._release(self._lock_fh)
                 self._lock_fh = None
             self._closed = True
 
@@ -261,4 +328,13 @@ class Journal:
         return f"Journal({str(self.path)!r})"
 
 
-__all__ = ["Entry", "Journal", "JournalLockedError", "decode", "encode"]
+def _replay_files(path: Path) -> list[Path]:
+    found = []
+    for p in path.parent.glob(path.name + ".replay-*"):
+        m = _REPLAY_RE.search(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found)]
+
+
+__all__ = ["MAX_SLOTS", "Entry", "Journal", "JournalLockedError", "decode", "encode"]

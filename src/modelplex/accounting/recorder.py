@@ -516,8 +516,11 @@ class UsageRecorder:
         try:
             files = await asyncio.to_thread(journal.rotate)
         except Exception as exc:
-            log.error("usage recorder: cannot rotate the journal %s: %s", journal.path, exc)
-            return False
+            # The journal cannot be replayed (every slot taken, a disk error); the sink is not at fault,
+            # so the queue still goes to it. The journal is tried again at the next replay time.
+            self._warn("rotate", f"usage recorder: cannot rotate the journal {journal.base}: {type(exc).__name__}: {exc}",
+                       level=logging.ERROR)
+            return True
         self._journal_pending = False
         for path in files:
             batches = journal.batches(path, self.batch_size)
