@@ -178,6 +178,8 @@ async def test_query_filters_and_limits(sink: UsageSink) -> None:
     assert [d["request_id"] for d in await sink.query(api_key_id="k1", since=D0 + DAY)] == ["r3", "r4"]
     assert [d["request_id"] for d in await sink.query(kind="embedding")] == ["r5"]
     assert [d["request_id"] for d in await sink.query(limit=2)] == ["r1", "r2"]
+    assert [d["request_id"] for d in await sink.query(limit=2, newest_first=True)] == ["r5", "r4"]
+    assert [d["request_id"] for d in await sink.query(user="bob", newest_first=True)] == ["r4", "r2"]
     assert await sink.query(task=None) == await sink.query()  # None means no filter
     with pytest.raises(ValueError, match="unknown usage filter"):
         await sink.query(colour="blue")

@@ -103,18 +103,24 @@ def test_usage_filters_feedback_and_performance(live) -> None:
     rows = wait_for(lambda: len(gw.usage()) == 3 and gw.usage())
     assert {r["user"] for r in rows} == {"alice", "bob"}
     assert [r["model"] for r in gw.usage(user="alice", model="fakeai/small")] == ["fakeai/small"]
-    assert len(gw.usage(limit=1)) == 1
-    assert gw.usage(since=rows[-1]["ts"] + 1) == []
+    assert [r["ts"] for r in rows] == sorted((r["ts"] for r in rows), reverse=True)  # the latest first
+    assert [r["request_id"] for r in gw.usage(limit=1)] == [rows[0]["request_id"]]
+    assert [r["request_id"] for r in gw.usage(order="asc")] == [r["request_id"] for r in reversed(rows)]
+    assert gw.usage(since=rows[0]["ts"] + 1) == []
     assert len(gw.usage(since="2000-01-01T00:00:00Z")) == 3
     assert len(gw.usage(since="7d")) == 3 and gw.usage(until="2000-01-01") == []  # as `modelplex usage` reads them
     with gw.http() as h:
         summary = h.get("/api/v1/usage", params={"user": "alice"}, headers=ADMIN_HEADERS).json()["summary"]
         assert summary["requests"] == 2 and summary["cost_usd"] > 0
+        page = h.get("/api/v1/usage", params={"limit": 1}, headers=ADMIN_HEADERS).json()
+        assert len(page["data"]) == 1 and page["has_more"] is True and page["order"] == "desc"
+        assert page["summary"]["requests"] == 3  # the totals cover every matching record, not the page
+        assert page["summary"]["cost_usd"] == round(sum(r["cost_usd"] for r in rows), 10)
         for params in ({"limit": 0}, {"limit": "many"}, {"since": "yesterday"}, {"user": ""}, {"by": "model"},
-                       {"usr": "alice"}):
+                       {"usr": "alice"}, {"order": "newest"}):
             assert h.get("/api/v1/usage", params=params, headers=ADMIN_HEADERS).status_code == 400, params
         typo = h.get("/api/v1/usage", params={"usr": "alice"}, headers=ADMIN_HEADERS).json()["error"]
-        assert typo["param"] == "usr" and "expected limit, model, provider, since, task, until, user" in typo["message"]
+        assert typo["param"] == "usr" and "expected limit, model, order, provider, since, task, until, user" in typo["message"]
         rid = first.id.removeprefix("chatcmpl-")
         r = h.post("/api/v1/feedback", headers=ADMIN_HEADERS, json={"request_id": rid, "score": 0.9,
                                                                    "comment": "good"})

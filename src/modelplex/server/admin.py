@@ -272,7 +272,7 @@ async def put_settings(gw: Gateway, request: Request) -> Response:
 
 
 USAGE_FILTERS = ("model", "provider", "task", "user")
-_USAGE_PARAMS = frozenset({"since", "until", "limit", *USAGE_FILTERS})
+_USAGE_PARAMS = frozenset({"since", "until", "limit", "order", *USAGE_FILTERS})
 
 
 async def usage(gw: Gateway, request: Request) -> Response:
@@ -284,29 +284,35 @@ async def usage(gw: Gateway, request: Request) -> Response:
     since = _query_time(request, "since", now)
     until = _query_time(request, "until", now)
     limit = _query_limit(request)
+    order = request.query_params.get("order", "desc")
+    if order not in ("desc", "asc"):
+        raise invalid_request("'order' must be desc (the latest records first) or asc", param="order")
     filters = {name: v for name in USAGE_FILTERS if (v := _query_text(request, name)) is not None}
     recorder = gw.router.recorder
     sink = getattr(recorder, "sink", None) if recorder is not None else None
     if sink is None:
-        return json_response({"object": "list", "data": [], "enabled": False, "filters": filters,
-                              "summary": _summary([]), "detail": "usage recording is disabled (accounting.sink: none)"})
+        return json_response({"object": "list", "data": [], "enabled": False, "filters": filters, "order": order,
+                              "has_more": False, "summary": _summary([]),
+                              "detail": "usage recording is disabled (accounting.sink: none)"})
     flush = getattr(recorder, "flush", None)
     if flush is not None:
         try:
             await flush()
         except RuntimeError:  # recorder not started (e.g. the app's lifespan did not run)
             pass
-    rows = await sink.query(since, until, limit=limit, **filters)
-    return json_response({"object": "list", "data": rows, "enabled": True, "filters": filters,
-                          "summary": _summary(rows)})
+    rows = await sink.query(since, until, limit=limit, newest_first=order == "desc", **filters)
+    summary = _summary(await sink.aggregate(since, until, by="model", **filters))
+    return json_response({"object": "list", "data": rows, "enabled": True, "filters": filters, "order": order,
+                          "has_more": summary["requests"] > len(rows), "summary": summary})
 
 
-def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"requests": len(rows),
-            "successes": sum(1 for r in rows if r.get("success")),
-            "input_tokens": sum(int(r.get("input_tokens") or 0) for r in rows),
-            "output_tokens": sum(int(r.get("output_tokens") or 0) for r in rows),
-            "cost_usd": round(sum(float(r.get("cost_usd") or 0.0) for r in rows), 10)}
+def _summary(groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals over every record the filters match (not only the page returned), from the sink's groups."""
+    return {"requests": sum(int(g.get("requests") or 0) for g in groups),
+            "successes": sum(int(g.get("successes") or 0) for g in groups),
+            "input_tokens": sum(int(g.get("input_tokens") or 0) for g in groups),
+            "output_tokens": sum(int(g.get("output_tokens") or 0) for g in groups),
+            "cost_usd": round(sum(float(g.get("cost_usd") or 0.0) for g in groups), 10)}
 
 
 async def budgets(gw: Gateway, request: Request) -> Response:

@@ -127,9 +127,11 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     "Usage": {
-        "type": "object", "required": ["object", "data", "enabled", "filters", "summary"],
+        "type": "object", "required": ["object", "data", "enabled", "filters", "summary", "order", "has_more"],
         "properties": {
             "object": {"type": "string", "enum": ["list"]},
+            "order": {"type": "string", "enum": ["desc", "asc"]},
+            "has_more": {"type": "boolean", "description": "More records match than this page holds."},
             "data": {"type": "array", "items": {"type": "object", "required": ["request_id", "ts"],
                                                 "properties": {"request_id": {"type": "string"},
                                                                "ts": {"type": "number"}}}},
@@ -183,7 +185,8 @@ _PATHS: dict[str, Any] = {
     },
     "/api/v1/usage": {"get": {
         "operationId": "getUsage", "tags": ["accounting"],
-        "summary": "Stored usage records in [since, until), oldest first.",
+        "summary": "Stored usage records in [since, until), the latest first (order=asc: oldest first), "
+                   "with totals over every matching record.",
         "parameters": [
             _query("since", {"type": "string"}, "Epoch seconds, an ISO 8601 date or date-time, 'now', or a "
                                                "duration before now (7d, 24h, 30m)."),
@@ -193,6 +196,7 @@ _PATHS: dict[str, Any] = {
             _query("task", _TEXT, "Task name."),
             _query("user", _TEXT, "End-user id."),
             _query("limit", {"type": "integer", "minimum": 1, "maximum": 10_000}, "At most this many (default 100)."),
+            _query("order", {"type": "string", "enum": ["desc", "asc"]}, "desc (default): the latest first."),
         ],
         "responses": {"200": _json(_ref("Usage"), "Matching records and their totals."),
                       "400": _error("Bad query, or a parameter not listed here."), **_COMMON}}},

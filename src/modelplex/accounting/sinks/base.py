@@ -340,12 +340,13 @@ class SQLBuilder:
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
     def select_records(self, since: float | None, until: float | None, filters: Mapping[str, Any],
-                       limit: int | None) -> tuple[str, list[Any]]:
+                       limit: int | None, newest_first: bool = False) -> tuple[str, list[Any]]:
         cols = ", ".join("COALESCE(f.score, r.quality_score)" if c == "quality_score" else f"r.{c}"
                          for c in RECORD_COLUMNS)
         where, params = self.where(since, until, filters)
         sql = (f"SELECT {cols}, f.comment FROM usage_records r "
-               f"LEFT JOIN usage_feedback f ON f.request_id = r.request_id{where} ORDER BY r.ts, r.request_id")
+               f"LEFT JOIN usage_feedback f ON f.request_id = r.request_id{where} "
+               + ("ORDER BY r.ts DESC, r.request_id DESC" if newest_first else "ORDER BY r.ts, r.request_id"))
         if limit is not None:
             params.append(int(limit))
             sql += f" LIMIT {self.placeholder(len(params))}"
@@ -457,9 +458,10 @@ class UsageSink(ABC):
 
     @abstractmethod
     async def query(self, since: float | None = None, until: float | None = None, *, limit: int | None = None,
-                    with_attempts: bool = False, **filters: Any) -> list[dict[str, Any]]:
-        """Record dicts in ``[since, until)``, oldest first, matching ``filters`` (``FILTERS``).
-        ``attempts`` is filled only when ``with_attempts`` is set."""
+                    with_attempts: bool = False, newest_first: bool = False, **filters: Any) -> list[dict[str, Any]]:
+        """Record dicts in ``[since, until)``, oldest first (``newest_first``: the latest first, so that
+        ``limit`` keeps the latest), matching ``filters`` (``FILTERS``). ``attempts`` is filled only when
+        ``with_attempts`` is set."""
 
     @abstractmethod
     async def aggregate(self, since: float | None = None, until: float | None = None, *, by: str = "model",

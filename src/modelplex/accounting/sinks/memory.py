@@ -69,8 +69,10 @@ class MemorySink(UsageSink):
         return rows
 
     async def query(self, since: float | None = None, until: float | None = None, *, limit: int | None = None,
-                    with_attempts: bool = False, **filters: Any) -> list[dict[str, Any]]:
+                    with_attempts: bool = False, newest_first: bool = False, **filters: Any) -> list[dict[str, Any]]:
         rows = self._select(since, until, check_filters(filters), with_attempts)
+        if newest_first:
+            rows.reverse()
         return rows if limit is None else rows[: max(0, int(limit))]
 
     async def aggregate(self, since: float | None = None, until: float | None = None, *, by: str = "model",
@@ -112,7 +114,7 @@ class NullSink(UsageSink):
         return None
 
     async def query(self, since: float | None = None, until: float | None = None, *, limit: int | None = None,
-                    with_attempts: bool = False, **filters: Any) -> list[dict[str, Any]]:
+                    with_attempts: bool = False, newest_first: bool = False, **filters: Any) -> list[dict[str, Any]]:
         check_filters(filters)
         return []
 
