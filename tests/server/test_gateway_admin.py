@@ -176,6 +176,19 @@ def test_tpm_limit(live) -> None:
     assert chat(gw, key, max_tokens=20).choices[0].message.content
 
 
+def test_a_failed_request_gives_its_tpm_estimate_back(live) -> None:
+    gw = live(routing={"retry": {"max_retries_per_target": 0}, "breaker": {"failure_threshold": 10}})
+    key = gw.create_key(tpm=700)
+    for stream in (False, True, False):
+        gw.fake.plan.fail_next(Fault("server_error", status=500), model="large")
+        with pytest.raises(openai.APIStatusError) as exc:
+            response = chat(gw, key, model="fakeai/large", max_tokens=300, stream=stream)
+            list(response)  # a stream's error comes with its first chunk
+        assert exc.value.status_code != 429
+    # three failed requests' estimates (over 300 tokens each) would exceed the minute's 700: they were given back
+    assert chat(gw, key, model="fakeai/small", max_tokens=300).choices[0].message.content
+
+
 def test_health_ready_and_metrics(live) -> None:
     gw = live(routing={"breaker": {"failure_threshold": 1, "recovery_time": 60},
                        "retry": {"max_retries_per_target": 0}})

@@ -37,6 +37,7 @@ from modelplex.server.http import (
     send_body,
 )
 from modelplex.server.sse import StreamEncoder, stream_response
+from modelplex.types import Usage
 
 if TYPE_CHECKING:
     from modelplex.server.gateway import Admission, Gateway
@@ -138,6 +139,11 @@ class ChatRoute:
         await send_openai_error(self.gw, send, exc, self.route, request_id, started)
 
 
+NOTHING_USED = Usage()
+"""What a request that failed is charged against its key's TPM: nothing (its estimate is given back).
+A request the client abandoned keeps its estimate: the upstream may have spent the tokens."""
+
+
 async def answer_complete(gw: Gateway, route: str, receive: Receive, send: Send, messages: list[Any],
                           params: dict[str, Any], kwargs: dict[str, Any], admission: Admission, started: float,
                           request_id: str, render: Callable[[Response], bytes], extra_headers: ExtraHeaders = ()
@@ -152,6 +158,9 @@ async def answer_complete(gw: Gateway, route: str, receive: Receive, send: Send,
         gw.metrics.observe(route, 499, time.perf_counter() - started)
         await gw.settle(admission, None)
         return
+    except Exception:
+        await gw.settle(admission, NOTHING_USED)
+        raise
     finally:
         watch.stop()
     if watch.disconnected:
@@ -171,7 +180,11 @@ async def answer_stream(gw: Gateway, route: str, receive: Receive, send: Send, m
                         request_id: str, encoder: StreamEncoder, extra_headers: ExtraHeaders = ()) -> None:
     watch = DisconnectWatch(receive, gw.watches)
     agen = gw.router.astream(messages, **kwargs, **params)
-    opened = await gw.first_chunk(route, agen, watch, started, request_id)
+    try:
+        opened = await gw.first_chunk(route, agen, watch, started, request_id)
+    except Exception:
+        await gw.settle(admission, NOTHING_USED)
+        raise
     if opened is None:
         return
     first, attempts = opened
