@@ -46,3 +46,23 @@ def test_malformed_messages_name_the_part(messages: Any, param: str, words: str)
         check_messages(messages)
     assert e.value.param == param and words in str(e.value)
     assert isinstance(e.value, ValueError)
+
+
+@pytest.mark.parametrize("value, words", [
+    (None, "non-empty list of strings"), ([], "non-empty list of strings"), ("", "must not contain an empty string"),
+    (["a", ""], "input[1]"), (["a", 3], "got int at input[1]"), ([[1, 2], [3]], "token-array input"),
+    ([1, 2, 3], "token-array input"), ({"text": "a"}, "non-empty list of strings"),
+])
+def test_embedding_input_refusals_name_the_input(value: Any, words: str) -> None:
+    from modelplex.messages import check_embedding_input
+
+    with pytest.raises(InvalidRequestError) as err:
+        check_embedding_input(value)
+    assert err.value.param == "input" and words in str(err.value)
+
+
+def test_embedding_input_passes_as_a_list_of_texts() -> None:
+    from modelplex.messages import check_embedding_input
+
+    assert check_embedding_input("one") == ["one"]
+    assert check_embedding_input(("a", "b")) == ["a", "b"]

@@ -7,6 +7,9 @@ messages. It checks just enough for a clear, typed error before anything is sent
 provider accepts beyond that (which part types, which roles in which order) stays the adapters' and
 the providers' business.
 
+``check_embedding_input(value)`` does the same for an embeddings request's ``input``: a string or a
+non-empty list of strings, none of them empty (the OpenAI API refuses an empty input too).
+
 Must not touch: conversion to any wire format (``providers``).
 """
 
@@ -70,3 +73,20 @@ def _check_message(i: int, m: Any) -> None:
 
 
 __all__ = ["ROLES", "check_messages"]
+
+
+def check_embedding_input(value: Any) -> list[str]:
+    """The texts of an embeddings ``input``; ``InvalidRequestError`` (``param`` ``input``) for anything else."""
+    texts = [value] if isinstance(value, str) else value if isinstance(value, list | tuple) else None
+    if not texts:
+        raise InvalidRequestError("'input' must be a string or a non-empty list of strings", "input")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            if all(isinstance(v, int | list) and not isinstance(v, bool) for v in texts):
+                raise InvalidRequestError("token-array input is not supported; send text", "input")
+            raise InvalidRequestError(f"'input' must be a string or a list of strings, got {type(text).__name__} "
+                                      f"at input[{i}]", "input")
+        if not text:
+            raise InvalidRequestError("'input' must not contain an empty string" + (f" (input[{i}])" if
+                                      not isinstance(value, str) else ""), "input")
+    return list(texts)

@@ -46,7 +46,7 @@ from modelplex.errors import (
     error_kind,
 )
 from modelplex.ids import new_request_id
-from modelplex.messages import check_messages
+from modelplex.messages import check_embedding_input, check_messages
 from modelplex.parameters import check_params
 from modelplex.policy.adaptive import AdaptiveChooser
 from modelplex.policy.planner import HardNeeds, Planner, RoutePlan
@@ -103,7 +103,10 @@ class _Call:
     kind: str = "chat"
     attempts: list[Attempt] = field(default_factory=list)
     prompt_bytes: int = 0
+    fit_bytes: int = 0
+    """What must fit a target's window: the whole prompt; for embeddings, the largest input."""
     input_estimate: int | None = None
+    """Tokens of what must fit (counted once, for the first target whose window the bytes do not settle)."""
     plan_args: dict[str, Any] = field(default_factory=dict)
     """The planner arguments, kept so that a budget downgrade can re-plan the same request once."""
     downgraded: bool = False
@@ -227,6 +230,8 @@ class Router:
         if isinstance(requirements, Mapping):
             requirements = Requirements.from_dict(dict(requirements))
         prompt_bytes = sum(_message_bytes(m) for m in msgs)
+        # An embedding request's inputs each meet the model's window on their own; a chat prompt as a whole.
+        fit_bytes = max(map(_message_bytes, msgs), default=0) if kind == "embedding" else prompt_bytes
         ctx = context or {}
         artifacts = ctx.get("artifacts", 0)
         artifacts_n = len(artifacts) if isinstance(artifacts, (list, tuple)) else int(artifacts or 0)
@@ -236,7 +241,7 @@ class Router:
                 task = "embedding"
         plan_args: dict[str, Any] = dict(
             model=model, task=task, requirements=requirements, strategy=strategy, user=user, request_id=rid,
-            needs=needs, input_tokens=prompt_bytes // 4, message_count=len(msgs), artifacts=artifacts_n,
+            needs=needs, input_tokens=fit_bytes // 4, message_count=len(msgs), artifacts=artifacts_n,
             requires_creative_writing=bool(ctx.get("requires_creative_writing")))
         allowed = _allow_patterns(allowed_models)
         plan = _restrict(self.planner.plan(**plan_args, downgrade=downgrade), allowed)
@@ -252,21 +257,22 @@ class Router:
         now = self.clock.now()
         deadline = now + (timeout or self.config.routing.deadline)
         return _Call(rid, msgs, merged, plan, user, api_key_id, list(tags or []), deadline, now, self.clock.wall(),
-                     kind, prompt_bytes=prompt_bytes, plan_args=plan_args, downgraded=downgrade,
+                     kind, prompt_bytes=prompt_bytes, fit_bytes=fit_bytes, plan_args=plan_args, downgraded=downgrade,
                      allowed_models=allowed)
 
     def _input_tokens(self, call: _Call, spec: ModelSpec) -> int:
         if call.input_estimate is None:
             from modelplex.catalog.tokens import count_messages
 
-            call.input_estimate = count_messages(call.messages, spec).tokens
+            fit = call.messages if call.kind != "embedding" else [max(call.messages, key=_message_bytes)]
+            call.input_estimate = count_messages(fit, spec).tokens
         return call.input_estimate
 
     def _fits(self, call: _Call, spec: ModelSpec) -> bool:
         """Token pre-check. UTF-8 bytes bound the token count from above, so most prompts need no count."""
         out = int(call.params.get("max_tokens") or 0)
         margin = self.config.routing.token_safety_margin
-        if call.prompt_bytes + out + margin <= spec.input_limit and call.prompt_bytes + out <= spec.context_window:
+        if call.fit_bytes + out + margin <= spec.input_limit and call.fit_bytes + out <= spec.context_window:
             return True
         n = self._input_tokens(call, spec)
         return n + margin <= spec.input_limit and n + out <= spec.context_window
@@ -464,9 +470,10 @@ class Router:
         spec = max(call.plan.targets, key=lambda t: t.context_window)
         prompt = self._input_tokens(call, spec)  # counted already by the window check that skipped it
         out = int(call.params.get("max_tokens") or 0)
-        asked = f"{prompt:,} prompt tokens" + (f" plus max_tokens {out:,}" if out else "")
+        asked = (f"an input of {prompt:,} tokens does" if call.kind == "embedding" else
+                 f"{prompt:,} prompt tokens" + (f" plus max_tokens {out:,}" if out else "") + " do")
         return ContextWindowExceededError(
-            f"{asked} do not fit the context window of any of the {len(call.plan.targets)} candidate model(s); "
+            f"{asked} not fit the context window of any of the {len(call.plan.targets)} candidate model(s); "
             f"the largest is {spec.context_window:,} tokens (input limit {spec.input_limit:,}). Nothing was sent.",
             provider=spec.provider, model=spec.id)
 
@@ -728,7 +735,7 @@ class Router:
                      user: str | None = None, tags: list[str] | None = None, request_id: str | None = None,
                      api_key_id: str | None = None, timeout: float | None = None,
                      allowed_models: Sequence[str] | None = None, **params: Any) -> EmbeddingResponse:
-        texts = [input] if isinstance(input, str) else list(input)
+        texts = check_embedding_input(input)
         msgs: list[Message] = [{"role": "user", "content": t} for t in texts]
         call = self._new_call(msgs, params, model=model, task=task if model is None else None, requirements=None,
                               strategy=None, user=user, request_id=request_id, tags=tags, api_key_id=api_key_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -358,6 +359,23 @@ async def test_embeddings_route_to_an_embedding_model(make_router):
     r = make_router()
     e = await r.aembed(["one", "two"])
     assert e.model == "alpha/embed" and len(e.embeddings) == 2 and e.cost_usd >= 0
+
+
+async def test_each_embedding_input_meets_the_window_on_its_own(make_router, fake):
+    r = make_router()  # alpha/embed: an 8,000-token window
+    texts = ["The quick brown fox jumps over the lazy dog. " * 5] * 400  # ~22,000 tokens in all
+    e = await r.aembed(texts, model="alpha/embed")
+    assert len(e.embeddings) == 400 and len(fake.captured[-1].json["input"]) == 400
+    sent = len(fake.captured)
+    with pytest.raises(AllAttemptsFailedError) as too_long:
+        await r.aembed(["short", "word " * 9_000], model="alpha/embed")
+    assert isinstance(too_long.value.last_error, ContextWindowExceededError)
+    assert re.search("an input of [0-9,]+ tokens does not fit", too_long.value.last_error.message)
+    for bad in ([], "", ["a", ""], ["a", 3], [[1, 2]], None):
+        with pytest.raises(InvalidRequestError) as err:
+            await r.aembed(bad, model="alpha/embed")  # type: ignore[arg-type]
+        assert err.value.param == "input"
+    assert len(fake.captured) == sent
 
 
 async def test_embedding_dimensions_reach_the_provider_and_are_never_dropped(make_router, fake, secret_key):
