@@ -13,6 +13,8 @@ import aiohttp
 import orjson
 import pytest
 
+from modelplex.catalog.loader import bundled_catalog
+from modelplex.catalog.params import split_params
 from modelplex.catalog.schema import ModelSpec
 from modelplex.errors import (
     AuthenticationError,
@@ -33,11 +35,13 @@ from modelplex.errors import (
 from modelplex.providers import adapter_class
 from modelplex.providers.anthropic import (
     STRUCTURED_OUTPUTS_BETA,
+    THINKING_BUDGETS,
     AnthropicAdapter,
+    caller_max_tokens,
     forced_tool_name,
     tool_name_for,
 )
-from modelplex.providers.base import ProviderConfig, iter_sse
+from modelplex.providers.base import ProviderConfig, iter_sse, portable_tool_id
 from modelplex.testing.faults import Behavior, Fault
 from modelplex.testing.server import FakeProviderServer
 from modelplex.types import ChatRequest, StreamChunk
@@ -205,6 +209,29 @@ def test_tool_result_blocks_open_the_user_turn() -> None:
                                            {"type": "text", "text": "also, hurry"}]
 
 
+def test_foreign_tool_ids_become_portable_in_call_and_result() -> None:
+    """A conversation that fell back from Gemini: its ids carry a base64 thought signature."""
+    gemini_id = "call_0__thought__CiQBcsjafH3+Q1/ab9Zq=="
+    msgs = [{"role": "user", "content": "Weather in Paris and the time?"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": gemini_id, "type": "function", "function": {"name": "get_weather",
+                                                                   "arguments": '{"location": "Paris"}'}},
+                {"id": "call_1", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": gemini_id, "content": "18C and cloudy"},
+            {"role": "tool", "tool_call_id": "call_1", "content": "14:05"}]
+    b = body(adapter(), ChatRequest(messages=msgs, params={"max_tokens": 256}))
+    portable = portable_tool_id(gemini_id)
+    assert portable.startswith("toolu_") and portable != gemini_id
+    assert b == {"model": "claude-sonnet-4-5-20250929", "max_tokens": 256, "messages": [
+        {"role": "user", "content": "Weather in Paris and the time?"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": portable, "name": "get_weather", "input": {"location": "Paris"}},
+            {"type": "tool_use", "id": "call_1", "name": "get_time", "input": {}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": portable, "content": "18C and cloudy"},
+            {"type": "tool_result", "tool_use_id": "call_1", "content": "14:05"}]}]}
+
+
 def test_native_anthropic_blocks_pass_through() -> None:
     thinking = {"type": "thinking", "thinking": "hmm", "signature": "sig"}
     doc = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}}
@@ -308,6 +335,20 @@ def test_sampling_params_removed_by_api_version_or_model() -> None:
     assert not {"temperature", "top_p", "top_k"} & set(b)
 
 
+@pytest.mark.parametrize(("params", "settings", "expected"), [
+    ({"temperature": 0.7, "top_p": 0.9}, {}, {"temperature": 0.7}),  # what OpenAI clients commonly send
+    ({"temperature": 0.7, "top_p": 0.9, "top_k": 40}, {}, {"temperature": 0.7, "top_k": 40}),
+    ({"top_p": 0.9}, {}, {"top_p": 0.9}),
+    ({"temperature": 0.7, "top_p": 0.9}, {"temperature_with_top_p": True}, {"temperature": 0.7, "top_p": 0.9}),
+])
+def test_temperature_and_top_p_are_not_sent_together(params: dict[str, Any], settings: dict[str, Any],
+                                                     expected: dict[str, Any]) -> None:
+    b = body(adapter(), ChatRequest(messages=user(), params={"max_tokens": 100, **params}),
+             spec(api_requirements=settings))
+    assert b == {"model": "claude-sonnet-4-5-20250929", "messages": [{"role": "user", "content": "Hello"}],
+                 "max_tokens": 100, **expected}
+
+
 # ================================================================================ reasoning
 
 
@@ -345,6 +386,100 @@ def test_reasoning_effort_ignored_without_capability_or_none() -> None:
     assert "thinking" not in body(adapter(), ChatRequest(messages=user(), params={"reasoning_effort": "high"}))
     assert "thinking" not in body(adapter(), ChatRequest(messages=user(), params={"reasoning_effort": "none"}),
                                   spec(caps=REASONING))
+
+
+CATALOG_CLAUDE = dict(caps=("reasoning", "tool_calling", "streaming"), max_output=64_000,
+                      default_params={"max_tokens": 4096}, api_requirements={"max_tokens_required": True})
+
+
+def routed(params: dict[str, Any], model: ModelSpec) -> ChatRequest:
+    """The request as the router hands it over: ``default_params`` already copied into the params."""
+    kept, _ = split_params("anthropic", model, params)
+    return ChatRequest(messages=user("Plan a 3-day trip to Kyoto."), params=kept)
+
+
+@pytest.mark.parametrize(("effort", "max_tokens", "budget"), [
+    ("minimal", 4096 + 1024, 1024), ("low", 4096 + 2048, 2048), ("medium", 4096 + 8192, 8192),
+    ("high", 4096 + 16384, 16384), ("xhigh", 4096 + 32768, 32768),
+    ("max", 64_000, 32_000),  # 4096 + 65536 passes the model's 64K output limit: half of it is left for thinking
+])
+def test_catalog_default_max_tokens_is_not_a_caller_cap(effort: str, max_tokens: int, budget: int) -> None:
+    m = spec(**CATALOG_CLAUDE)  # type: ignore[arg-type]
+    req = routed({"reasoning_effort": effort}, m)
+    assert req.params["max_tokens"] == 4096  # copied from default_params by the router
+    assert THINKING_BUDGETS[effort] == budget or effort == "max"
+    assert body(adapter(), req, m) == {
+        "model": "claude-sonnet-4-5-20250929",
+        "messages": [{"role": "user", "content": "Plan a 3-day trip to Kyoto."}],
+        "max_tokens": max_tokens,
+        "thinking": {"type": "enabled", "budget_tokens": budget},
+    }
+
+
+def test_caller_max_tokens_still_caps_thinking() -> None:
+    m = spec(**CATALOG_CLAUDE)  # type: ignore[arg-type]
+    b = body(adapter(), routed({"reasoning_effort": "high", "max_tokens": 10_000}, m), m)
+    assert (b["max_tokens"], b["thinking"]) == (10_000, {"type": "enabled", "budget_tokens": 5000})
+    # called without the router: effective_params overlays the same default; the caller's other name wins
+    direct = ChatRequest(messages=user(), params={"reasoning_effort": "high", "max_completion_tokens": 10_000})
+    b = body(adapter(), direct, m)
+    assert (b["max_tokens"], b["thinking"]) == (10_000, {"type": "enabled", "budget_tokens": 5000})
+
+
+def test_caller_max_tokens_reads_the_catalog_default_as_default() -> None:
+    m = spec(default_params={"max_tokens": 4096})
+    assert caller_max_tokens({"max_tokens": 4096}, m) is None
+    assert caller_max_tokens({"max_tokens": 4096, "max_completion_tokens": 9000}, m) == 9000
+    assert caller_max_tokens({"max_tokens": 2000}, m) == 2000
+    assert caller_max_tokens({"max_tokens": 4096}, spec()) == 4096  # no catalog default: the caller's
+
+
+WEATHER_TOOL = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+WEATHER_TOOL_WIRE = [{"name": "get_weather", "description": "Current weather for a city",
+                      "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
+                                       "required": ["city"]}}]
+
+
+@pytest.mark.parametrize(("choice", "wire_choice"), [
+    ("required", {"type": "any"}),
+    ({"type": "function", "function": {"name": "get_weather"}}, {"type": "tool", "name": "get_weather"}),
+])
+def test_forced_tool_choice_drops_thinking(choice: Any, wire_choice: dict[str, Any],
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    m = spec(**CATALOG_CLAUDE)  # type: ignore[arg-type]
+    req = routed({"reasoning_effort": "high", "tools": WEATHER_TOOL, "tool_choice": choice, "temperature": 0.2}, m)
+    with caplog.at_level(logging.INFO, logger="modelplex.providers.anthropic"):
+        b = body(adapter(), req, m)
+    assert b == {"model": "claude-sonnet-4-5-20250929",
+                 "messages": [{"role": "user", "content": "Plan a 3-day trip to Kyoto."}],
+                 "max_tokens": 4096, "temperature": 0.2, "tools": WEATHER_TOOL_WIRE, "tool_choice": wire_choice}
+    assert any("forces tool use" in r.getMessage() for r in caplog.records)
+
+
+def test_auto_tool_choice_keeps_thinking() -> None:
+    m = spec(**CATALOG_CLAUDE)  # type: ignore[arg-type]
+    b = body(adapter(), routed({"reasoning_effort": "low", "tools": WEATHER_TOOL, "tool_choice": "auto"}, m), m)
+    assert b["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert b["tool_choice"] == {"type": "auto"} and b["max_tokens"] == 4096 + 2048
+
+
+def test_forced_tool_choice_drops_adaptive_thinking_and_effort() -> None:
+    m = spec(caps=REASONING, default_params={"max_tokens": 4096}, api_requirements={"thinking": "adaptive"})
+    b = body(adapter(), routed({"reasoning_effort": "high", "tools": WEATHER_TOOL, "tool_choice": "required"}, m), m)
+    assert "thinking" not in b and "output_config" not in b and b["tool_choice"] == {"type": "any"}
+
+
+@pytest.mark.parametrize("model_id", ["anthropic/claude-opus-4-7", "anthropic/claude-opus-4-8",
+                                      "anthropic/claude-haiku-5-5", "anthropic/claude-fable-5"])
+def test_bundled_adaptive_only_models_get_adaptive_thinking(model_id: str) -> None:
+    m = bundled_catalog().get(model_id)
+    req = routed({"reasoning_effort": "medium"}, m)
+    assert body(adapter(), req, m) == {
+        "model": model_id.removeprefix("anthropic/"),
+        "messages": [{"role": "user", "content": "Plan a 3-day trip to Kyoto."}],
+        "max_tokens": 4096, "thinking": {"type": "adaptive"}, "output_config": {"effort": "medium"}}
 
 
 def test_adaptive_thinking_uses_effort() -> None:
@@ -527,7 +662,7 @@ ERRORS = load("errors.json")
     ("billing", QuotaExceededError, None),
     ("invalid_request", BadRequestError, None),
     ("prompt_too_long", BadRequestError, None),
-    ("request_too_large", ContextWindowExceededError, None),
+    ("request_too_large", BadRequestError, None),  # a byte limit: a larger window would not help
     ("authentication", AuthenticationError, None),
     ("permission", PermissionDeniedError, None),
     ("not_found", NotFoundError, None),
@@ -547,6 +682,18 @@ def test_classify_error_fixtures(case: str, cls: type[ProviderError], retry_afte
     assert err.provider == "anthropic" and err.model == "anthropic/claude-sonnet-4-5-20250929"
 
 
+def test_request_too_large_is_not_a_context_window_error() -> None:
+    """413 is Anthropic's 32 MB byte limit (answered by Cloudflare): a larger window would not help."""
+    for status, payload in [
+        (413, ERRORS["request_too_large"]["body"]),
+        (400, {"type": "error", "error": {"type": "invalid_request_error", "message": "Request body too large.",
+                                          "details": {"error_code": "request_body_too_large_after_decoding"}}}),
+    ]:
+        err = adapter().classify_error(status, {}, orjson.dumps(payload), spec())
+        assert type(err) is BadRequestError and not isinstance(err, ContextWindowExceededError)
+        assert err.status_code == status and not err.retryable
+
+
 def test_prompt_too_long_is_not_guessed_from_text() -> None:
     data = ERRORS["prompt_too_long"]
     err = adapter().classify_error(400, {}, orjson.dumps(data["body"]), spec())
@@ -562,7 +709,7 @@ def test_rate_limit_reset_header_and_request_id_header() -> None:
     assert err.request_id == "req_hdr"
 
 
-@pytest.mark.parametrize(("status", "cls"), [(502, ServerError), (529, OverloadedError), (413, ContextWindowExceededError),
+@pytest.mark.parametrize(("status", "cls"), [(502, ServerError), (529, OverloadedError), (413, BadRequestError),
                                              (401, AuthenticationError)])
 def test_classify_non_json_bodies_by_status(status: int, cls: type[ProviderError]) -> None:
     err = adapter().classify_error(status, {}, b"<html>cloudflare</html>", spec())
@@ -611,6 +758,53 @@ async def test_stream_thinking_fixture() -> None:
     assert "".join(c.delta for c in chunks) == "27 * 453 = 12,231"
     usage = chunks[-1].usage
     assert usage is not None and usage.reasoning_tokens == 400 and usage.output_tokens == 420
+
+
+async def test_stream_thinking_blocks_carry_the_signature() -> None:
+    chunks = await decode("stream_thinking.sse")
+    assert all(c.raw is None for c in chunks[:-1])
+    assert chunks[-1].raw == {"thinking_blocks": [{
+        "type": "thinking",
+        "thinking": "Let me solve this step by step:\n\n1. First break down 27 * 453\n2. 453 = 400 + 50 + 3",
+        "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"}]}
+
+
+async def test_stream_thinking_blocks_match_the_non_streaming_shape() -> None:
+    """Interleaved thinking before a tool call: both blocks, in order, as ``chat_from_wire`` reports them."""
+    redacted = {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"}
+    text = (sse_event("message_start", {"type": "message_start", "message": {
+                "id": "msg_01", "type": "message", "role": "assistant", "content": [],
+                "usage": {"input_tokens": 40, "output_tokens": 1}}})
+            + sse_event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+            + sse_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                "delta": {"type": "thinking_delta", "thinking": "Need the weather."}})
+            + sse_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                "delta": {"type": "signature_delta", "signature": "EqQBsig0"}})
+            + sse_event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            + sse_event("content_block_start", {"type": "content_block_start", "index": 1, "content_block": redacted})
+            + sse_event("content_block_stop", {"type": "content_block_stop", "index": 1})
+            + sse_event("content_block_start", {"type": "content_block_start", "index": 2, "content_block": {
+                "type": "tool_use", "id": "toolu_01A", "name": "get_weather", "input": {}}})
+            + sse_event("content_block_delta", {"type": "content_block_delta", "index": 2, "delta": {
+                "type": "input_json_delta", "partial_json": '{"city": "Paris"}'}})
+            + sse_event("content_block_stop", {"type": "content_block_stop", "index": 2})
+            + sse_event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+                                          "usage": {"output_tokens": 60}})
+            + sse_event("message_stop", {"type": "message_stop"}))
+    chunks = await decode(text)
+    blocks = [{"type": "thinking", "thinking": "Need the weather.", "signature": "EqQBsig0"}, redacted]
+    assert chunks[-1].raw == {"thinking_blocks": blocks}
+    resp = adapter().chat_from_wire(orjson.dumps({
+        "id": "msg_01", "type": "message", "role": "assistant", "stop_reason": "tool_use",
+        "content": [*blocks, {"type": "tool_use", "id": "toolu_01A", "name": "get_weather",
+                              "input": {"city": "Paris"}}]}), spec())
+    assert resp.provider_details["thinking_blocks"] == chunks[-1].raw["thinking_blocks"]
+
+
+async def test_stream_without_thinking_has_no_raw() -> None:
+    chunks = await decode("stream_text.sse")
+    assert chunks[-1].raw is None
 
 
 async def test_stream_error_event_raises_classified_error() -> None:
@@ -823,7 +1017,7 @@ async def test_count_tokens_remote_and_health(fake: FakeProviderServer, session:
     (Fault("quota"), QuotaExceededError, 402),
     (Fault("quota", status=429), QuotaExceededError, 429),
     (Fault("context_window"), BadRequestError, 400),
-    (Fault("context_window", status=413), ContextWindowExceededError, 413),
+    (Fault("context_window", status=413), BadRequestError, 413),  # the fake's 413 is request_too_large
     (Fault("auth"), AuthenticationError, 401),
     (Fault("permission"), PermissionDeniedError, 403),
     (Fault("not_found"), NotFoundError, 404),

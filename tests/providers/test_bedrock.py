@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import aiohttp
 import orjson
 import pytest
 
+from modelplex.catalog.loader import bundled_catalog
 from modelplex.catalog.schema import ModelSpec
 from modelplex.errors import (
     APIConnectionError,
@@ -30,9 +32,10 @@ from modelplex.errors import (
     RequestTimeoutError,
     ServerError,
     StreamInterruptedError,
+    UnsupportedParameterError,
 )
 from modelplex.providers import adapter_class
-from modelplex.providers.base import ProviderConfig, WireRequest
+from modelplex.providers.base import ProviderConfig, WireRequest, portable_tool_id
 from modelplex.providers.bedrock import (
     EXCEPTION_EVENT,
     FRAMING_EVENT,
@@ -58,6 +61,7 @@ NOVA = ModelSpec(id="bedrock/amazon.nova-2-lite-v1:0", provider="bedrock", conte
 TITAN = ModelSpec(id="bedrock/amazon.titan-embed-text-v2:0", provider="bedrock", context_window=8192,
                   mode="embedding")
 COHERE = ModelSpec(id="bedrock/cohere.embed-english-v3", provider="bedrock", context_window=512, mode="embedding")
+BUNDLED = bundled_catalog()
 
 
 def fixture(name: str) -> bytes:
@@ -224,6 +228,41 @@ def test_tool_use_and_results() -> None:
     ], "toolChoice": {"auto": {}}}
 
 
+def test_foreign_tool_ids_become_portable_and_stay_paired() -> None:
+    # a conversation that fell back from Gemini: the id carries a base64 thought signature
+    gemini_id = "call_0__thought__CiQBcsjafH3+Q1/ab9Zq=="
+    body = body_of(ChatRequest(messages=[
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "tool_calls": [{"id": gemini_id, "type": "function",
+                                              "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": gemini_id, "content": '{"temp_c": 21}'},
+    ]))
+    use = body["messages"][1]["content"][0]["toolUse"]["toolUseId"]
+    result = body["messages"][2]["content"][0]["toolResult"]["toolUseId"]
+    assert use == result == portable_tool_id(gemini_id)
+    assert re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", use)
+    assert body_of(ChatRequest(messages=[{"role": "tool", "tool_call_id": "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q",
+                                          "content": "ok"}]))["messages"][0]["content"][0]["toolResult"][
+        "toolUseId"] == "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q"  # a Converse id is kept as is
+
+
+def test_tool_results_open_the_merged_user_turn() -> None:
+    body = body_of(ChatRequest(messages=[
+        {"role": "user", "content": "Weather and time in Paris?"},
+        {"role": "assistant", "tool_calls": [
+            {"id": "tooluse_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
+            {"id": "tooluse_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "tooluse_1", "content": "sunny"},
+        {"role": "user", "content": "Also, keep it short."},
+        {"role": "tool", "tool_call_id": "tooluse_2", "content": "14:05"},
+    ]))
+    assert body["messages"][2] == {"role": "user", "content": [
+        {"toolResult": {"toolUseId": "tooluse_1", "content": [{"text": "sunny"}]}},
+        {"toolResult": {"toolUseId": "tooluse_2", "content": [{"text": "14:05"}]}},
+        {"text": "Also, keep it short."},
+    ]}
+
+
 @pytest.mark.parametrize(("choice", "expected"), [
     ("required", {"any": {}}),
     ({"type": "function", "function": {"name": "f"}}, {"tool": {"name": "f"}}),
@@ -270,22 +309,99 @@ def test_max_tokens_required_by_the_catalog() -> None:
         {"maxTokens": 777}
 
 
-def test_reasoning_effort_mappings() -> None:
-    def fields(model: ModelSpec, effort: str) -> dict[str, Any]:
-        return body_of(ChatRequest(messages=[{"role": "user", "content": "x"}],
-                                   params={"reasoning_effort": effort}), model)
+def reasoning_body(model: ModelSpec, effort: str, **params: Any) -> dict[str, Any]:
+    return body_of(ChatRequest(messages=[{"role": "user", "content": "x"}],
+                               params={"reasoning_effort": effort, **params}), model)
 
-    assert fields(CLAUDE_THINKING, "medium")["additionalModelRequestFields"] == {
-        "thinking": {"type": "enabled", "budget_tokens": 8192}}
-    assert "additionalModelRequestFields" not in fields(CLAUDE_THINKING, "none")
-    assert fields(NOVA, "high")["additionalModelRequestFields"] == {
+
+def test_reasoning_effort_mappings() -> None:
+    # a caller's max_tokens: the budget is clipped to half of it (Claude needs budget_tokens < maxTokens)
+    body = reasoning_body(CLAUDE_THINKING, "medium", max_tokens=20_000)
+    assert body["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 8192}}
+    assert body["inferenceConfig"] == {"maxTokens": 20_000}
+    assert "additionalModelRequestFields" not in reasoning_body(CLAUDE_THINKING, "none")
+    assert reasoning_body(NOVA, "high")["additionalModelRequestFields"] == {
         "reasoningConfig": {"type": "enabled", "maxReasoningEffort": "high"}}
-    assert fields(NOVA, "none")["additionalModelRequestFields"] == {"reasoningConfig": {"type": "disabled"}}
+    assert reasoning_body(NOVA, "none")["additionalModelRequestFields"] == {"reasoningConfig": {"type": "disabled"}}
+    # any other mapped name gets the effort at that path of additionalModelRequestFields (Converse's own
+    # outputConfig holds only textFormat)
     effort_model = ModelSpec(id="bedrock/e", provider="bedrock", context_window=1000,
                              capabilities=frozenset({"reasoning"}),
                              param_mappings={"reasoning_effort": "output_config.effort"})
-    assert fields(effort_model, "low")["outputConfig"] == {"effort": "low"}
-    assert "additionalModelRequestFields" not in fields(CLAUDE, "high")  # not a reasoning model
+    low = reasoning_body(effort_model, "low")
+    assert low["additionalModelRequestFields"] == {"output_config": {"effort": "low"}}
+    assert "outputConfig" not in low
+    assert "additionalModelRequestFields" not in reasoning_body(CLAUDE, "high")  # not a reasoning model
+
+
+def test_bundled_claude_models_get_claude_thinking_not_nova_reasoning() -> None:
+    # Bedrock user guide, "Extended thinking": additionalModelRequestFields {"thinking": {"type": "enabled",
+    # "budget_tokens": N}}, N >= 1024 and below max_tokens. The catalog's default max_tokens (4096, which the
+    # router copies into the request) grows by the budget; a caller's max_tokens clips the budget instead.
+    sonnet = BUNDLED.get("bedrock/anthropic.claude-sonnet-4-6")
+    body = reasoning_body(sonnet, "high", max_tokens=4096)
+    assert body["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 16384}}
+    assert body["inferenceConfig"] == {"maxTokens": 4096 + 16384}
+    small = reasoning_body(sonnet, "high", max_tokens=6000)
+    assert small["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 3000}}
+    assert small["inferenceConfig"] == {"maxTokens": 6000}
+    # "Adaptive thinking": the models that reject budgets take {"type": "adaptive"} and output_config.effort
+    opus = BUNDLED.get("bedrock/anthropic.claude-opus-4-8")
+    assert reasoning_body(opus, "minimal")["additionalModelRequestFields"] == {
+        "thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}}
+    assert reasoning_body(BUNDLED.get("bedrock/us.anthropic.claude-sonnet-5"), "xhigh")[
+        "additionalModelRequestFields"] == {"thinking": {"type": "adaptive"}, "output_config": {"effort": "xhigh"}}
+    assert reasoning_body(BUNDLED.get("bedrock/amazon.nova-2-lite-v1:0"), "medium")[
+        "additionalModelRequestFields"] == {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": "medium"}}
+
+
+def test_reasoning_form_follows_the_model_family_when_the_catalog_has_no_mapping() -> None:
+    def spec(model_id: str) -> ModelSpec:
+        return ModelSpec(id=f"bedrock/{model_id}", provider="bedrock", context_window=200_000,
+                         max_output_tokens=64_000, capabilities=frozenset({"reasoning"}))
+
+    assert reasoning_body(spec("global.anthropic.claude-sonnet-4-5-20250929-v1:0"), "low")[
+        "additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 2048}}
+    assert reasoning_body(spec("us.amazon.nova-2-lite-v1:0"), "low")["additionalModelRequestFields"] == {
+        "reasoningConfig": {"type": "enabled", "maxReasoningEffort": "low"}}
+    # a family with no known reasoning parameter: dropped, not sent in Nova's shape
+    assert "additionalModelRequestFields" not in reasoning_body(spec("deepseek.r1-v1:0"), "high")
+
+
+def test_claude_thinking_drops_sampling_and_raises_top_p() -> None:
+    body = reasoning_body(CLAUDE_THINKING, "low", max_tokens=8000, temperature=0.2, top_p=0.5, top_k=40)
+    assert body["inferenceConfig"] == {"maxTokens": 8000, "topP": 0.95}
+    assert body["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 2048}}
+    plain = reasoning_body(CLAUDE_THINKING, "none", max_tokens=8000, temperature=0.2, top_k=40)
+    assert plain["inferenceConfig"] == {"maxTokens": 8000, "temperature": 0.2}
+    assert plain["additionalModelRequestFields"] == {"top_k": 40}
+
+
+def test_claude_thinking_budget_stays_below_max_tokens() -> None:
+    with pytest.raises(UnsupportedParameterError):
+        reasoning_body(CLAUDE_THINKING, "high", max_tokens=1024)  # no budget >= 1024 fits below 1024
+    fitted = reasoning_body(CLAUDE_THINKING, "xhigh", max_tokens=3000)
+    assert fitted["additionalModelRequestFields"]["thinking"]["budget_tokens"] == 1500
+
+
+@pytest.mark.parametrize("params", [
+    {"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"},
+    {"tools": [{"type": "function", "function": {"name": "f"}}],
+     "tool_choice": {"type": "function", "function": {"name": "f"}}},
+    {"response_format": {"type": "json_object"}},
+])
+def test_forced_tool_keeps_its_contract_and_drops_thinking(params: dict[str, Any]) -> None:
+    body = reasoning_body(CLAUDE_THINKING, "high", temperature=0.3, **params)
+    assert "additionalModelRequestFields" not in body
+    assert body["inferenceConfig"]["temperature"] == 0.3
+    assert set(body["toolConfig"]["toolChoice"]) & {"any", "tool"}
+
+
+def test_thinking_stays_with_an_unforced_tool_choice() -> None:
+    auto = reasoning_body(CLAUDE_THINKING, "low", max_tokens=8000,
+                          tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="auto")
+    assert auto["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 2048}}
+    assert auto["toolConfig"]["toolChoice"] == {"auto": {}}
 
 
 def test_json_schema_becomes_a_forced_tool_or_native_output_config() -> None:

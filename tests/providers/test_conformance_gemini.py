@@ -139,7 +139,7 @@ async def test_tools_history_images_and_thinking(fake: FakeProviderServer, sessi
             name="weather", description="Weather by city", parameters_json_schema=SCHEMA)])],
         tool_config=types.ToolConfig(function_calling_config=types.FunctionCallingConfig(
             mode=types.FunctionCallingConfigMode.ANY, allowed_function_names=["weather"])),
-        thinking_config=types.ThinkingConfig(thinking_budget=1024))
+        thinking_config=types.ThinkingConfig(thinking_budget=1024, include_thoughts=True))
     await sdk(lambda: gclient.models.generate_content(model="gemini-2.5-flash", contents=contents,
                                                            config=config))
     await adapter(fake).complete(session, ChatRequest(messages=[
@@ -155,7 +155,7 @@ async def test_tools_history_images_and_thinking(fake: FakeProviderServer, sessi
                "reasoning_effort": "low"}), MODEL)
     sdk_req, ours = fake.captured
     assert_same_request(sdk_req, ours)
-    assert ours.json["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 1024}
+    assert ours.json["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 1024, "includeThoughts": True}
 
 
 async def test_stream_request(fake: FakeProviderServer, session: aiohttp.ClientSession, gclient: Any) -> None:

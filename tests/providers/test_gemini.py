@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import aiohttp
 import orjson
 import pytest
 
+from modelplex.catalog.loader import bundled_catalog
 from modelplex.catalog.schema import ModelSpec
 from modelplex.errors import (
     APIConnectionError,
@@ -51,6 +53,7 @@ PLAIN = ModelSpec(id="google/gemini-2.0-flash", provider="google", context_windo
 GEMINI3 = ModelSpec(id="google/gemini-3-pro-preview", provider="google", context_window=1_048_576,
                     capabilities=frozenset({"reasoning"}), api_requirements={"thinking": "level"})
 EMBED = ModelSpec(id="google/gemini-embedding-001", provider="google", context_window=2048, mode="embedding")
+BUNDLED = bundled_catalog()
 
 
 def fixture(name: str) -> bytes:
@@ -255,15 +258,22 @@ def test_reasoning_effort_to_thinking_budget_or_level() -> None:
                                   params={"reasoning_effort": effort}), model).get("generationConfig", {})
         return gen.get("thinkingConfig")
 
+    # thought summaries are asked for whenever thinking is: they are what split_parts reads as thoughts
     assert thinking(FLASH, "none") == {"thinkingBudget": 0}
-    assert thinking(FLASH, "low") == {"thinkingBudget": 1024}
-    assert thinking(FLASH, "high") == {"thinkingBudget": 24576}
-    assert thinking(GEMINI3, "medium") == {"thinkingLevel": "MEDIUM"}
-    assert thinking(GEMINI3, "minimal") == {"thinkingLevel": "MINIMAL"}
+    assert thinking(FLASH, "low") == {"thinkingBudget": 1024, "includeThoughts": True}
+    assert thinking(FLASH, "high") == {"thinkingBudget": 24576, "includeThoughts": True}
+    assert thinking(GEMINI3, "medium") == {"thinkingLevel": "MEDIUM", "includeThoughts": True}
+    assert thinking(GEMINI3, "minimal") == {"thinkingLevel": "MINIMAL", "includeThoughts": True}
+    assert thinking(GEMINI3, "none") == {"thinkingLevel": "MINIMAL"}
+    assert thinking(GEMINI3, "xhigh") == {"thinkingLevel": "HIGH", "includeThoughts": True}  # no XHIGH in Gemini 3
     assert thinking(PLAIN, "high") is None  # not a reasoning model: nothing sent
     custom = ModelSpec(id="google/c", provider="google", context_window=1000, capabilities=frozenset({"reasoning"}),
                        api_requirements={"thinking_budgets": {"low": 128}})
-    assert thinking(custom, "low") == {"thinkingBudget": 128}
+    assert thinking(custom, "low") == {"thinkingBudget": 128, "includeThoughts": True}
+    pro31 = ModelSpec(id="google/gemini-3.1-pro-preview", provider="google", context_window=1_048_576,
+                      capabilities=frozenset({"reasoning"}),
+                      api_requirements={"thinking": "level", "thinking_levels": {"none": "LOW", "minimal": "LOW"}})
+    assert thinking(pro31, "none") == {"thinkingLevel": "LOW"}
     with pytest.raises(BadRequestError, match="reasoning_effort"):
         thinking(FLASH, "ludicrous")
 
@@ -324,13 +334,72 @@ def test_text_response_with_thoughts_and_cache() -> None:
     assert u.provider_details["model_version"] == "gemini-2.5-flash"
 
 
+def test_bundled_gemini_25_budgets_stay_in_each_models_documented_range() -> None:
+    # Gemini thinking docs: 2.5 Pro 128-32768 and cannot turn thinking off; 2.5 Flash 0-24576;
+    # 2.5 Flash-Lite 0 or 512-24576
+    def config(model_id: str, effort: str) -> Any:
+        body = body_of(ChatRequest(messages=[{"role": "user", "content": "x"}],
+                                   params={"reasoning_effort": effort}), BUNDLED.get(model_id))
+        return body["generationConfig"]["thinkingConfig"]
+
+    assert config("gemini/gemini-2.5-pro", "none") == {"thinkingBudget": 128}
+    assert config("gemini/gemini-2.5-pro", "xhigh") == {"thinkingBudget": 32768, "includeThoughts": True}
+    assert config("gemini/gemini-2.5-flash", "xhigh") == {"thinkingBudget": 24576, "includeThoughts": True}
+    assert config("gemini/gemini-2.5-flash", "none") == {"thinkingBudget": 0}
+    assert config("gemini/gemini-2.5-flash-lite", "xhigh") == {"thinkingBudget": 24576, "includeThoughts": True}
+    assert config("gemini/gemini-2.5-flash-lite", "minimal") == {"thinkingBudget": 512, "includeThoughts": True}
+
+
+def test_synthesized_tool_call_ids_are_unique_across_turns() -> None:
+    def answer(response_id: str | None) -> bytes:
+        data: dict[str, Any] = {"candidates": [{"content": {"role": "model", "parts": [
+            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]},
+            "finishReason": "STOP", "index": 0}], "modelVersion": "gemini-2.5-flash"}
+        if response_id is not None:
+            data["responseId"] = response_id
+        return orjson.dumps(data)
+
+    first = make().chat_from_wire(answer("mE2EaKqjB9iYz7IPkqjNqAE"), FLASH).tool_calls[0].id
+    second = make().chat_from_wire(answer("nF3FbLrkC0jZa8JQlrkOrBF"), FLASH).tool_calls[0].id
+    assert (first, second) == ("call_mE2EaKqjB9iYz7IPkqjNqAE_0", "call_nF3FbLrkC0jZa8JQlrkOrBF_0")
+    anonymous = {make().chat_from_wire(answer(None), FLASH).tool_calls[0].id for _ in range(2)}
+    assert len(anonymous) == 2 and all(re.fullmatch(r"call_[0-9a-f]{16}_0", i) for i in anonymous)
+    # a history holding both turns still pairs each result with its call by id
+    msgs = [{"role": "user", "content": "Weather in Paris, twice?"},
+            {"role": "assistant", "tool_calls": [{"id": first, "type": "function",
+                                                  "function": {"name": "get_weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": first, "content": "sunny"},
+            {"role": "assistant", "tool_calls": [{"id": second, "type": "function",
+                                                  "function": {"name": "get_time", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": second, "content": "14:05"}]
+    contents = body_of(ChatRequest(messages=msgs))["contents"]
+    assert [c["parts"][0]["functionResponse"]["name"] for c in contents[2::2]] == ["get_weather", "get_time"]
+
+
+def test_stream_ids_use_the_response_id_and_keep_numbering_across_chunks() -> None:
+    decoder = make().new_stream_decoder(FLASH, ChatRequest(messages=[], stream=True))
+
+    def chunk(name: str, signature: str | None = None, finish: bool = False) -> bytes:
+        part: dict[str, Any] = {"functionCall": {"name": name, "args": {}}}
+        if signature:
+            part["thoughtSignature"] = signature
+        cand: dict[str, Any] = {"content": {"role": "model", "parts": [part]}, "index": 0}
+        if finish:
+            cand["finishReason"] = "STOP"
+        return orjson.dumps({"candidates": [cand], "responseId": "rX9aZ2kPLvC8qtsPzZ6B"})
+
+    ids = [d.id for raw in (chunk("a", "CiQBcsjafH3+Q1/ab9Zq=="), chunk("b", finish=True))
+           for c in decoder.feed(None, raw) for d in c.tool_calls]
+    assert ids == [f"call_rX9aZ2kPLvC8qtsPzZ6B_0{THOUGHT_SEP}CiQBcsjafH3+Q1/ab9Zq==", "call_rX9aZ2kPLvC8qtsPzZ6B_1"]
+
+
 def test_tool_call_response_synthesizes_ids_and_keeps_thought_signatures() -> None:
-    resp = make().chat_from_wire(fixture("generate_tool_call.json"), FLASH)
+    resp = make().chat_from_wire(fixture("generate_tool_call.json"), FLASH)  # responseId "tc-2"
     assert resp.finish_reason == "tool_calls"
     assert resp.content is None
     assert [(c.id, c.name, orjson.loads(c.arguments)) for c in resp.tool_calls] == [
-        (f"call_0{THOUGHT_SEP}CiQB0e2Kb0sig+/A=", "get_weather", {"city": "Paris", "unit": "celsius"}),
-        ("call_1", "get_time", {"tz": "Europe/Paris"}),
+        (f"call_tc-2_0{THOUGHT_SEP}CiQB0e2Kb0sig+/A=", "get_weather", {"city": "Paris", "unit": "celsius"}),
+        ("call_tc-2_1", "get_time", {"tz": "Europe/Paris"}),
     ]
     assert resp.usage.input_tokens == 95 + 12  # tool-use prompt tokens are input
     # the ids round-trip: sending them back restores the signature on the right call
@@ -580,7 +649,9 @@ async def test_thinking_tokens_count_as_output(fake: FakeProviderServer, session
     out = approx_tokens("four words right here")
     assert resp.usage.reasoning_tokens == 2 * out
     assert resp.usage.output_tokens == out + 2 * out
-    assert fake.captured[-1].json["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 1024}
+    assert fake.captured[-1].json["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 1024,
+                                                                            "includeThoughts": True}
+    assert resp.usage.provider_details["thoughts"]  # the fake answers includeThoughts with a thought part
 
 
 async def test_tool_call_over_loopback(fake: FakeProviderServer, session: aiohttp.ClientSession) -> None:
@@ -589,8 +660,8 @@ async def test_tool_call_over_loopback(fake: FakeProviderServer, session: aiohtt
         "type": "object", "properties": {"q": {"type": "string"}}}}}]
     resp = await make(fake.base_url).complete(session, chat(tools=tools, tool_choice="required"), FLASH)
     assert resp.finish_reason == "tool_calls"
-    assert [(c.id, c.name, orjson.loads(c.arguments)) for c in resp.tool_calls] == [("call_0", "lookup",
-                                                                                      {"q": "modelplex"})]
+    assert [(c.name, orjson.loads(c.arguments)) for c in resp.tool_calls] == [("lookup", {"q": "modelplex"})]
+    assert re.fullmatch(r"call_[0-9a-f]{22}_0", resp.tool_calls[0].id)  # the fake's responseId
 
 
 async def test_stream_over_loopback(fake: FakeProviderServer, session: aiohttp.ClientSession) -> None:
@@ -613,7 +684,8 @@ async def test_stream_tool_call_over_loopback(fake: FakeProviderServer, session:
     req.stream = True
     chunks = [c async for c in make(fake.base_url).stream(session, req, FLASH)]
     deltas = [d for c in chunks for d in c.tool_calls]
-    assert [(d.index, d.id, d.name, d.arguments) for d in deltas] == [(0, "call_0", "lookup", '{"q":1}')]
+    assert [(d.index, d.name, d.arguments) for d in deltas] == [(0, "lookup", '{"q":1}')]
+    assert re.fullmatch(r"call_[0-9a-f]{22}_0", deltas[0].id or "")
     assert chunks[-1].finish_reason == "tool_calls"
 
 

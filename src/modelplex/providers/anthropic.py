@@ -12,13 +12,17 @@ Request mapping
       list of text blocks when any of them carries ``cache_control``.
     * Consecutive same-role turns are merged; ``tool`` messages become ``tool_result`` blocks in a user
       turn (placed first in that turn, as the API requires); assistant ``tool_calls`` become ``tool_use``
-      blocks with the parsed JSON arguments as ``input``. ``image_url`` parts become ``image`` blocks
-      (``data:`` URLs -> base64 source, other URLs -> url source); ``file`` parts with PDF data become
-      ``document`` blocks. Parts already in Anthropic's shape (``image`` with ``source``, ``document``,
+      blocks with the parsed JSON arguments as ``input``. Tool-call ids pass through
+      ``base.portable_tool_id`` in both places, so ids from another provider (Gemini's carry ``/``, ``+``
+      and ``=``) meet Anthropic's ``^[a-zA-Z0-9_-]+$`` and each call still pairs with its result.
+      ``image_url`` parts become ``image`` blocks (``data:`` URLs -> base64 source, other URLs -> url
+      source); ``file`` parts with PDF data become ``document`` blocks. Parts already in Anthropic's shape (``image`` with ``source``, ``document``,
       ``thinking``, ``redacted_thinking`` ...) pass through unchanged, so callers can echo thinking
       blocks (``Response.provider_details["thinking_blocks"]``) back in multi-turn tool use.
     * ``max_tokens`` is required by the API: the caller's ``max_tokens`` (or ``max_completion_tokens``),
-      else ``spec.default_params["max_tokens"]``, else ``min(spec.max_output_tokens, 4096)``.
+      else ``spec.default_params["max_tokens"]``, else ``min(spec.max_output_tokens, 4096)``. The router
+      copies ``default_params`` into the request, so a value equal to the catalog default counts as the
+      default, not as the caller's (``caller_max_tokens``).
     * ``stop`` -> ``stop_sequences``; ``user`` -> ``metadata.user_id``; tools -> ``{name, description,
       input_schema}``; ``tool_choice`` auto/required/none/function -> auto/any/none/tool;
       ``parallel_tool_calls=False`` -> ``disable_parallel_tool_use``.
@@ -27,7 +31,10 @@ Settings (model ``api_requirements`` override the provider ``profile``)
     ``anthropic_version`` (default ``2023-06-01``); ``anthropic_beta`` (str or list, always sent);
     ``auth`` (``"x-api-key"`` default, or ``"bearer"`` for ``Authorization: Bearer``);
     ``sampling_params`` (``False`` drops temperature/top_p/top_k; also implied by API version
-    ``2026-10-21`` and later, which rejects them even at default values);
+    ``2026-10-21`` and later, which rejects them even at default values); ``temperature_with_top_p``
+    (``True``: the model accepts both; by default, when a request sets both, only ``temperature`` is sent,
+    because Sonnet 4.5, Haiku 4.5, Opus 4.1 and later answer 400 to the pair and Anthropic advises
+    altering one);
     ``thinking`` (``"budget"`` default: ``{"type": "enabled", "budget_tokens": N}``; ``"adaptive"``:
     ``{"type": "adaptive"}`` plus ``output_config.effort``, for the models that removed budgets);
     ``thinking_display`` (``"summarized"``/``"omitted"``);
@@ -45,7 +52,10 @@ Reasoning
     ``UnsupportedParameterError``); without one, ``max_tokens`` becomes the default plus the budget, capped
     at the model's output limit. With thinking on, the API accepts no temperature/top_k changes, so
     those are omitted and ``top_p`` is raised to at least 0.95. Adaptive mode maps the effort to
-    ``output_config.effort`` (``minimal`` -> ``low``).
+    ``output_config.effort`` (``minimal`` -> ``low``). Anthropic rejects thinking together with a forced
+    ``tool_choice`` (``any``/``tool``: the caller's ``required`` or named function, or our structured-output
+    tool), so a forced choice wins: it is the caller's explicit contract, and thinking is not sent (logged
+    at INFO).
 
 Structured output (``response_format``)
     ``json_schema``: native as above, else a forced tool named from the schema name whose
@@ -54,13 +64,19 @@ Structured output (``response_format``)
     forced tool with a free-form object schema (Anthropic has no JSON mode and prefill is rejected by
     current models and by thinking). On our tool's reply, ``content`` is the tool input JSON and it is not
     reported in ``tool_calls``; streamed, its ``input_json_delta`` fragments arrive as ``delta`` text.
-    Anthropic rejects forced ``tool_choice`` together with thinking, so the forced-tool path omits
-    thinking.
+    Being a forced ``tool_choice``, this path sends no thinking (see Reasoning).
+
+Streaming
+    Text, tool-call and thinking deltas map to ``StreamChunk`` fields. ``signature_delta`` has no field
+    of its own: the final chunk's ``raw`` is ``{"thinking_blocks": [...]}`` (thinking text and signature,
+    or the redacted block), the blocks a non-streaming answer puts in ``provider_details``, ready to echo
+    back on a tool-use continuation.
 
 Errors
     Classified from ``error.type`` and ``error.details.error_code``, never from message text:
-    ``invalid_request_error`` -> ``BadRequestError``; ``request_too_large`` (413) ->
-    ``ContextWindowExceededError``; ``authentication_error`` -> ``AuthenticationError``;
+    ``invalid_request_error`` -> ``BadRequestError``; ``request_too_large`` (413, also without a JSON
+    body: Cloudflare answers it) -> ``BadRequestError``, since it is a byte limit (32 MB), which a model
+    with a larger window does not lift; ``authentication_error`` -> ``AuthenticationError``;
     ``permission_error`` -> ``PermissionDeniedError``; ``not_found_error`` -> ``NotFoundError``;
     ``rate_limit_error`` -> ``RateLimitError`` (but ``QuotaExceededError`` when the code names a spend
     limit: the 429 a usage tier's monthly cap produces has no retry-after and does not clear by
@@ -73,6 +89,7 @@ Errors
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -83,7 +100,6 @@ from modelplex.errors import (
     AuthenticationError,
     BadRequestError,
     ConflictError,
-    ContextWindowExceededError,
     NotFoundError,
     OverloadedError,
     PermissionDeniedError,
@@ -96,7 +112,14 @@ from modelplex.errors import (
     redact,
     status_error,
 )
-from modelplex.providers.base import Adapter, ProviderConfig, StreamDecoder, WireRequest, add_turn
+from modelplex.providers.base import (
+    Adapter,
+    ProviderConfig,
+    StreamDecoder,
+    WireRequest,
+    add_turn,
+    portable_tool_id,
+)
 from modelplex.types import Response, StreamChunk, TokenCount, ToolCall, ToolCallDelta, Usage
 
 if TYPE_CHECKING:
@@ -105,6 +128,8 @@ if TYPE_CHECKING:
     from modelplex.catalog.schema import ModelSpec
     from modelplex.errors import InvalidResponseError
     from modelplex.types import ChatRequest, Message
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_API_VERSION = "2023-06-01"
@@ -139,7 +164,7 @@ _TYPE_CLASSES: dict[str, type[ProviderError]] = {
     "api_error": ServerError,
     "timeout_error": ServerError,
     "overloaded_error": OverloadedError,
-    "request_too_large": ContextWindowExceededError,
+    "request_too_large": BadRequestError,  # a byte limit (32 MB), not the token window: a bigger window won't help
     "conflict_error": ConflictError,
 }
 _CODE_CLASSES: dict[str, type[ProviderError]] = {
@@ -148,7 +173,7 @@ _CODE_CLASSES: dict[str, type[ProviderError]] = {
     "linked_organization_spend_limit_reached": QuotaExceededError,
     "linked_organization_billing_unavailable": QuotaExceededError,
     "ramp_limit_exceeded": RateLimitError,
-    "request_body_too_large_after_decoding": ContextWindowExceededError,
+    "request_body_too_large_after_decoding": BadRequestError,
 }
 _TYPE_STATUS: dict[str, int] = {
     "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402, "permission_error": 403,
@@ -156,6 +181,9 @@ _TYPE_STATUS: dict[str, int] = {
     "api_error": 500, "timeout_error": 504, "overloaded_error": 529,
 }
 """The status Anthropic uses for each type, for errors that arrive inside a 200 stream."""
+_STATUS_TYPES: dict[int, str] = {413: "request_too_large"}
+"""Statuses whose meaning at Anthropic differs from ``errors.class_for_status``, for bodies that are not JSON
+(Cloudflare answers 413 before the request reaches the API)."""
 
 _AUTH_HEADERS = frozenset({"x-api-key", "authorization"})
 _OPENAI_PARTS = frozenset({"text", "image_url", "file", "input_audio"})
@@ -202,6 +230,13 @@ def tool_name_for(schema_name: Any, taken: Iterable[str] = ()) -> str:
     if name in taken:
         name = f"{name[:57]}_output"
     return name
+
+
+def _tool_id(value: Any) -> str:
+    """A tool-call id in the form Anthropic accepts (``portable_tool_id``: another provider's id, such as
+    Gemini's, maps to the same ``toolu_`` digest in the call and in its result). A missing id stays empty, for
+    the API to reject."""
+    return portable_tool_id(str(value)) if value else ""
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
@@ -322,13 +357,13 @@ class _Converter:
                 raise self.bad(f"tool call {call.get('id')!r} has arguments that are not JSON") from None
         if not isinstance(parsed, dict):
             raise self.bad(f"tool call {call.get('id')!r} arguments must be a JSON object")
-        return {"type": "tool_use", "id": str(call.get("id") or ""), "name": str(fn.get("name") or ""),
+        return {"type": "tool_use", "id": _tool_id(call.get("id")), "name": str(fn.get("name") or ""),
                 "input": parsed}
 
     def tool_result(self, message: Mapping[str, Any]) -> dict[str, Any]:
         content = message.get("content")
         result: Any = (content or "") if content is None or isinstance(content, str) else self.blocks(content)
-        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": str(message.get("tool_call_id") or "")}
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": _tool_id(message.get("tool_call_id"))}
         if result:
             block["content"] = result
         if "cache_control" in message:
@@ -450,6 +485,40 @@ def effective_params(req: ChatRequest, model: ModelSpec) -> dict[str, Any]:
     return params
 
 
+def caller_max_tokens(params: Mapping[str, Any], model: ModelSpec) -> int | None:
+    """The output cap the caller set (``max_tokens``, else ``max_completion_tokens``), or ``None``.
+
+    The router fills the model's ``default_params`` into the request before the adapter sees it (and
+    ``effective_params`` does the same), so a value equal to the catalog default is read as that default,
+    not as a caller's choice."""
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = params.get(name)
+        if value and value != model.default_params.get(name):
+            return int(value)
+    return None
+
+
+def fit_budget(budget: int, max_tokens: int, explicit: bool, model: ModelSpec) -> tuple[int, int]:
+    """(max_tokens, budget_tokens) with ``MIN_THINKING_BUDGET <= budget < max_tokens``: a caller's
+    (``explicit``) ``max_tokens`` clips the budget to half of it; a default one grows by the budget, up to
+    the model's output limit. Claude's rule, shared with Claude on Bedrock."""
+    if explicit:
+        budget = min(budget, max(MIN_THINKING_BUDGET, max_tokens // 2))
+    else:
+        max_tokens = min(model.max_output_tokens, max_tokens + budget)
+        budget = min(budget, max(MIN_THINKING_BUDGET, max_tokens // 2)) if budget >= max_tokens else budget
+    if budget >= max_tokens:
+        raise UnsupportedParameterError(
+            model.id, [f"reasoning_effort with max_tokens={max_tokens} (thinking needs a budget of at least "
+                       f"{MIN_THINKING_BUDGET} tokens below max_tokens)"])
+    return max_tokens, budget
+
+
+def _wants_thinking(effort: Any, model: ModelSpec) -> bool:
+    """Whether ``reasoning_effort`` asks for thinking on this model (``"none"`` and non-reasoning models: no)."""
+    return bool(effort) and effort != "none" and model.has("reasoning")
+
+
 def _tool_names(tools: Iterable[Any]) -> list[str]:
     names: list[str] = []
     for t in tools:
@@ -564,13 +633,17 @@ class AnthropicAdapter(Adapter):
         if forced is not None:
             choice = forced
 
-        explicit_max = params.get("max_tokens") or params.get("max_completion_tokens")
-        max_tokens = int(explicit_max) if explicit_max else self._default_max_tokens(model)
-        thinking = None if (forced is not None and forced.get("type") in ("tool", "any")) else \
-            self._thinking(params.get("reasoning_effort"), model, body)
+        caller_max = caller_max_tokens(params, model)
+        max_tokens = caller_max or self._default_max_tokens(model)
+        effort = params.get("reasoning_effort")
+        forces_tool = bool(tools) and choice is not None and choice.get("type") in ("any", "tool")
+        if forces_tool and _wants_thinking(effort, model):
+            log.info("%s: tool_choice %r forces tool use, which Anthropic rejects with thinking; "
+                     "reasoning_effort=%r is not sent", model.id, choice, effort)
+        thinking = None if forces_tool else self._thinking(effort, model, body)
         if thinking is not None and thinking.get("type") == "enabled":
-            max_tokens, thinking["budget_tokens"] = self._fit_budget(
-                thinking["budget_tokens"], max_tokens, bool(explicit_max), model)
+            max_tokens, thinking["budget_tokens"] = fit_budget(
+                thinking["budget_tokens"], max_tokens, caller_max is not None, model)
         body["max_tokens"] = max_tokens
         if thinking is not None:
             body["thinking"] = thinking
@@ -648,7 +721,7 @@ class AnthropicAdapter(Adapter):
         return min(model.max_output_tokens, DEFAULT_MAX_TOKENS)
 
     def _thinking(self, effort: Any, model: ModelSpec, body: dict[str, Any]) -> dict[str, Any] | None:
-        if not effort or effort == "none" or not model.has("reasoning"):
+        if not _wants_thinking(effort, model):
             return None
         effort = str(effort)
         display = _setting(model, self.provider, "thinking_display")
@@ -667,20 +740,6 @@ class AnthropicAdapter(Adapter):
             thinking["display"] = display
         return thinking
 
-    @staticmethod
-    def _fit_budget(budget: int, max_tokens: int, explicit: bool, model: ModelSpec) -> tuple[int, int]:
-        """(max_tokens, budget_tokens) with ``MIN_THINKING_BUDGET <= budget < max_tokens``."""
-        if explicit:
-            budget = min(budget, max(MIN_THINKING_BUDGET, max_tokens // 2))
-        else:
-            max_tokens = min(model.max_output_tokens, max_tokens + budget)
-            budget = min(budget, max(MIN_THINKING_BUDGET, max_tokens // 2)) if budget >= max_tokens else budget
-        if budget >= max_tokens:
-            raise UnsupportedParameterError(
-                model.id, [f"reasoning_effort with max_tokens={max_tokens} (thinking needs a budget of at least "
-                           f"{MIN_THINKING_BUDGET} tokens below max_tokens)"])
-        return max_tokens, budget
-
     def _sampling(self, params: Mapping[str, Any], model: ModelSpec, thinking: bool, body: dict[str, Any]) -> None:
         allowed = _setting(model, self.provider, "sampling_params", True) is not False
         if self.api_version(model) >= SAMPLING_REMOVED_VERSION:
@@ -688,9 +747,11 @@ class AnthropicAdapter(Adapter):
         if not allowed:
             return
         if not thinking:
-            for name in ("temperature", "top_p", "top_k"):
-                if params.get(name) is not None:
-                    body[name] = params[name]
+            sent = {name: params[name] for name in ("temperature", "top_p", "top_k") if params.get(name) is not None}
+            if "temperature" in sent and "top_p" in sent and \
+                    _setting(model, self.provider, "temperature_with_top_p") is not True:
+                del sent["top_p"]  # newer models reject the pair; Anthropic advises altering only one
+            body.update(sent)
         elif params.get("top_p") is not None:
             body["top_p"] = max(float(params["top_p"]), 0.95)
 
@@ -816,8 +877,9 @@ class AnthropicAdapter(Adapter):
             parsed = None
         if not isinstance(parsed, dict):
             text = redact(body[:500].decode("utf-8", "replace"), self.provider.secrets()) if body else ""
-            return status_error(status, provider=self.provider.name, model=model.id, headers=headers, body=text,
-                                message=f"HTTP {status}", request_id=_header(headers, "request-id"))
+            kind = _TYPE_CLASSES[_STATUS_TYPES[status]] if status in _STATUS_TYPES else None
+            return status_error(status, kind=kind, provider=self.provider.name, model=model.id, headers=headers,
+                                body=text, message=f"HTTP {status}", request_id=_header(headers, "request-id"))
         return self.error_from_body(status, headers, parsed, model)
 
     def error_from_body(self, status: int | None, headers: Mapping[str, str] | None, data: Mapping[str, Any],
@@ -853,7 +915,9 @@ class AnthropicAdapter(Adapter):
 
 class AnthropicStreamDecoder(StreamDecoder):
     """Messages SSE events -> ``StreamChunk``s. The final chunk (at ``message_stop``) carries the finish
-    reason and the full usage; ``ping`` and unknown events are ignored (the API may add event types)."""
+    reason and the full usage, and, when the answer had thinking, ``raw={"thinking_blocks": [...]}``: the
+    blocks with their signatures, as non-streaming answers give them in ``provider_details``. ``ping`` and
+    unknown events are ignored (the API may add event types)."""
 
     def __init__(self, adapter: AnthropicAdapter, model: ModelSpec, forced_tool: str | None = None) -> None:
         self._adapter = adapter
@@ -865,6 +929,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         self._stop_reason: str | None = None
         self._blocks: dict[int, str] = {}  # content index -> "text" | "tool" | "ours" | "thinking" | "other"
         self._tool_index: dict[int, int] = {}  # content index -> OpenAI-style tool call ordinal
+        self._thinking: dict[int, dict[str, Any]] = {}  # content index -> thinking block, rebuilt from deltas
         self._user_tools = 0
         self._ours_seen = False
         self.message_id: str | None = None
@@ -956,6 +1021,7 @@ class AnthropicStreamDecoder(StreamDecoder):
                                                           arguments=initial_json)])]
         if kind in ("thinking", "redacted_thinking"):
             self._blocks[index] = "thinking"
+            self._thinking[index] = dict(block)
             text = block.get("thinking")
             return [StreamChunk(reasoning_delta=str(text))] if text else []
         self._blocks[index] = "other"
@@ -986,12 +1052,23 @@ class AnthropicStreamDecoder(StreamDecoder):
             return []
         if kind == "thinking_delta":
             text = delta.get("thinking")
+            if text and index in self._thinking:
+                thinking = self._thinking[index]
+                thinking["thinking"] = str(thinking.get("thinking") or "") + str(text)
             return [StreamChunk(reasoning_delta=str(text))] if text else []
-        return []  # signature_delta, citations_delta, and delta types added later
+        if kind == "signature_delta":
+            signature = delta.get("signature")
+            if not isinstance(signature, str):
+                raise self._invalid("signature_delta without signature")
+            if index in self._thinking:
+                self._thinking[index]["signature"] = signature
+            return []
+        return []  # citations_delta, and delta types added later
 
     def _final(self) -> StreamChunk:
         reason = finish_reason(self._stop_reason)
         if reason == "tool_calls" and self._ours_seen and self._user_tools == 0:
             reason = "stop"
         usage = usage_from_wire(self._usage) if self._usage is not None else None
-        return StreamChunk(finish_reason=reason, usage=usage)
+        raw = {"thinking_blocks": [self._thinking[i] for i in sorted(self._thinking)]} if self._thinking else None
+        return StreamChunk(finish_reason=reason, usage=usage, raw=raw)

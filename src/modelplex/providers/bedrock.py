@@ -23,10 +23,21 @@ Decisions:
   catalog entry sets ``api_requirements.structured_output: native``, which uses Converse's
   ``outputConfig.textFormat``.
 * ``top_k`` goes to ``additionalModelRequestFields`` under the catalog's name for it (``top_k`` unless
-  a model maps it, e.g. Nova's ``inferenceConfig.topK``). ``reasoning_effort`` (``reasoning`` models only)
-  follows the catalog's mapping: ``thinking`` (Anthropic: ``{"type": "enabled", "budget_tokens"}``),
-  ``output_config.effort`` (Converse's ``outputConfig.effort``) or, by default, ``reasoning_config``
-  (Nova: ``reasoningConfig.maxReasoningEffort``).
+  a model maps it, e.g. Nova's ``inferenceConfig.topK``).
+* ``reasoning_effort`` (``reasoning`` models only) takes the form ``reasoning_style`` names: the catalog's
+  ``param_mappings`` entry, else the family in the model id (``anthropic.claude-*`` -> ``thinking``,
+  ``amazon.nova-*`` -> ``reasoning_config``); a model with neither has it dropped (logged at DEBUG).
+  ``reasoning_config`` is Nova's ``reasoningConfig.maxReasoningEffort``. ``thinking`` is Claude's, with the
+  Anthropic adapter's tables and rules: ``{"type": "enabled", "budget_tokens"}`` (at least 1024 and below
+  ``maxTokens``: the caller's ``max_tokens`` clips the budget to half of it; a default one, the catalog's
+  or 4096, grows by the budget up to the model's limit), or, when the catalog sets
+  ``api_requirements.thinking: adaptive`` (the models that reject budgets), ``{"type": "adaptive"}`` with
+  ``output_config.effort``. With thinking on, temperature and top_k are not sent and top_p is raised to at
+  least 0.95. A forced tool (``tool_choice`` required or named, or the structured-output tool) keeps its
+  contract and thinking is dropped, as Claude rejects the two together. Any other mapped name (e.g.
+  ``output_config.effort``) gets the effort as is, at that path of ``additionalModelRequestFields``.
+* Tool-call ids go out through ``portable_tool_id`` (Converse takes ``[a-zA-Z0-9_-]{1,64}``); in a user turn
+  ``toolResult`` blocks come first, as Claude requires after a tool use.
 * ``tool_choice: none`` has no Converse equivalent: tools are dropped unless the history holds tool
   blocks (Converse then requires ``toolConfig``), in which case they stay with no ``toolChoice``.
 * Errors: by AWS error type only, never the message. A too-long prompt is a ``ValidationException``
@@ -76,6 +87,13 @@ from modelplex.errors import (
     redact,
     status_error,
 )
+from modelplex.providers.anthropic import (
+    DEFAULT_MAX_TOKENS,
+    EFFORT_LEVELS,
+    THINKING_BUDGETS,
+    caller_max_tokens,
+    fit_budget,
+)
 from modelplex.providers.base import (
     Adapter,
     ProviderConfig,
@@ -83,6 +101,7 @@ from modelplex.providers.base import (
     WireRequest,
     add_turn,
     load_json_object,
+    portable_tool_id,
 )
 from modelplex.types import (
     ChatRequest,
@@ -162,8 +181,6 @@ ERROR_STATUS: Mapping[str, int] = {
 }
 """The HTTP status of each error type (from the service model), for exceptions that arrive mid-stream."""
 
-THINKING_BUDGETS: Mapping[str, int] = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576,
-                                       "xhigh": 32000}
 _IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
                   "image/webp": "webp"}
 _DOC_FORMATS = {"application/pdf": "pdf", "text/csv": "csv", "application/msword": "doc",
@@ -266,14 +283,7 @@ class BedrockAdapter(Adapter):
         body: dict[str, Any] = {"messages": messages}
         if system:
             body["system"] = system
-        inference = self.inference_config(params, model)
-        if inference:
-            body["inferenceConfig"] = inference
         additional: dict[str, Any] = {}
-        top_k = params.get("top_k")
-        name = param_name(self.protocol, model, "top_k")
-        if top_k is not None and name:
-            _set_path(additional, name, top_k)
         tools = to_tool_specs(params.get("tools") or (), bad)
         choice: dict[str, Any] | None = None
         tc = params.get("tool_choice")
@@ -297,7 +307,15 @@ class BedrockAdapter(Adapter):
             body["toolConfig"] = {"tools": tools, **({"toolChoice": choice} if choice else {})}
         effort = params.get("reasoning_effort")
         if effort is not None and model.has("reasoning"):
-            self._reasoning(str(effort).lower(), model, body, additional, bad)
+            forced = choice is not None and ("tool" in choice or "any" in choice)
+            params = self._reasoning(str(effort).lower(), model, params, additional, forced=forced, bad=bad)
+        inference = self.inference_config(params, model)
+        if inference:
+            body["inferenceConfig"] = inference
+        top_k = params.get("top_k")
+        name = param_name(self.protocol, model, "top_k")
+        if top_k is not None and name:
+            _set_path(additional, name, top_k)
         if additional:
             body["additionalModelRequestFields"] = additional
         metadata = params.get("metadata")
@@ -325,19 +343,24 @@ class BedrockAdapter(Adapter):
             out["maxTokens"] = model.max_output_tokens
         return out
 
-    def _reasoning(self, effort: str, model: ModelSpec, body: dict[str, Any], additional: dict[str, Any],
-                   bad: BadRequestFactory) -> None:
-        name = param_name(self.protocol, model, "reasoning_effort") or "reasoning_config"
-        if name == "thinking":
-            if effort == "none":
-                return
-            budgets = {**THINKING_BUDGETS, **(model.api_requirements.get("thinking_budgets") or {})}
-            if effort not in budgets:
-                raise bad(f"unsupported reasoning_effort {effort!r}; expected one of {sorted(budgets)}")
-            additional["thinking"] = {"type": "enabled", "budget_tokens": int(budgets[effort])}
-        elif name == "output_config.effort":
-            body.setdefault("outputConfig", {})["effort"] = effort
-        else:
+    def _reasoning(self, effort: str, model: ModelSpec, params: dict[str, Any], additional: dict[str, Any], *,
+                   forced: bool, bad: BadRequestFactory) -> dict[str, Any]:
+        """Place ``reasoning_effort`` in ``additional`` (see the module docstring); returns ``params`` as the
+        chosen form allows them (Claude's thinking changes sampling and ``max_tokens``)."""
+        style = reasoning_style(model)
+        if style is None:
+            log.debug("%s: dropping reasoning_effort: no known reasoning parameter for %s", self.provider.name,
+                      model.id)
+            return params
+        if style == "thinking" and forced:
+            if effort != "none":
+                log.info("%s: a forced tool, which Claude rejects with thinking, wins over reasoning_effort=%r "
+                         "on %s", self.provider.name, effort, model.id)
+            return params
+        if style == "thinking":
+            fields, params = claude_thinking(effort, model, params, bad)
+            additional.update(fields)
+        elif style == "reasoning_config":
             if effort == "none":
                 additional["reasoningConfig"] = {"type": "disabled"}
             else:
@@ -345,6 +368,9 @@ class BedrockAdapter(Adapter):
                 if level not in ("low", "medium", "high"):
                     raise bad(f"unsupported reasoning_effort {effort!r}")
                 additional["reasoningConfig"] = {"type": "enabled", "maxReasoningEffort": level}
+        else:
+            _set_path(additional, style, effort)
+        return params
 
     def chat_from_wire(self, payload: bytes, model: ModelSpec, headers: Mapping[str, str] | None = None
                        ) -> Response:
@@ -639,14 +665,17 @@ def to_messages(messages: Iterable[Message], bad: BadRequestFactory) -> tuple[li
                 fn = call.get("function") or {}
                 if not fn.get("name"):
                     raise bad("assistant tool call without a function name")
-                blocks.append({"toolUse": {"toolUseId": str(call.get("id") or ""), "name": fn["name"],
-                                           "input": _arguments(fn.get("arguments"))}})
+                blocks.append({"toolUse": {"toolUseId": portable_tool_id(str(call.get("id") or "")),
+                                           "name": fn["name"], "input": _arguments(fn.get("arguments"))}})
             add("assistant", blocks)
         elif role == "tool":
-            add("user", [{"toolResult": {"toolUseId": str(msg.get("tool_call_id") or ""),
+            add("user", [{"toolResult": {"toolUseId": portable_tool_id(str(msg.get("tool_call_id") or "")),
                                          "content": tool_result_content(msg.get("content"))}}])
         else:
             raise bad(f"unsupported message role {role!r}")
+    for turn in out:
+        if turn["role"] == "user":  # tool results open the turn that follows a tool use (stable sort)
+            turn["content"].sort(key=lambda b: "toolResult" not in b)
     return system, out
 
 
@@ -756,6 +785,46 @@ def to_tool_choice(choice: Any, bad: BadRequestFactory) -> dict[str, Any] | None
         if name:
             return {"tool": {"name": name}}
     raise bad(f"unsupported tool_choice {choice!r}")
+
+
+def reasoning_style(model: ModelSpec) -> str | None:
+    """How ``reasoning_effort`` goes on the wire for ``model``: the catalog's ``param_mappings`` name for it,
+    else by the family in Bedrock's model id, as ``embed_format`` reads it (``anthropic.claude-*`` ->
+    ``thinking``, ``amazon.nova-*`` -> ``reasoning_config``, optionally behind a region prefix); ``None`` when
+    neither says."""
+    mapped = model.param_mappings.get("reasoning_effort")
+    if mapped:
+        return mapped
+    name = model.api_model.lower()
+    if "anthropic.claude" in name:
+        return "thinking"
+    if "amazon.nova" in name:
+        return "reasoning_config"
+    return None
+
+
+def claude_thinking(effort: str, model: ModelSpec, params: Mapping[str, Any], bad: BadRequestFactory
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Claude's thinking for ``effort`` -> (``additionalModelRequestFields`` entries, ``params`` as thinking
+    allows them). ``none`` is no thinking; the budgets, effort levels and budget fitting are the Anthropic
+    adapter's, so a request means the same on both."""
+    if effort == "none":
+        return {}, dict(params)
+    out = {k: v for k, v in params.items() if k not in ("temperature", "top_k")}
+    if params.get("top_p") is not None:
+        out["top_p"] = max(float(params["top_p"]), 0.95)
+    if model.api_requirements.get("thinking") == "adaptive":
+        level = EFFORT_LEVELS.get(effort)
+        if level is None:
+            raise bad(f"unsupported reasoning_effort {effort!r}; expected one of {sorted(EFFORT_LEVELS)}")
+        return {"thinking": {"type": "adaptive"}, "output_config": {"effort": level}}, out
+    budgets = {**THINKING_BUDGETS, **(model.api_requirements.get("thinking_budgets") or {})}
+    if effort not in budgets:
+        raise bad(f"unsupported reasoning_effort {effort!r}; expected one of {sorted(budgets)}")
+    caller_max = caller_max_tokens(params, model)
+    max_tokens = caller_max or int(params.get("max_tokens") or min(model.max_output_tokens, DEFAULT_MAX_TOKENS))
+    out["max_tokens"], budget = fit_budget(int(budgets[effort]), max_tokens, caller_max is not None, model)
+    return {"thinking": {"type": "enabled", "budget_tokens": budget}}, out
 
 
 def cohere_input_type(params: Mapping[str, Any]) -> str:

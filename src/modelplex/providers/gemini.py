@@ -14,12 +14,18 @@ Decisions (documented here because they are choices, not facts of the API):
   ``["T", "null"]`` -> ``nullable``).
 * ``reasoning_effort`` (models with the ``reasoning`` capability only) becomes
   ``thinkingConfig.thinkingBudget`` — none 0, minimal 512, low 1024, medium 8192, high 24576,
-  xhigh 32768 (override per model with ``api_requirements.thinking_budgets``) — or, when
-  ``api_requirements.thinking: level`` (Gemini 3 and later), ``thinkingConfig.thinkingLevel``.
-* Tool-call ids: Gemini's ``functionCall`` usually has no id, so ids are ``call_<n>`` (n counts the
-  calls in one response). A ``thoughtSignature`` on the call (Gemini 3 requires it back on the next
-  turn) is carried inside the id after ``__thought__`` and restored on the way out. Ids are never
-  sent back; Gemini pairs ``functionResponse`` parts with calls by name and order.
+  xhigh 32768 (override per model with ``api_requirements.thinking_budgets``), clamped to the model's
+  documented ``api_requirements.thinking_budget_range`` (2.5 Pro cannot turn thinking off: 128-32768;
+  2.5 Flash: 0-24576) — or, when ``api_requirements.thinking: level`` (Gemini 3 and later),
+  ``thinkingConfig.thinkingLevel`` (none/minimal MINIMAL, low LOW, medium MEDIUM, high/xhigh HIGH; override
+  per model with ``api_requirements.thinking_levels``). Unless the effort is ``none``, ``includeThoughts``
+  asks for thought summaries, which reach callers as ``StreamChunk.reasoning_delta`` and
+  ``usage.provider_details["thoughts"]``.
+* Tool-call ids: Gemini's ``functionCall`` usually has no id, so ids are ``call_<responseId>_<n>`` (n counts
+  the calls in one response; the response id keeps ids unique across the turns of a conversation, a random
+  token stands in when a response has none). A ``thoughtSignature`` on the call (Gemini 3 requires it back
+  on the next turn) is carried inside the id after ``__thought__`` and restored on the way out. Ids are
+  never sent back; Gemini pairs ``functionResponse`` parts with calls by name and order.
 * A prompt blocked by ``promptFeedback.blockReason`` (HTTP 200, no candidates) is returned as an empty
   response with ``finish_reason="content_filter"``; the reason is in ``usage.provider_details``.
 * Errors: ``RESOURCE_EXHAUSTED`` is a ``RateLimitError`` unless a structured ``QuotaFailure`` detail
@@ -41,6 +47,7 @@ import base64
 import logging
 import mimetypes
 import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, unquote_to_bytes
@@ -90,11 +97,14 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 API_VERSION = "v1beta"
 THOUGHT_SEP = "__thought__"
 """Separates a synthesized tool-call id from the call's ``thoughtSignature``."""
+_NOT_ID = re.compile(r"[^A-Za-z0-9_-]")
 
 THINKING_BUDGETS: Mapping[str, int] = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192,
                                        "high": 24576, "xhigh": 32768}
 THINKING_LEVELS: Mapping[str, str] = {"none": "MINIMAL", "minimal": "MINIMAL", "low": "LOW",
-                                      "medium": "MEDIUM", "high": "HIGH", "xhigh": "XHIGH"}
+                                      "medium": "MEDIUM", "high": "HIGH", "xhigh": "HIGH"}
+"""Gemini 3's levels are MINIMAL, LOW, MEDIUM and HIGH; a model that lacks one or has more says so in
+``api_requirements.thinking_levels``."""
 
 FINISH_REASONS: Mapping[str, str] = {
     "STOP": "stop",
@@ -387,6 +397,7 @@ class GeminiStreamDecoder(StreamDecoder):
         self._adapter = adapter
         self._model = model
         self._calls = 0
+        self._id_prefix: str | None = None  # from the first chunk: each chunk carries the same responseId
         self._usage: Usage | None = None
         self._done = False
 
@@ -415,7 +426,9 @@ class GeminiStreamDecoder(StreamDecoder):
         cand = first_candidate(candidates)
         if cand is None:  # another candidate's chunk (n > 1): only the first is streamed to the caller
             return ()
-        text, thoughts, calls = split_parts(cand, start=self._calls)
+        if self._id_prefix is None:
+            self._id_prefix = call_id_prefix(obj)
+        text, thoughts, calls = split_parts(cand, start=self._calls, id_prefix=self._id_prefix)
         deltas = [ToolCallDelta(index=self._calls + i, id=c.id, name=c.name, arguments=c.arguments)
                   for i, c in enumerate(calls)]
         self._calls += len(calls)
@@ -602,15 +615,18 @@ def to_tool_choice(choice: Any, bad: BadRequestFactory) -> dict[str, Any]:
 def thinking_config(effort: str, model: ModelSpec, bad: BadRequestFactory) -> dict[str, Any]:
     """``reasoning_effort`` -> ``thinkingConfig`` (see the module docstring for the mapping)."""
     effort = effort.lower()
+    thoughts = {"includeThoughts": True} if effort != "none" else {}
     if model.api_requirements.get("thinking") == "level":
-        level = THINKING_LEVELS.get(effort)
-        if level is None:
-            raise bad(f"unsupported reasoning_effort {effort!r}; expected one of {sorted(THINKING_LEVELS)}")
-        return {"thinkingLevel": level}
+        levels = {**THINKING_LEVELS, **(model.api_requirements.get("thinking_levels") or {})}
+        if effort not in levels:
+            raise bad(f"unsupported reasoning_effort {effort!r}; expected one of {sorted(levels)}")
+        return {"thinkingLevel": levels[effort], **thoughts}
     budgets = {**THINKING_BUDGETS, **(model.api_requirements.get("thinking_budgets") or {})}
     if effort not in budgets:
         raise bad(f"unsupported reasoning_effort {effort!r}; expected one of {sorted(budgets)}")
-    return {"thinkingBudget": int(budgets[effort])}
+    budget = int(budgets[effort])
+    low, high = model.api_requirements.get("thinking_budget_range") or (budget, budget)
+    return {"thinkingBudget": min(max(budget, int(low)), int(high)), **thoughts}
 
 
 def embed_options(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -735,7 +751,7 @@ def parse_response(data: Mapping[str, Any], *, model_id: str, provider: str, inv
     cand = first_candidate(candidates)
     if cand is None:
         raise invalid("no candidate with index 0")
-    text, thoughts, calls = split_parts(cand, start=0)
+    text, thoughts, calls = split_parts(cand, start=0, id_prefix=call_id_prefix(data))
     if thoughts:
         details["thoughts"] = thoughts
     reason = cand.get("finishReason")
@@ -754,8 +770,17 @@ def first_candidate(candidates: Any) -> Mapping[str, Any] | None:
     return None
 
 
-def split_parts(candidate: Mapping[str, Any], *, start: int) -> tuple[str, str, list[ToolCall]]:
-    """A candidate's parts -> (text, thought text, tool calls numbered from ``start``)."""
+def call_id_prefix(data: Mapping[str, Any]) -> str:
+    """``call_<responseId>_``, the start of the ids synthesized for one response's calls (a random token when
+    the response has no id), so that ids do not repeat across the turns of a conversation."""
+    rid = data.get("responseId")
+    token = _NOT_ID.sub("", rid) if isinstance(rid, str) else ""
+    return f"call_{token or uuid.uuid4().hex[:16]}_"
+
+
+def split_parts(candidate: Mapping[str, Any], *, start: int, id_prefix: str) -> tuple[str, str, list[ToolCall]]:
+    """A candidate's parts -> (text, thought text, tool calls numbered from ``start``, ids ``id_prefix<n>``
+    unless Gemini gave one)."""
     content = candidate.get("content")
     parts = content.get("parts") if isinstance(content, Mapping) else None
     text: list[str] = []
@@ -766,7 +791,7 @@ def split_parts(candidate: Mapping[str, Any], *, start: int) -> tuple[str, str, 
             continue
         if "functionCall" in part and isinstance(part["functionCall"], Mapping):
             fc = part["functionCall"]
-            call_id = str(fc.get("id") or f"call_{start + len(calls)}")
+            call_id = str(fc.get("id") or f"{id_prefix}{start + len(calls)}")
             if part.get("thoughtSignature"):
                 call_id += THOUGHT_SEP + str(part["thoughtSignature"])
             args = fc.get("args")
