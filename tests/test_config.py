@@ -63,3 +63,36 @@ def test_catalog_overlay_carries_provider_fields_only():
                                               "requires_key": False}}}, env={})
     overlay = cfg.catalog_overlay()
     assert overlay["providers"]["mine"] == {"protocol": "openai", "base_url": "http://x/v1", "requires_key": False}
+
+
+@pytest.mark.parametrize("provider, typo, hint", [
+    ({"apikey": "sk-TYPO-SECRET", "base_url": "http://127.0.0.1:1/v1"}, "apikey", "api_key"),
+    ({"api_key": "k", "base_urll": "http://127.0.0.1:1"}, "base_urll", "base_url"),
+])
+def test_a_typo_under_a_provider_is_an_error_not_the_vendors_default_endpoint(provider, typo, hint):
+    with pytest.raises(ConfigError) as ei:
+        load_config({"providers": {"anthropic": provider}}, env={})
+    msg = str(ei.value)
+    assert f"unknown key {typo!r} (did you mean {hint!r}?)" in msg and ei.value.key == "providers.anthropic"
+    assert "SECRET" not in msg
+
+
+def test_catalog_provider_fields_are_accepted_under_a_provider():
+    cfg = load_config({"providers": {"my": {"protocol": "openai", "base_url": "http://x/v1", "profile": {"a": 1},
+                                            "display_name": "Mine", "requires_key": False}}}, env={})
+    assert cfg.catalog_overlay()["providers"]["my"]["display_name"] == "Mine"
+
+
+@pytest.mark.parametrize("server, key", [({"port": 99_999}, "server.port"), ({"max_body_bytes": -1}, "server.max_body_bytes")])
+def test_server_values_are_range_checked(server, key):
+    with pytest.raises(ConfigError) as ei:
+        load_config({"server": server}, env={})
+    assert ei.value.key == key
+
+
+@pytest.mark.parametrize("section, field", [("server", "admin_key"), ("server", "server_secret"),
+                                            ("accounting", "dsn")])
+def test_a_mistyped_secret_is_not_echoed(section, field):
+    with pytest.raises(ConfigError) as ei:
+        load_config({section: {field: 123456789012345}}, env={})
+    assert "123456789012345" not in str(ei.value) and ei.value.key == f"{section}.{field}"

@@ -10,13 +10,14 @@ file and the environment.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modelplex.errors import ConfigError
 
@@ -27,10 +28,27 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+PROVIDER_CATALOG_FIELDS = frozenset({"protocol", "display_name", "base_url", "api_key_env", "extra_headers",
+                                     "profile", "requires_key", "endpoint_env", "api_version", "region_env"})
+"""``providers.<name>`` keys that go to the catalog overlay (``ProviderSpec`` fields)."""
+
+
 class ProviderSettings(BaseModel):
-    """``providers.<name>``. Unknown keys are kept for the catalog overlay (ProviderSpec fields)."""
+    """``providers.<name>``. Keys beyond these fields must be catalog provider fields
+    (``PROVIDER_CATALOG_FIELDS``), kept for the catalog overlay; any other key is an error, so that a
+    typo such as ``base_urll`` cannot send requests to the vendor's default endpoint."""
 
     model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="after")
+    def _known_extras(self) -> ProviderSettings:
+        unknown = sorted(set(self.model_extra or {}) - PROVIDER_CATALOG_FIELDS)
+        if unknown:
+            known = sorted(set(type(self).model_fields) | PROVIDER_CATALOG_FIELDS)
+            hint = difflib.get_close_matches(unknown[0], known, n=1)
+            raise ValueError(f"unknown key {unknown[0]!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                             + f"; known keys: {', '.join(known)}")
+        return self
 
     protocol: Literal["openai", "azure", "anthropic", "gemini", "bedrock"] | None = None
     enabled: bool = True
@@ -172,11 +190,11 @@ class StateConfig(_Model):
 
 class ServerConfig(_Model):
     host: str = "127.0.0.1"
-    port: int = 4000
+    port: int = Field(4000, ge=0, le=65535)
     admin_key: str | None = Field(None, repr=False)
     server_secret: str | None = Field(None, repr=False)
     no_auth: bool = False
-    max_body_bytes: int = 4 * 1024 * 1024
+    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
     cors_origins: list[str] = []
     key_store: Literal["auto", "memory", "sqlite", "postgres"] = "auto"
     """Where gateway API keys live; ``auto`` follows ``accounting.sink`` (sqlite/postgres: the same
@@ -200,8 +218,7 @@ class Config(_Model):
 
     def catalog_overlay(self) -> dict[str, Any]:
         """The ``providers``/``models`` sections as a catalog overlay (ProviderSpec fields only)."""
-        provider_fields = {"protocol", "display_name", "base_url", "api_key_env", "extra_headers", "profile",
-                           "requires_key", "endpoint_env", "api_version", "region_env"}
+        provider_fields = PROVIDER_CATALOG_FIELDS
         providers: dict[str, Any] = {}
         for name, ps in self.providers.items():
             data = ps.model_dump(exclude_unset=True)
@@ -213,6 +230,10 @@ class Config(_Model):
             if entry:
                 providers[name] = entry
         return {"providers": providers, "models": list(self.models)}
+
+
+_SECRET_KEY_RE = re.compile(r"key|secret|token|password|dsn|url", re.IGNORECASE)
+"""Config keys whose value a validation error does not echo (a credential, or a URL that may carry one)."""
 
 
 def substitute_env(value: Any, env: Mapping[str, str] | None = None, *, path: str = "") -> Any:
@@ -292,9 +313,10 @@ def load_config(source: str | Path | Mapping[str, Any] | Config | None = None,
     except ValidationError as exc:
         first = exc.errors()[0]
         key = _format_loc(tuple(first.get("loc", ())))
-        msg = first.get("msg", "invalid value")
+        msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
         got = first.get("input")
-        got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+        secret = _SECRET_KEY_RE.search(str(first.get("loc", ())[-1:]))
+        got_s = "" if isinstance(got, (dict, list)) or secret else f" (got {got!r})"
         more = f"; and {len(exc.errors()) - 1} more problem(s)" if len(exc.errors()) > 1 else ""
         raise ConfigError(f"{msg}{got_s}{more}", file=file, key=key) from None
     cfg.source = file
