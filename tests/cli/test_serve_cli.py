@@ -121,3 +121,19 @@ def test_serves_and_reports_providers(tmp_path: Path, fake: FakeProviderServer, 
     assert "+ fakeai: enabled (key from config)" in out
     assert "- ANTHROPIC_API_KEY not set: anthropic disabled" in out
     assert "Traceback" not in out
+
+
+def test_an_unreachable_postgresql_fails_in_one_line_before_uvicorn_starts(tmp_path: Path, monkeypatch) -> None:
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "pg.yaml"
+    cfg.write_text(yaml.safe_dump({"accounting": {"sink": "postgres",
+                                                  "dsn": f"postgresql://app:pw-SECRET@127.0.0.1:{port}/usage"},
+                                   "server": {"admin_key": ADMIN}}))
+    started = []
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: started.append(a))
+    result = runner.invoke(app, ["serve", "--config", str(cfg)])
+    assert result.exit_code == 1 and not started
+    assert f"cannot reach PostgreSQL at 127.0.0.1:{port}/usage" in result.output
+    assert "pw-SECRET" not in result.output and "Traceback" not in result.output

@@ -225,3 +225,18 @@ def test_errors(db: Path, tmp_path: Path) -> None:
     assert unknown.exit_code == 1 and "unknown strategy" in unknown.stderr
     empty_plot = run("report", "--db", str(db), "--since", "2030-01-01", "--plot", str(tmp_path / "x.png"))
     assert empty_plot.exit_code == 1 and "nothing to plot" in empty_plot.stderr
+
+
+def test_an_error_postgresql_reports_is_one_line_not_an_internal_error(capsys) -> None:
+    import asyncpg
+    import click
+    import typer
+
+    from modelplex.cli._common import handle_errors
+
+    with pytest.raises((typer.Exit, click.exceptions.Exit, SystemExit)):
+        with handle_errors():
+            raise asyncpg.InvalidCatalogNameError('database "no_such_db" does not exist')
+    err = capsys.readouterr().err
+    assert 'database: InvalidCatalogNameError: database "no_such_db" does not exist' in err
+    assert "internal error" not in err

@@ -211,9 +211,18 @@ def handle_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except Exception as exc:
+        if _database_error(exc):
+            fail(f"database: {type(exc).__name__}: {exc}")
         if _click_exception(exc) or os.environ.get(DEBUG_ENV):
             raise
         fail(f"internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)")
+
+
+def _database_error(exc: BaseException) -> bool:
+    """An error PostgreSQL reported (a missing database, a wrong password): the user's to fix, not a bug.
+    (asyncpg is looked up, not imported: a command that never used it cannot have raised its errors.)"""
+    asyncpg = sys.modules.get("asyncpg")
+    return asyncpg is not None and isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError)
 
 
 def _click_exception(exc: BaseException) -> bool:

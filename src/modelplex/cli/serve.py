@@ -1,7 +1,7 @@
 """``modelplex serve``: run the OpenAI- and Anthropic-compatible gateway on uvicorn.
 
 Owns: the command. It builds the app once in this process (so a missing admin key, a bad config
-or an unreachable key store fails here, in one line), prints which providers are enabled and why
+or an unreachable PostgreSQL fails here, in one line), prints which providers are enabled and why
 (``ANTHROPIC_API_KEY not set: anthropic disabled``), then runs uvicorn with uvloop and httptools,
 no access log and no proxy-headers middleware (the gateway reads neither the client address nor
 the scheme, and that layer wraps every request). ``--workers N`` (N > 1) runs uvicorn's
@@ -17,11 +17,15 @@ import importlib.util
 import logging
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from modelplex.cli._common import ConfigOption
+from modelplex.errors import ConfigError
+
+if TYPE_CHECKING:
+    from modelplex.config import Config
 
 app = typer.Typer(help="Run the OpenAI-compatible gateway.", add_completion=False)
 
@@ -48,6 +52,30 @@ def _tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
+def _check_database(cfg: Config) -> None:
+    """Fail in one line, before uvicorn starts, when the PostgreSQL the gateway needs does not answer: the
+    key store and the usage sink connect in the app's lifespan, where a failure is uvicorn's traceback."""
+    dsn = cfg.accounting.dsn
+    if not dsn or "postgres" not in (cfg.accounting.sink, cfg.server.key_store):
+        return
+    import asyncio
+    from urllib.parse import urlsplit
+
+    import asyncpg
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        place = urlsplit(dsn)
+        where = f"{place.hostname or 'localhost'}:{place.port or 5432}{place.path}"  # no user or password
+        raise ConfigError(f"cannot reach PostgreSQL at {where}: {type(exc).__name__}: {exc}",
+                          key="accounting.dsn") from None
+
+
 @app.command("serve")
 def serve_command(
     config: ConfigOption = None,
@@ -71,6 +99,7 @@ def serve_command(
         raise typer.BadParameter("expected debug, info, warning or error", param_hint="'--log-level'")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_config(config)
+    _check_database(cfg)
     host = host or cfg.server.host
     port = cfg.server.port if port is None else port
     app_obj = create_app(cfg, no_auth=no_auth)
