@@ -234,9 +234,8 @@ def test_an_error_postgresql_reports_is_one_line_not_an_internal_error(capsys) -
 
     from modelplex.cli._common import handle_errors
 
-    with pytest.raises((typer.Exit, click.exceptions.Exit, SystemExit)):
-        with handle_errors():
-            raise asyncpg.InvalidCatalogNameError('database "no_such_db" does not exist')
+    with pytest.raises((typer.Exit, click.exceptions.Exit, SystemExit)), handle_errors():
+        raise asyncpg.InvalidCatalogNameError('database "no_such_db" does not exist')
     err = capsys.readouterr().err
     assert 'database: InvalidCatalogNameError: database "no_such_db" does not exist' in err
     assert "internal error" not in err
