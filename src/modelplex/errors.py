@@ -436,8 +436,9 @@ def _parse_http_date_or_iso(value: str, now: float) -> float | None:
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds to wait, from the most specific header present; ``None`` when none is usable.
 
-    Order: ``retry-after-ms``, ``retry-after`` (seconds or HTTP date), then the earliest of the
-    ``x-ratelimit-reset-requests``/``-tokens`` durations and ``anthropic-ratelimit-*-reset`` timestamps.
+    Order: ``retry-after-ms``, ``retry-after`` (seconds or HTTP date), then the bucket resets
+    (``x-ratelimit-reset-requests``/``-tokens`` durations, ``anthropic-ratelimit-*-reset`` timestamps): the
+    latest reset among the buckets their ``remaining`` header says are exhausted, else the earliest one.
     Negative values become 0; values past a day are clamped (garbage in, bounded out).
     """
     if not headers:
@@ -464,23 +465,42 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
             parsed = _parse_http_date_or_iso(ra, now)
             if parsed is not None:
                 return clamp(parsed)
-    candidates: list[float] = []
-    for key in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens", "x-ratelimit-reset"):
-        v = lower.get(key)
-        if v is not None:
-            d = _parse_duration(v)
-            if d is not None:
-                candidates.append(d)
-    for key in ("anthropic-ratelimit-requests-reset", "anthropic-ratelimit-tokens-reset",
-                "anthropic-ratelimit-input-tokens-reset", "anthropic-ratelimit-output-tokens-reset"):
-        v = lower.get(key)
-        if v is not None:
-            d = _parse_http_date_or_iso(v, now)
-            if d is not None:
-                candidates.append(d)
-    if candidates:
-        return clamp(min(candidates))
+    resets: list[float] = []
+    exhausted: list[float] = []
+    for reset, remaining, is_date in _RESET_BUCKETS:
+        v = lower.get(reset)
+        if v is None:
+            continue
+        d = _parse_http_date_or_iso(v, now) if is_date else _parse_duration(v)
+        if d is None:
+            continue
+        resets.append(d)
+        if remaining is not None and _is_zero(lower.get(remaining)):
+            exhausted.append(d)
+    if exhausted:  # every exhausted bucket must refill before a retry can pass
+        return clamp(max(exhausted))
+    if resets:
+        return clamp(min(resets))
     return None
+
+
+_RESET_BUCKETS: tuple[tuple[str, str | None, bool], ...] = (
+    ("x-ratelimit-reset-requests", "x-ratelimit-remaining-requests", False),
+    ("x-ratelimit-reset-tokens", "x-ratelimit-remaining-tokens", False),
+    ("x-ratelimit-reset", None, False),
+    ("anthropic-ratelimit-requests-reset", "anthropic-ratelimit-requests-remaining", True),
+    ("anthropic-ratelimit-tokens-reset", "anthropic-ratelimit-tokens-remaining", True),
+    ("anthropic-ratelimit-input-tokens-reset", "anthropic-ratelimit-input-tokens-remaining", True),
+    ("anthropic-ratelimit-output-tokens-reset", "anthropic-ratelimit-output-tokens-remaining", True),
+)
+"""(reset header, its bucket's remaining header, whether the reset is a timestamp rather than a duration)."""
+
+
+def _is_zero(value: str | None) -> bool:
+    try:
+        return value is not None and float(value) <= 0
+    except ValueError:
+        return False
 
 
 def _is_lower_mapping(headers: Mapping[str, str]) -> bool:

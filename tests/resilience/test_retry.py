@@ -202,6 +202,21 @@ def test_parse_retry_after_contract_used_here() -> None:
     assert parse_retry_after({"Retry-After": "99999999999"}) == 86400.0
 
 
+def test_retry_after_waits_for_the_exhausted_bucket_not_the_soonest_reset() -> None:
+    tokens_out = {"x-ratelimit-remaining-requests": "499", "x-ratelimit-reset-requests": "6ms",
+                  "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "6m0s"}
+    assert parse_retry_after(tokens_out) == 360.0
+    both_out = {**tokens_out, "x-ratelimit-remaining-requests": "0"}
+    assert parse_retry_after(both_out) == 360.0
+    unknown = {"x-ratelimit-reset-requests": "6ms", "x-ratelimit-reset-tokens": "6m0s"}  # no remaining headers
+    assert parse_retry_after(unknown) == 0.006
+    now = 1_767_571_200.0
+    anthropic = {"anthropic-ratelimit-requests-remaining": "10", "anthropic-ratelimit-requests-reset":
+                 "2026-01-05T00:00:01Z", "anthropic-ratelimit-output-tokens-remaining": "0",
+                 "anthropic-ratelimit-output-tokens-reset": "2026-01-05T00:00:30Z"}
+    assert parse_retry_after(anthropic, now=now) == 30.0
+
+
 errors = st.one_of(
     st.builds(lambda ra: RateLimitError("x", status_code=429, retry_after=ra),
               st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))),
