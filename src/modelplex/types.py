@@ -1,8 +1,8 @@
 """The unified value types every layer speaks.
 
 Owns: messages (OpenAI-shaped dicts, the lingua franca), ``ChatRequest``, ``EmbedRequest``,
-``Usage`` (the one usage type), ``ToolCall``, ``Response``, ``StreamChunk``, ``EmbeddingResponse``,
-``Attempt`` and ``Requirements``.
+``Usage`` (the one usage type), ``ToolCall``, ``Response``, ``StreamChunk``, ``TokenLogprobs``,
+``EmbeddingResponse``, ``Attempt`` and ``Requirements``.
 
 Must not touch: I/O, pydantic (these are slotted dataclasses so the hot path stays cheap),
 provider wire formats (each adapter converts to and from these types).
@@ -26,6 +26,14 @@ class TextPart(TypedDict):
 class ImagePart(TypedDict):
     type: Literal["image_url"]
     image_url: dict[str, str]  # {"url": "https://..." | "data:image/png;base64,..."}
+
+
+class TokenLogprobs(TypedDict):
+    """Log probabilities of an answer's tokens, in OpenAI's ``choices[].logprobs`` shape: ``content`` and
+    ``refusal`` are lists of ``{"token", "logprob", "bytes", "top_logprobs": [...]}`` (``None`` when absent)."""
+
+    content: list[dict[str, Any]] | None
+    refusal: list[dict[str, Any]] | None
 
 
 class Message(TypedDict, total=False):
@@ -220,6 +228,12 @@ class Response:
     raw: Any = None
     provider_details: dict[str, Any] = field(default_factory=dict)
     """Protocol extras with no unified field (e.g. Anthropic thinking blocks with their signatures)."""
+    refusal: str | None = None
+    """The model's refusal to answer (OpenAI's ``message.refusal``, a Responses ``refusal`` part). It is never
+    copied into ``content``, which stays the answer's text (``None`` or empty on a refusal)."""
+    logprobs: TokenLogprobs | None = None
+    """Token log probabilities, when the request asked for ``logprobs`` and the protocol returns them
+    (OpenAI-compatible chat completions); ``None`` otherwise."""
 
     def with_routing(self, **changes: Any) -> Response:
         return replace(self, **changes)
@@ -228,6 +242,7 @@ class Response:
         return {
             "request_id": self.request_id,
             "content": self.content,
+            "refusal": self.refusal,
             "model": self.model,
             "provider": self.provider,
             "finish_reason": self.finish_reason,
@@ -257,8 +272,9 @@ class ToolCallDelta:
 
 @dataclass(slots=True)
 class StreamChunk:
-    """One streamed event. Text arrives in ``delta``; the last chunk carries ``usage`` and
-    ``finish_reason``. The router adds ``model``/``provider`` and, at the end, ``cost_usd``."""
+    """One streamed event. Text arrives in ``delta`` (a refusal's text in ``refusal_delta``, never in
+    ``delta``); the last chunk carries ``usage`` and ``finish_reason``. The router adds
+    ``model``/``provider`` and, at the end, ``cost_usd``."""
 
     delta: str = ""
     tool_calls: list[ToolCallDelta] = field(default_factory=list)
@@ -269,6 +285,9 @@ class StreamChunk:
     cost_usd: float | None = None
     reasoning_delta: str = ""
     raw: Any = None
+    refusal_delta: str = ""
+    logprobs: TokenLogprobs | None = None
+    """The log probabilities of this chunk's tokens (OpenAI-compatible streams, when asked)."""
 
 
 @dataclass(slots=True)

@@ -41,6 +41,9 @@ SPECS: list[ModelSpec | None] = [
     spec(supported_params=frozenset()),
     spec("openai/text-embedding-3-small", mode="embedding", embedding_dimensions=1536),
     spec("openai/text-embedding-ada-002", mode="embedding", supported_params=frozenset({"user", "timeout"})),
+    spec("openai/gpt-5-pro", api_requirements={"endpoint": "responses"}),  # OpenAI's Responses API
+    spec("openai/gpt-5-codex", api_requirements={"endpoint": "responses"}, param_mappings={"stop": "stop"},
+         supported_params=frozenset({"stop", "metadata", "max_tokens", "seed"})),
 ]
 
 
@@ -123,3 +126,16 @@ def test_dimensions_belong_to_embedding_models_only() -> None:
     chat = spec("openai/gpt-4o")
     assert "dimensions" not in supported("openai", chat) and param_name("openai", chat, "dimensions") is None
     assert split_params("openai", chat, {"dimensions": 8}) == ({}, {"dimensions": 8})
+
+
+def test_metadata_is_not_sent_to_openai_chat_completions() -> None:
+    """OpenAI's chat completions take ``metadata`` only with ``store: true``, which modelplex never sends; its
+    Responses API and the other protocols take it."""
+    chat, pro = spec("openai/gpt-4o"), spec("openai/gpt-5-pro", api_requirements={"endpoint": "responses"})
+    for protocol in ("openai", "azure"):
+        assert "metadata" not in supported(protocol, chat) and param_name(protocol, chat, "metadata") is None
+        assert split_params(protocol, chat, {"metadata": {"a": "b"}}) == ({}, {"metadata": {"a": "b"}})
+        assert "metadata" in supported(protocol, pro) and param_name(protocol, pro, "metadata") == "metadata"
+    assert param_name("anthropic", None, "metadata") == "metadata"
+    mapped = spec("openai/local", param_mappings={"metadata": "metadata"})  # a server that takes it anyway
+    assert "metadata" in supported("openai", mapped)

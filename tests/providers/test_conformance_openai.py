@@ -386,3 +386,42 @@ async def test_azure_embeddings_conformance(fake: FakeProviderServer, session: a
     mine = await ad.embed(session, EmbedRequest(input=["hello"]), model)
     assert view(fake.captured[-1]) == view(sdk_cap, drop_model=not v1)
     assert mine.embeddings == [sdk.data[0].embedding]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_refusal_and_logprobs_reach_both(fake: FakeProviderServer, session: aiohttp.ClientSession,
+                                               stream: bool) -> None:
+    """The SDK's ``message.refusal``/``logprobs`` (accumulated by its stream helper) are the adapter's
+    ``refusal``/``logprobs``; the refusal never lands in ``content``."""
+    fake.behavior = Behavior(reply="[refusal] I can't help with that.", stream_chunks=3)
+    case = Case("refusal", _user("Do the bad thing."), {"logprobs": True, "top_logprobs": 1},
+                {"logprobs": True, "top_logprobs": 1}, stream=stream)
+    client = AsyncOpenAI(base_url=fake.base_url + "/v1", api_key=KEY, max_retries=0)
+    ad = OpenAIAdapter(ProviderConfig(name="openai", protocol="openai", base_url=fake.base_url + "/v1", api_key=KEY))
+    try:
+        if stream:
+            async with client.chat.completions.stream(model=case.model, messages=case.messages,  # type: ignore[arg-type]
+                                                      **case.sdk) as s:
+                async for _ in s:
+                    pass
+                choice = (await s.get_final_completion()).choices[0]
+        else:
+            choice = (await client.chat.completions.create(model=case.model, messages=case.messages,  # type: ignore[arg-type]
+                                                           **case.sdk)).choices[0]
+    finally:
+        await client.close()
+    req = ChatRequest(messages=case.messages, params=dict(case.params), stream=stream)  # type: ignore[arg-type]
+    if stream:
+        chunks = [c async for c in ad.stream(session, req, spec(case))]
+        content = "".join(c.delta for c in chunks) or None
+        refusal = "".join(c.refusal_delta for c in chunks)
+        tokens = [t for c in chunks if c.logprobs for t in c.logprobs["refusal"] or ()]
+    else:
+        resp = await ad.complete(session, req, spec(case))
+        content, refusal = resp.content, resp.refusal
+        tokens = (resp.logprobs or {}).get("refusal") or []
+    assert refusal == choice.message.refusal == "I can't help with that."
+    assert not content and not choice.message.content
+    assert choice.logprobs is not None and not choice.logprobs.content
+    assert tokens == [t.model_dump() for t in choice.logprobs.refusal or ()]
+    assert "".join(t["token"] for t in tokens) == refusal

@@ -300,7 +300,8 @@ def test_legacy_function_call_and_refusal() -> None:
     assert [(t.name, t.arguments) for t in resp.tool_calls] == [("lookup", '{"q":1}')]
     refusal = orjson.dumps({"choices": [{"index": 0, "finish_reason": "stop", "message": {
         "role": "assistant", "content": None, "refusal": "I can't help with that."}}]})
-    assert adapter().chat_from_wire(refusal, spec()).content == "I can't help with that."
+    refused = adapter().chat_from_wire(refusal, spec())
+    assert refused.content is None and refused.refusal == "I can't help with that."
 
 
 def test_missing_usage_gives_zero_usage_not_an_error() -> None:

@@ -233,7 +233,6 @@ def chat_body(message: dict[str, Any], **top: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("data, content, finish, calls", [
     (chat_body({"role": "assistant", "content": "hi"}), "hi", "stop", []),
-    (chat_body({"role": "assistant", "content": None, "refusal": "no"}), "no", "stop", []),
     (chat_body({"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}),
      "ab", "stop", []),
     (chat_body({"role": "assistant", "content": None, "tool_calls": [
@@ -255,6 +254,19 @@ def test_parse_chat_fills_every_field(data: dict[str, Any], content: str | None,
     want = Response(content=content, model="openai/gpt-4o-mini", provider="openai", usage=reference_usage(BENCH),
                     finish_reason=finish, tool_calls=calls, provider_request_id="chatcmpl-1", raw=data)
     assert resp == want
+
+
+def test_parse_chat_keeps_a_refusal_apart_from_content_and_carries_logprobs() -> None:
+    tokens = [{"token": "no", "logprob": -0.1, "bytes": [110, 111], "top_logprobs": []}, "not an object"]
+    data = chat_body({"role": "assistant", "content": None, "refusal": "no"})
+    data["choices"][0]["logprobs"] = {"content": None, "refusal": tokens}
+    resp = wire.parse_chat(data, model_id="openai/gpt-4o-mini", provider="openai", invalid=lambda m: AssertionError(m))
+    assert resp.content is None and resp.refusal == "no" and resp.finish_reason == "stop"
+    assert resp.logprobs == {"content": None, "refusal": tokens[:1]}
+    # an empty refusal (sent beside tool calls by some servers) is no refusal; a null logprobs is none
+    empty = wire.parse_chat(chat_body({"role": "assistant", "content": "hi", "refusal": ""}), model_id="m",
+                            provider="openai", invalid=lambda m: AssertionError(m))
+    assert empty.content == "hi" and empty.refusal is None and empty.logprobs is None
 
 
 def test_parse_chat_without_usage_or_string_id() -> None:

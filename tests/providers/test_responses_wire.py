@@ -47,6 +47,9 @@ def test_responses_models_take_only_what_the_responses_api_has() -> None:
     assert param_name("openai", PRO, "max_tokens") == "max_output_tokens"
     assert param_name("openai", PRO, "response_format") == "text.format"
     assert param_name("openai", CHAT, "max_tokens") == "max_tokens"  # chat models are unchanged
+    # metadata: the Responses API takes it with store false; chat completions only with store true
+    assert "metadata" in supported("openai", PRO) and param_name("openai", PRO, "metadata") == "metadata"
+    assert "metadata" not in supported("openai", CHAT) and param_name("openai", CHAT, "metadata") is None
     assert split_params("openai", PRO, {"stop": ["x"], "temperature": 0.2})[1] == {"stop": ["x"]}
 
 
@@ -125,8 +128,8 @@ def test_incomplete_failed_and_malformed_responses() -> None:
                           classify_error=classify).finish_reason == "length"
     refused = {**RESPONSE, "output": [{"type": "message", "id": "m", "role": "assistant", "status": "completed",
                                        "content": [{"type": "refusal", "refusal": "I can't help with that."}]}]}
-    assert parse_response(refused, model_id=PRO.id, provider="openai", invalid=invalid,
-                          classify_error=classify).content == "I can't help with that."
+    got = parse_response(refused, model_id=PRO.id, provider="openai", invalid=invalid, classify_error=classify)
+    assert got.content is None and got.refusal == "I can't help with that."
     failed = {**RESPONSE, "status": "failed", "output": [],
               "error": {"code": "rate_limit_exceeded", "message": "slow down"}}
     with pytest.raises(RateLimitError):
@@ -139,11 +142,11 @@ def test_incomplete_failed_and_malformed_responses() -> None:
 # ----------------------------------------------------------------------------------------- streams
 
 
-def _final(content: str | None, calls: list[dict], status: str = "completed") -> dict:
+def _final(content: str | None, calls: list[dict], status: str = "completed", refusal: str | None = None) -> dict:
     usage = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 5,
              "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 15}
     return response_object({}, rid="resp_1", model="gpt-5-pro", created=1, status=status,
-                           output=output_items("resp_1", content, calls, 0), usage=usage)
+                           output=output_items("resp_1", content, calls, 0, refusal=refusal), usage=usage)
 
 
 def _decode(final: dict) -> list:
@@ -160,6 +163,12 @@ def test_a_text_stream_decodes_to_deltas_then_usage() -> None:
     chunks = _decode(_final("Hello there, world", []))
     assert "".join(c.delta for c in chunks) == "Hello there, world"
     assert chunks[-1].finish_reason == "stop" and chunks[-1].usage.input_tokens == 10
+
+
+def test_a_refusal_stream_decodes_to_refusal_deltas_not_text() -> None:
+    chunks = _decode(_final(None, [], refusal="I can't help with that."))
+    assert "".join(c.refusal_delta for c in chunks) == "I can't help with that."
+    assert not any(c.delta for c in chunks) and chunks[-1].finish_reason == "stop"
 
 
 def test_a_tool_call_stream_decodes_to_indexed_deltas() -> None:

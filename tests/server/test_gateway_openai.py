@@ -11,7 +11,8 @@ import socket
 import openai
 import orjson
 import pytest
-from gateway_testkit import PROVIDER_KEY, wait_for
+from gateway_testkit import CAPS, PROVIDER_KEY, gateway_models, wait_for
+from pydantic import BaseModel
 
 from modelplex.testing.faults import Behavior, Fault
 
@@ -446,3 +447,78 @@ def test_a_keys_model_allow_list_also_bounds_what_tasks_and_auto_route_to(live) 
     assert task_only.chat.completions.create(model="task:claude_only", messages=MSG).model == "fakeclaude/sonnet"
     with pytest.raises(openai.PermissionDeniedError):
         task_only.chat.completions.create(model="fakeai/small", messages=MSG)
+
+
+# ------------------------------------------------------------------------------------------ refusals, logprobs
+
+
+class Verdict(BaseModel):
+    answer: str
+
+
+REFUSAL = "I can't help with that."
+PRO_MODEL = {"id": "fakeai/pro", "context_window": 128_000, "max_output_tokens": 8_000, "capabilities": CAPS,
+             "category": "comprehensive", "quality": 90, "api_requirements": {"endpoint": "responses"},
+             "pricing": {"input_per_mtok": 3.0, "output_per_mtok": 15.0}}
+"""A model served by the Responses API upstream (the fake's ``/v1/responses``)."""
+
+
+def upstream(gw) -> openai.OpenAI:
+    """The SDK aimed at the fake itself: what a real upstream answers, the oracle for the gateway's answer."""
+    return openai.OpenAI(base_url=f"{gw.fake.base_url}/v1", api_key=PROVIDER_KEY, max_retries=0)
+
+
+@pytest.mark.parametrize("model", ["fakeai/small", "fakeai/pro"])
+def test_a_refusal_reaches_the_sdk_as_message_refusal_whole_and_streamed(live, model: str) -> None:
+    gw = live(models=[*gateway_models(), PRO_MODEL])
+    c = client(gw, gw.create_key())
+    gw.fake.behavior = Behavior(reply=f"[refusal] {REFUSAL}", stream_chunks=3)
+    direct = upstream(gw).chat.completions.parse(model="small", messages=MSG, response_format=Verdict)
+    parsed = c.chat.completions.parse(model=model, messages=MSG, response_format=Verdict)
+    message = parsed.choices[0].message
+    assert message.refusal == direct.choices[0].message.refusal == REFUSAL
+    assert message.content is None and message.parsed is None and parsed.choices[0].finish_reason == "stop"
+    with upstream(gw).chat.completions.stream(model="small", messages=MSG, response_format=Verdict) as stream:
+        direct_kinds = [e.type for e in stream]
+    with c.chat.completions.stream(model=model, messages=MSG, response_format=Verdict) as stream:
+        kinds = [e.type for e in stream]
+        final = stream.get_final_completion()
+    assert kinds == direct_kinds and "refusal.done" in kinds and "content.delta" not in kinds
+    assert final.choices[0].message.refusal == REFUSAL and final.choices[0].message.parsed is None
+    assert not final.choices[0].message.content
+
+
+def test_logprobs_are_answered_as_the_upstream_sent_them(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    gw.fake.behavior = Behavior(reply="Hello from the fake upstream", stream_chunks=3)
+    whole = c.chat.completions.create(model="fakeai/small", messages=MSG, logprobs=True, top_logprobs=2)
+    sent = [cap for cap in gw.fake.captured if cap.protocol == "openai"][-1].json
+    assert sent["logprobs"] is True and sent["top_logprobs"] == 2
+    direct = upstream(gw).chat.completions.create(model="small", messages=MSG, logprobs=True, top_logprobs=2)
+    assert whole.choices[0].logprobs == direct.choices[0].logprobs
+    tokens = whole.choices[0].logprobs.content
+    assert "".join(t.token for t in tokens) == whole.choices[0].message.content
+    assert all(len(t.top_logprobs) == 2 for t in tokens)
+    stream = c.chat.completions.create(model="fakeai/small", messages=MSG, logprobs=True, top_logprobs=2,
+                                       stream=True)
+    chunks = [ch for ch in stream if ch.choices]
+    streamed = [t for ch in chunks if ch.choices[0].logprobs for t in ch.choices[0].logprobs.content or ()]
+    assert "".join(t.token for t in streamed) == whole.choices[0].message.content
+    assert all(ch.choices[0].logprobs is None for ch in chunks if not ch.choices[0].delta.content)
+    # not asked, not answered
+    assert c.chat.completions.create(model="fakeai/small", messages=MSG).choices[0].logprobs is None
+
+
+def test_metadata_is_not_sent_to_chat_completions_without_store(live) -> None:
+    gw = live(models=[*gateway_models(), PRO_MODEL])
+    c = client(gw, gw.create_key())
+    r = c.chat.completions.create(model="fakeai/small", messages=MSG, metadata={"team": "search"})
+    assert r.choices[0].message.content
+    sent = gw.fake.captured[-1]
+    assert sent.path == "/v1/chat/completions" and "metadata" not in sent.json and "store" not in sent.json
+    # the Responses API takes metadata with store false
+    c.chat.completions.create(model="fakeai/pro", messages=MSG, metadata={"team": "search"})
+    sent = gw.fake.captured[-1]
+    assert sent.path == "/v1/responses" and sent.json["metadata"] == {"team": "search"}
+    assert sent.json["store"] is False

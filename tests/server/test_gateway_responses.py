@@ -10,8 +10,12 @@ import json
 import openai
 import pytest
 from gateway_testkit import wait_for
+from openai.types.responses import ResponseStreamEvent
+from pydantic import TypeAdapter
 
+from modelplex.server.responses_routes import ResponsesEventEncoder
 from modelplex.testing.faults import Behavior, Fault
+from modelplex.types import StreamChunk, Usage
 
 TOOLS = [{"type": "function", "name": "get_weather", "description": "Weather in a city", "strict": False,
           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
@@ -144,3 +148,50 @@ def test_an_upstream_failure_mid_stream_is_an_error_event(live) -> None:
     assert "response.output_text.delta" in kinds and "response.completed" not in kinds
     assert kinds[-2:] == ["error", "response.failed"] and events[-2].code == "upstream_error"
     assert events[-1].response.status == "failed" and events[-1].response.output[0].content[0].text
+
+
+def test_a_refusal_is_a_refusal_part_whole_and_streamed(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    gw.fake.behavior = Behavior(reply="[refusal] I can't help with that.", stream_chunks=3)
+    # the fake's own Responses API is the oracle: the gateway answers as OpenAI would
+    direct = openai.OpenAI(base_url=f"{gw.fake.base_url}/v1", api_key="sk-test", max_retries=0)
+    r = c.responses.create(model="fakeai/small", input="Say hello")
+    want = direct.responses.create(model="small", input="Say hello")
+    assert [p.model_dump() for p in r.output[0].content] == [p.model_dump() for p in want.output[0].content] == [
+        {"type": "refusal", "refusal": "I can't help with that."}]
+    assert r.output_text == "" and r.status == "completed"
+    with direct.responses.stream(model="small", input="Say hello") as stream:
+        want_kinds = [e.type for e in stream]
+    with c.responses.stream(model="fakeai/small", input="Say hello") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    assert [e.type for e in events] == want_kinds
+    assert "".join(e.delta for e in events if e.type == "response.refusal.delta") == "I can't help with that."
+    assert next(e for e in events if e.type == "response.refusal.done").refusal == "I can't help with that."
+    added = next(e for e in events if e.type == "response.content_part.added")
+    assert added.part.type == "refusal" and added.part.refusal == ""
+    assert [p.model_dump() for p in final.output[0].content] == [{"type": "refusal",
+                                                                  "refusal": "I can't help with that."}]
+
+
+def test_text_then_refusal_are_two_parts_of_one_message_each_closed_in_turn() -> None:
+    enc = ResponsesEventEncoder("r1", 0, {})
+    out = enc.start(StreamChunk(model="m/x"))
+    for c in (StreamChunk(delta="Sure, "), StreamChunk(refusal_delta="but not "), StreamChunk(refusal_delta="that."),
+              StreamChunk(finish_reason="stop", usage=Usage(1, 2))):
+        out += enc.chunk(c)
+    out += enc.finish()
+    payloads = [block.split(b"\ndata: ", 1)[1] for block in out.split(b"\n\n") if block]
+    adapter = TypeAdapter(ResponseStreamEvent)  # strict: every event but the last has the SDK's exact shape
+    events = [adapter.validate_json(p) for p in payloads[:-1]]
+    assert [(e.type, getattr(e, "content_index", None)) for e in events[2:]] == [
+        ("response.output_item.added", None), ("response.content_part.added", 0), ("response.output_text.delta", 0),
+        ("response.output_text.done", 0), ("response.content_part.done", 0),
+        ("response.content_part.added", 1), ("response.refusal.delta", 1), ("response.refusal.delta", 1),
+        ("response.refusal.done", 1), ("response.content_part.done", 1), ("response.output_item.done", None)]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    final = json.loads(payloads[-1])
+    assert final["type"] == "response.completed" and final["sequence_number"] == len(events)
+    assert [{k: p[k] for k in ("type", "text", "refusal") if k in p} for p in final["response"]["output"][0]["content"]
+            ] == [{"type": "output_text", "text": "Sure, "}, {"type": "refusal", "refusal": "but not that."}]

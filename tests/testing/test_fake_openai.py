@@ -13,7 +13,7 @@ import orjson
 import pytest
 from multidict import CIMultiDict
 
-from modelplex.testing.fake_openai import dummy_from_schema, embedding_vector
+from modelplex.testing.fake_openai import REFUSAL_MARKER, dummy_from_schema, embedding_vector, token_logprobs
 from modelplex.testing.faults import Behavior, Fault
 from modelplex.testing.server import FakeProviderServer
 
@@ -91,6 +91,39 @@ async def test_stream_shape_with_usage(fake: FakeProviderServer, http: aiohttp.C
     assert chunks[5]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
     assert chunks[6]["choices"] == [] and chunks[6]["usage"]["completion_tokens"] == 2
     assert all(c["usage"] is None for c in chunks[:6])
+
+
+async def test_a_scripted_refusal_whole_streamed_and_on_the_responses_api(fake: FakeProviderServer,
+                                                                          http: aiohttp.ClientSession) -> None:
+    fake.behavior = Behavior(reply=f"{REFUSAL_MARKER} No can do.", stream_chunks=2)
+    schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+    _, _, raw = await post(http, fake.base_url + "/v1/chat/completions", chat(response_format=schema))
+    choice = orjson.loads(raw)["choices"][0]
+    assert choice["message"]["content"] is None and choice["message"]["refusal"] == "No can do."
+    assert choice["finish_reason"] == "stop"
+    events = await sse(http, fake.base_url + "/v1/chat/completions", chat(stream=True))
+    deltas = [orjson.loads(e)["choices"][0]["delta"] for e in events[:-1]]
+    assert deltas[0] == {"role": "assistant", "content": None, "refusal": ""}
+    assert [d["refusal"] for d in deltas[1:-1]] == ["No ca", "n do."] and deltas[-1] == {}
+    _, _, raw = await post(http, fake.base_url + "/v1/responses", {"model": "gpt-4o", "input": "hi"})
+    assert orjson.loads(raw)["output"][0]["content"] == [{"type": "refusal", "refusal": "No can do."}]
+
+
+async def test_logprobs_when_asked(fake: FakeProviderServer, http: aiohttp.ClientSession) -> None:
+    fake.behavior = Behavior(reply="abcdefgh", stream_chunks=2)
+    _, _, raw = await post(http, fake.base_url + "/v1/chat/completions", chat(logprobs=True, top_logprobs=2))
+    logprobs = orjson.loads(raw)["choices"][0]["logprobs"]
+    assert logprobs["refusal"] is None and [t["token"] for t in logprobs["content"]] == ["abcd", "efgh"]
+    first = logprobs["content"][0]
+    assert first["bytes"] == list(b"abcd") and first["logprob"] <= 0
+    assert [t["token"] for t in first["top_logprobs"]] == ["abcd", "abcd~1"]
+    assert logprobs["content"] == token_logprobs("abcdefgh", 2)
+    events = await sse(http, fake.base_url + "/v1/chat/completions", chat(stream=True, logprobs=True))
+    choices = [orjson.loads(e)["choices"][0] for e in events[:-1]]
+    assert [c["logprobs"] for c in choices] == [None, {"content": token_logprobs("abcd", 0), "refusal": None},
+                                                {"content": token_logprobs("efgh", 0), "refusal": None}, None]
+    _, _, raw = await post(http, fake.base_url + "/v1/chat/completions", chat(top_logprobs=2))
+    assert orjson.loads(raw)["choices"][0]["logprobs"] is None  # top_logprobs alone asks for nothing
 
 
 async def test_stream_without_include_usage_has_no_usage(fake: FakeProviderServer,

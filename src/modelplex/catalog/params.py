@@ -45,7 +45,10 @@ def responses_only(spec: ModelSpec | None) -> bool:
     """Whether ``spec`` is served by OpenAI's Responses API instead of chat completions."""
     return spec is not None and spec.api_requirements.get("endpoint") == "responses"
 
-_OPENAI: dict[str, str | None] = {p: p for p in PARAMS} | {"top_k": None, "timeout": "timeout"}
+_OPENAI: dict[str, str | None] = {p: p for p in PARAMS} | {"top_k": None, "metadata": None}
+"""OpenAI's chat completions. ``metadata`` is not sent: OpenAI takes it only with ``store: true`` (a 400
+otherwise), which modelplex never sends; a model whose server takes it anyway can map it (``param_mappings``).
+The Responses API takes it (``RESPONSES_PARAMS``)."""
 
 PROTOCOL_PARAMS: dict[str, dict[str, str | None]] = {
     "openai": _OPENAI,
@@ -122,7 +125,9 @@ def supported(protocol: str, spec: ModelSpec | None) -> frozenset[str]:
 
 
 def _supported(protocol: str, spec: ModelSpec | None) -> frozenset[str]:
-    table = PROTOCOL_PARAMS.get(protocol, _OPENAI)
+    table: Mapping[str, str | None] = PROTOCOL_PARAMS.get(protocol, _OPENAI)
+    if responses_only(spec) and protocol in ("openai", "azure"):
+        table = RESPONSES_PARAMS
     names = {p for p, v in table.items() if v is not None}
     if spec is not None:
         names |= set(spec.param_mappings)
@@ -130,8 +135,6 @@ def _supported(protocol: str, spec: ModelSpec | None) -> frozenset[str]:
             names &= set(spec.supported_params)
         if spec.mode != "embedding":
             names -= EMBEDDING_ONLY
-        if responses_only(spec) and protocol in ("openai", "azure"):
-            names &= RESPONSES_PARAMS.keys() | set(spec.param_mappings)
     return frozenset(names)
 
 

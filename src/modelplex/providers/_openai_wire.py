@@ -42,6 +42,7 @@ from modelplex.types import (
     Message,
     Response,
     StreamChunk,
+    TokenLogprobs,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -338,7 +339,10 @@ def parse_tool_calls(message: Mapping[str, Any]) -> list[ToolCall]:
 
 def parse_chat(data: dict[str, Any], *, model_id: str, provider: str,
                invalid: Callable[[str], InvalidResponseError]) -> Response:
-    """A chat-completions object -> ``Response`` (first choice). Raises ``invalid(...)`` when malformed."""
+    """A chat-completions object -> ``Response`` (first choice). Raises ``invalid(...)`` when malformed.
+
+    ``message.refusal`` goes to ``Response.refusal`` (never into ``content``); ``choices[0].logprobs`` to
+    ``Response.logprobs``."""
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices:
         raise invalid("response has no choices")
@@ -350,8 +354,6 @@ def parse_chat(data: dict[str, Any], *, model_id: str, provider: str,
     content = message.get("content")
     if content is not None and type(content) is not str:  # content parts, or whatever else a server sent
         content = _content_text(content)
-    if content is None and isinstance(message.get("refusal"), str):
-        content = message["refusal"]
     usage_raw = data.get("usage")
     usage = parse_usage(usage_raw) if _is_mapping(usage_raw) else Usage()
     finish = normalize_finish(choice.get("finish_reason"), bool(tool_calls))
@@ -360,7 +362,29 @@ def parse_chat(data: dict[str, Any], *, model_id: str, provider: str,
     rid = data.get("id")
     resp.provider_request_id = rid if isinstance(rid, str) else None
     resp.raw = data
+    refusal = message.get("refusal")
+    if refusal and type(refusal) is str:  # the refusal stays apart from content, as OpenAI's SDK reads it
+        resp.refusal = refusal
+    logprobs = choice.get("logprobs")
+    if logprobs is not None:
+        resp.logprobs = parse_logprobs(logprobs)
     return resp
+
+
+def _token_list(value: Any) -> list[dict[str, Any]] | None:
+    return [t for t in value if _is_mapping(t)] if isinstance(value, list) else None
+
+
+def parse_logprobs(value: Any) -> TokenLogprobs | None:
+    """A choice's ``logprobs`` object as ``{"content": [...] | None, "refusal": [...] | None}`` (token entries
+    that are not objects are skipped); ``None`` when it has neither list."""
+    if not _is_mapping(value):
+        return None
+    content = _token_list(value.get("content"))
+    refusal = _token_list(value.get("refusal"))
+    if content is None and refusal is None:
+        return None
+    return {"content": content, "refusal": refusal}
 
 
 def _decode_vector(value: Any) -> list[float] | None:
@@ -558,6 +582,7 @@ class OpenAIStreamDecoder(StreamDecoder):
 
     Each ``data: {chat.completion.chunk}`` event becomes at most one chunk (first choice only); the
     usage chunk (``choices: []``, sent when ``include_usage`` was asked) becomes ``StreamChunk(usage=...)``;
+    ``delta.refusal`` pieces become ``refusal_delta`` and a choice's ``logprobs`` the chunk's ``logprobs``;
     ``data: [DONE]`` ends the stream. An ``{"error": ...}`` event raises the classified error. ``close``
     raises ``InvalidResponseError`` when the stream stopped with neither ``[DONE]`` nor a finish reason.
     """
@@ -591,6 +616,8 @@ class OpenAIStreamDecoder(StreamDecoder):
     def _chunk(self, obj: dict[str, Any]) -> StreamChunk | None:
         delta_text = ""
         reasoning = ""
+        refusal = ""
+        logprobs: TokenLogprobs | None = None
         tool_deltas: list[ToolCallDelta] = []
         finish: str | None = None
         choices = obj.get("choices")
@@ -606,6 +633,9 @@ class OpenAIStreamDecoder(StreamDecoder):
                     r = delta.get("reasoning_content") or delta.get("reasoning")
                     if isinstance(r, str):
                         reasoning = r
+                    rf = delta.get("refusal")
+                    if isinstance(rf, str):
+                        refusal = rf
                     for tc in delta.get("tool_calls") or ():
                         if not isinstance(tc, dict):
                             continue
@@ -618,6 +648,8 @@ class OpenAIStreamDecoder(StreamDecoder):
                         ))
                 if tool_deltas:
                     self._saw_tool_calls = True
+                if choice.get("logprobs") is not None:
+                    logprobs = parse_logprobs(choice["logprobs"])
                 reason = choice.get("finish_reason")
                 if reason is not None:
                     finish = normalize_finish(reason, self._saw_tool_calls)
@@ -627,10 +659,14 @@ class OpenAIStreamDecoder(StreamDecoder):
             x_groq = obj.get("x_groq")
             usage_raw = x_groq.get("usage") if _is_mapping(x_groq) else None
         usage = parse_usage(usage_raw) if _is_mapping(usage_raw) else None
-        if not (delta_text or reasoning or tool_deltas or finish or usage):
+        if not (delta_text or reasoning or refusal or tool_deltas or finish or usage or logprobs):
             return None
-        return StreamChunk(delta=delta_text, tool_calls=tool_deltas, finish_reason=finish, usage=usage,
-                           reasoning_delta=reasoning)
+        chunk = StreamChunk(delta=delta_text, tool_calls=tool_deltas, finish_reason=finish, usage=usage,
+                            reasoning_delta=reasoning)
+        if refusal or logprobs:
+            chunk.refusal_delta = refusal
+            chunk.logprobs = logprobs
+        return chunk
 
     def close(self) -> list[StreamChunk]:
         if not self._done and not self._finished:

@@ -2,9 +2,10 @@
 
 Owns the pure conversions for catalog models with ``api_requirements.endpoint: responses`` (OpenAI's
 ``*-pro`` and ``*-codex`` models, some ``*-chat-latest`` ones): ``build_responses_body`` (a chat
-request -> a Responses request), ``parse_response`` (a ``response`` object -> ``Response``) and
-``ResponsesStreamDecoder`` (the semantic SSE events -> ``StreamChunk``s). ``OpenAIAdapter`` picks this
-wire per model; errors are classified by ``_openai_wire.classify`` (same error objects).
+request -> a Responses request), ``parse_response`` (a ``response`` object -> ``Response``: ``output_text``
+parts -> ``content``, ``refusal`` parts -> ``refusal``) and ``ResponsesStreamDecoder`` (the semantic SSE
+events -> ``StreamChunk``s). ``OpenAIAdapter`` picks this wire per model; errors are classified by
+``_openai_wire.classify`` (same error objects).
 
 Request mapping (chat-completions names on the left):
 
@@ -237,13 +238,13 @@ def parse_response(data: dict[str, Any], *, model_id: str, provider: str,
             for s in item.get("summary") or ():
                 if isinstance(s, dict) and isinstance(s.get("text"), str):
                     reasoning.append(s["text"])
-    content: str | None = "".join(texts) if texts else ("".join(refusals) if refusals else None)
     usage_raw = data.get("usage")
     usage = parse_usage(usage_raw) if isinstance(usage_raw, dict) else Usage()
-    resp = Response(content, model_id, provider, usage, _finish(data, bool(calls)), calls)
+    resp = Response("".join(texts) if texts else None, model_id, provider, usage, _finish(data, bool(calls)), calls)
     rid = data.get("id")
     resp.provider_request_id = rid if isinstance(rid, str) else None
     resp.raw = data
+    resp.refusal = "".join(refusals) or None
     if reasoning:
         resp.provider_details["reasoning_summary"] = "\n\n".join(reasoning)
     return resp
@@ -255,12 +256,13 @@ def parse_response(data: dict[str, Any], *, model_id: str, provider: str,
 class ResponsesStreamDecoder(StreamDecoder):
     """The Responses API's semantic SSE events -> ``StreamChunk``s.
 
-    ``response.output_text.delta`` (and ``response.refusal.delta``) -> text; a ``function_call`` output
-    item opens a tool call (its ``call_id`` and name) and ``response.function_call_arguments.delta``
-    extends it, indexed by call in order of appearance; ``response.reasoning_summary_text.delta`` ->
-    ``reasoning_delta``. ``response.completed``/``response.incomplete`` end the stream with the finish
-    reason and usage; ``response.failed`` and ``error`` events raise the classified error. ``close``
-    raises ``InvalidResponseError`` when no terminal event came. There is no ``[DONE]`` sentinel."""
+    ``response.output_text.delta`` -> text, ``response.refusal.delta`` -> ``refusal_delta``; a
+    ``function_call`` output item opens a tool call (its ``call_id`` and name) and
+    ``response.function_call_arguments.delta`` extends it, indexed by call in order of appearance;
+    ``response.reasoning_summary_text.delta`` -> ``reasoning_delta``. ``response.completed``/
+    ``response.incomplete`` end the stream with the finish reason and usage; ``response.failed`` and
+    ``error`` events raise the classified error. ``close`` raises ``InvalidResponseError`` when no terminal
+    event came. There is no ``[DONE]`` sentinel."""
 
     __slots__ = ("_calls", "_classify", "_count", "_done", "_invalid")
 
@@ -281,9 +283,12 @@ class ResponsesStreamDecoder(StreamDecoder):
             return []
         obj = event_object(data, self._invalid)
         kind = obj.get("type") or event
-        if kind in ("response.output_text.delta", "response.refusal.delta"):
+        if kind == "response.output_text.delta":
             delta = obj.get("delta")
             return [StreamChunk(delta=delta)] if isinstance(delta, str) and delta else []
+        if kind == "response.refusal.delta":
+            delta = obj.get("delta")
+            return [StreamChunk(refusal_delta=delta)] if isinstance(delta, str) and delta else []
         if kind == "response.reasoning_summary_text.delta":
             delta = obj.get("delta")
             return [StreamChunk(reasoning_delta=delta)] if isinstance(delta, str) and delta else []

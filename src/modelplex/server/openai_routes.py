@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from modelplex.ids import new_request_id
-from modelplex.messages import check_messages
+from modelplex.messages import check_embedding_input, check_messages
 from modelplex.parameters import VALUE_CHECKS, is_number, is_positive_int, value_problem
 from modelplex.server.auth import Principal, check_target
 from modelplex.server.errors import (
@@ -50,8 +50,8 @@ from modelplex.server.http import (
     send_body,
     send_json,
 )
-from modelplex.server.serving import ChatInput, ChatRoute, send_openai_error
-from modelplex.types import Response, StreamChunk, Usage
+from modelplex.server.serving import NOTHING_USED, ChatInput, ChatRoute, send_openai_error
+from modelplex.types import Response, StreamChunk, TokenLogprobs, Usage
 
 if TYPE_CHECKING:
     from modelplex.server.gateway import Gateway
@@ -147,8 +147,16 @@ def usage_object(u: Usage) -> dict[str, Any]:
                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
 
 
+def logprobs_object(logprobs: TokenLogprobs | None) -> dict[str, Any] | None:
+    """A choice's ``logprobs`` as OpenAI writes it (both lists present, ``null`` when empty), or ``None``."""
+    if logprobs is None:
+        return None
+    return {"content": logprobs.get("content"), "refusal": logprobs.get("refusal")}
+
+
 def completion_object(resp: Response, request_id: str, created: int) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": resp.content, "refusal": None, "annotations": []}
+    message: dict[str, Any] = {"role": "assistant", "content": resp.content, "refusal": resp.refusal,
+                               "annotations": []}
     if resp.tool_calls:
         message["tool_calls"] = [tc.to_openai() for tc in resp.tool_calls]
     return {
@@ -156,7 +164,7 @@ def completion_object(resp: Response, request_id: str, created: int) -> dict[str
         "object": "chat.completion",
         "created": created,
         "model": resp.model,
-        "choices": [{"index": 0, "message": message, "logprobs": None,
+        "choices": [{"index": 0, "message": message, "logprobs": logprobs_object(resp.logprobs),
                      "finish_reason": "tool_calls" if resp.tool_calls and resp.finish_reason in ("stop", "tool_calls")
                      else finish_reason(resp.finish_reason)}],
         "usage": usage_object(resp.usage),
@@ -173,7 +181,8 @@ def completion_body(resp: Response, request_id: str, created: int) -> bytes:
 
 
 class OpenAIChunkEncoder:
-    """Router chunks -> ``chat.completion.chunk`` SSE events, byte-shaped as OpenAI sends them.
+    """Router chunks -> ``chat.completion.chunk`` SSE events, byte-shaped as OpenAI sends them: text in
+    ``delta.content``, a refusal in ``delta.refusal``, each chunk's token ``logprobs`` beside its delta.
 
     The constant part of every chunk (id, created, model) is serialised once.
     """
@@ -197,14 +206,18 @@ class OpenAIChunkEncoder:
         self._head = (b'data: {"id":"chatcmpl-' + self._request_id.encode() +
                       b'","object":"chat.completion.chunk","created":' + str(self._created).encode() +
                       b',"model":' + orjson.dumps(first.model) + b',"system_fingerprint":null,')
-        return self._frame({"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
-                            "logprobs": None, "finish_reason": None})
+        # a refusal opens as OpenAI opens one: no content, an empty refusal
+        opening = ({"role": "assistant", "content": None, "refusal": ""} if first.refusal_delta and not first.delta
+                   else {"role": "assistant", "content": "", "refusal": None})
+        return self._frame({"index": 0, "delta": opening, "logprobs": None, "finish_reason": None})
 
     def chunk(self, c: StreamChunk) -> bytes:
         out = b""
         delta: dict[str, Any] = {}
         if c.delta:
             delta["content"] = c.delta
+        if c.refusal_delta:
+            delta["refusal"] = c.refusal_delta
         if c.reasoning_delta:
             delta["reasoning_content"] = c.reasoning_delta
         if c.tool_calls:
@@ -221,8 +234,9 @@ class OpenAIChunkEncoder:
                 call["function"] = fn
                 calls.append(call)
             delta["tool_calls"] = calls
-        if delta:
-            out = self._frame({"index": 0, "delta": delta, "logprobs": None, "finish_reason": None})
+        if delta or c.logprobs is not None:
+            out = self._frame({"index": 0, "delta": delta, "logprobs": logprobs_object(c.logprobs),
+                               "finish_reason": None})
         if c.usage is not None:
             self.usage = c.usage
             self.cost_usd = c.cost_usd
@@ -267,16 +281,6 @@ class ChatCompletions(ChatRoute):
 # ------------------------------------------------------------------------------------------ embeddings
 
 
-def _embedding_input(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return value
-    if isinstance(value, list) and value and all(isinstance(v, (int, list)) for v in value):
-        raise invalid_request("token-array input is not supported; send text", param="input")
-    raise invalid_request("'input' must be a string or a non-empty list of strings", param="input")
-
-
 def encode_embedding(vector: list[float], fmt: str) -> list[float] | str:
     if fmt == "base64":
         return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
@@ -308,7 +312,7 @@ class Embeddings:
                 if name not in self._FIELDS:
                     raise invalid_request(f"Unrecognized request argument supplied: {name}", param=name,
                                           code="unknown_parameter")
-            texts = _embedding_input(data.get("input"))
+            texts = check_embedding_input(data.get("input"))
             fmt = data.get("encoding_format") or "float"
             if fmt not in ("float", "base64"):
                 raise invalid_request("'encoding_format' must be float or base64", param="encoding_format")
@@ -332,7 +336,11 @@ class Embeddings:
                 kw["task"] = target.name
             kw.update(allowed_models_kwarg(principal))
             admission = await gw.admit(principal, estimate_tokens(len(body), 0))
-            resp = await gw.router.aembed(texts, **kw, **params)
+            try:
+                resp = await gw.router.aembed(texts, **kw, **params)
+            except Exception:
+                await gw.settle(admission, NOTHING_USED)
+                raise
             payload = {"object": "list",
                        "data": [{"object": "embedding", "index": i, "embedding": encode_embedding(v, fmt)}
                                 for i, v in enumerate(resp.embeddings)],

@@ -5,9 +5,10 @@ body -> chat messages and OpenAI-named parameters, with clear 400s; the input it
 are read by ``modelplex.responses_input``, which the fake provider shares), ``response_object`` (a router
 ``Response`` -> a ``response`` object) and ``ResponsesEventEncoder`` (router chunks -> the semantic
 stream events: ``response.created``, ``response.in_progress``, ``response.output_item.added``,
-``response.content_part.added``, ``response.output_text.delta``, ``response.function_call_arguments.delta``
-..., the matching ``.done`` events, then ``response.completed`` or ``response.incomplete``; each with a
-``sequence_number``). The official SDK's ``client.responses.create``/``.stream`` parse them unchanged.
+``response.content_part.added``, ``response.output_text.delta`` (``response.refusal.delta`` for a refusal
+part), ``response.function_call_arguments.delta`` ..., the matching ``.done`` events, then
+``response.completed`` or ``response.incomplete``; each with a ``sequence_number``). The official SDK's
+``client.responses.create``/``.stream`` parse them unchanged.
 
 What is served: text and image/file input, instructions, function tools and their results
 (``function_call``/``function_call_output`` items), ``tool_choice``, ``text.format`` (JSON object or
@@ -113,9 +114,21 @@ def usage_object(u: Usage) -> dict[str, Any]:
             "total_tokens": u.total_tokens}
 
 
-def message_item(request_id: str, text: str, status: str = "completed") -> dict[str, Any]:
-    return {"id": f"msg_{request_id}", "type": "message", "status": status, "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
+def text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def refusal_part(refusal: str) -> dict[str, Any]:
+    return {"type": "refusal", "refusal": refusal}
+
+
+_PARTS = {"output_text": ("text", "response.output_text", text_part),
+          "refusal": ("refusal", "response.refusal", refusal_part)}
+"""A message content part's type -> (its text field, the prefix of its ``.delta``/``.done`` events, its maker)."""
+
+
+def message_item(request_id: str, parts: list[dict[str, Any]], status: str = "completed") -> dict[str, Any]:
+    return {"id": f"msg_{request_id}", "type": "message", "status": status, "role": "assistant", "content": parts}
 
 
 def call_item(request_id: str, index: int, call: ToolCall, status: str = "completed") -> dict[str, Any]:
@@ -146,8 +159,13 @@ def _status(finish: str | None) -> str:
 
 def response_object(resp: Response, data: dict[str, Any], request_id: str, created: int) -> dict[str, Any]:
     obj = _envelope(data, request_id, created, resp.model, _status(resp.finish_reason), resp.finish_reason)
-    if resp.content or not resp.tool_calls:
-        obj["output"].append(message_item(request_id, resp.content or ""))
+    parts = []
+    if resp.content or not (resp.refusal or resp.tool_calls):  # an empty answer is one empty text part
+        parts.append(text_part(resp.content or ""))
+    if resp.refusal:
+        parts.append(refusal_part(resp.refusal))
+    if parts:
+        obj["output"].append(message_item(request_id, parts))
     obj["output"].extend(call_item(request_id, i, tc) for i, tc in enumerate(resp.tool_calls))
     obj["usage"] = usage_object(resp.usage)
     obj["modelplex"] = {"request_id": request_id, "provider": resp.provider, "cost_usd": resp.cost_usd,
@@ -160,8 +178,9 @@ def response_object(resp: Response, data: dict[str, Any], request_id: str, creat
 class ResponsesEventEncoder(EndTracking):
     """Router chunks -> the Responses API's stream events (see the module docstring).
 
-    Items open as their first delta arrives (the answer's text as one ``message`` item, each tool call
-    as a ``function_call`` item) and close, with their ``.done`` events, when another item opens or the
+    Items open as their first delta arrives (the answer's text as one ``message`` item, with an
+    ``output_text`` part for text and a ``refusal`` part for a refusal; each tool call as a
+    ``function_call`` item) and close, with their ``.done`` events, when another item opens or the
     stream ends. The closing ``response.completed`` (``response.incomplete`` for ``length`` or
     ``content_filter``) carries every item, the usage and a ``modelplex`` object with the cost."""
 
@@ -191,6 +210,17 @@ class ResponsesEventEncoder(EndTracking):
         return (self._event("response.created", response=opening) +
                 self._event("response.in_progress", response=opening))
 
+    def _close_part(self, item: dict[str, Any], index: int) -> bytes:
+        """The ``.done`` events of the message's last content part (text or refusal)."""
+        content_index = len(item["content"]) - 1
+        part = item["content"][content_index]
+        field, prefix, _ = _PARTS[part["type"]]
+        extra = {"logprobs": []} if part["type"] == "output_text" else {}
+        return (self._event(f"{prefix}.done", item_id=item["id"], output_index=index, content_index=content_index,
+                            **{field: part[field]}, **extra) +
+                self._event("response.content_part.done", item_id=item["id"], output_index=index,
+                            content_index=content_index, part=part))
+
     def _close_open(self) -> bytes:
         item, self._open = self._open, None
         if item is None:
@@ -198,34 +228,39 @@ class ResponsesEventEncoder(EndTracking):
         index = len(self._items) - 1
         item["status"] = "completed"
         if item["type"] == "message":
-            part = item["content"][0]
-            return (self._event("response.output_text.done", item_id=item["id"], output_index=index,
-                                content_index=0, text=part["text"], logprobs=[]) +
-                    self._event("response.content_part.done", item_id=item["id"], output_index=index,
-                                content_index=0, part=part) +
-                    self._event("response.output_item.done", output_index=index, item=item))
+            return (self._close_part(item, index) if item["content"] else b"") + self._event(
+                "response.output_item.done", output_index=index, item=item)
         return (self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
                             arguments=item["arguments"]) +
                 self._event("response.output_item.done", output_index=index, item=item))
 
-    def _text(self, delta: str) -> bytes:
+    def _message(self, kind: str, delta: str) -> bytes:
+        """Add ``delta`` to the open message's last content part of type ``kind`` (``output_text`` or
+        ``refusal``), opening the message item and that part as needed."""
         out = b""
         item = self._open
         if item is None or item["type"] != "message":
             out += self._close_open()
-            item = message_item(self._request_id if not self._items else f"{self._request_id}_{len(self._items)}", "",
+            item = message_item(self._request_id if not self._items else f"{self._request_id}_{len(self._items)}", [],
                                 status="in_progress")
             self._items.append(item)
             self._open = item
-            index = len(self._items) - 1
-            out += self._event("response.output_item.added", output_index=index, item={**item, "content": []})
+            out += self._event("response.output_item.added", output_index=len(self._items) - 1, item=item)
+        index = len(self._items) - 1
+        parts: list[dict[str, Any]] = item["content"]
+        field, prefix, make = _PARTS[kind]
+        if not parts or parts[-1]["type"] != kind:
+            if parts:
+                out += self._close_part(item, index)
+            parts.append(make(""))
             out += self._event("response.content_part.added", item_id=item["id"], output_index=index,
-                               content_index=0, part=dict(item["content"][0]))
+                               content_index=len(parts) - 1, part=parts[-1])
         if not delta:
             return out
-        item["content"][0]["text"] += delta
-        return out + self._event("response.output_text.delta", item_id=item["id"], output_index=len(self._items) - 1,
-                                 content_index=0, delta=delta, logprobs=[])
+        parts[-1][field] += delta
+        extra = {"logprobs": []} if kind == "output_text" else {}
+        return out + self._event(f"{prefix}.delta", item_id=item["id"], output_index=index,
+                                 content_index=len(parts) - 1, delta=delta, **extra)
 
     def _call(self, index: int, call_id: str | None, name: str | None, arguments: str) -> bytes:
         out = b""
@@ -247,7 +282,9 @@ class ResponsesEventEncoder(EndTracking):
     def chunk(self, c: StreamChunk) -> bytes:
         out = b""
         if c.delta:
-            out += self._text(c.delta)
+            out += self._message("output_text", c.delta)
+        if c.refusal_delta:
+            out += self._message("refusal", c.refusal_delta)
         for t in c.tool_calls:
             out += self._call(t.index, t.id, t.name, t.arguments or "")
         self.note_end(c)
@@ -256,7 +293,7 @@ class ResponsesEventEncoder(EndTracking):
     def finish(self) -> bytes:
         out = self._close_open()
         if not self._items:  # an empty answer is still one (empty) message, as the API sends it
-            out += self._text("") + self._close_open()
+            out += self._message("output_text", "") + self._close_open()
         status = _status(self.finish_reason)
         final = self._response(status)
         final["output"] = [{k: v for k, v in item.items() if k != "_index"} for item in self._items]

@@ -23,6 +23,11 @@ Deterministic content:
   ``Behavior.tool_call["arguments"]`` or are dummy values for the tool's required parameters;
 * JSON for ``response_format`` ``json_object`` (``{"reply": text}``) or ``json_schema`` (dummy values
   for the schema's required properties, ``$ref``/``anyOf``/``enum`` resolved);
+* a refusal when the reply text (``Behavior.reply``) starts with ``REFUSAL_MARKER``: ``content`` null and
+  the rest of the text in ``message.refusal`` (streams: ``delta.refusal`` pieces; the Responses API: a
+  ``refusal`` content part and ``response.refusal.delta`` events), whatever ``response_format`` asked;
+* per-token ``logprobs`` (4-character tokens, with ``top_logprobs`` alternatives) when the request asks
+  ``logprobs: true``, on the message and on each stream chunk;
 * usage from the fakes' 4-characters-a-token count; prompts of 1024+ tokens are "cached" on repeat
   (``cached_tokens`` in 128-token steps, as OpenAI does); ``reasoning_effort`` adds reasoning tokens.
 
@@ -71,6 +76,8 @@ REASONING_TOKENS = {"minimal": 0, "low": 32, "medium": 128, "high": 512}
 CACHE_MIN_TOKENS = 1024
 CACHE_STEP_TOKENS = 128
 _CHARS_PER_TOKEN = 4
+REFUSAL_MARKER = "[refusal]"
+"""A reply text starting with this is answered as a refusal of the text after it."""
 
 _SAFE = {"filtered": False, "severity": "safe"}
 _AZURE_FILTERS = {"hate": _SAFE, "self_harm": _SAFE, "sexual": _SAFE, "violence": _SAFE}
@@ -186,6 +193,36 @@ def embedding_vector(text: str, dims: int) -> list[float]:
     return [v / norm for v in vec]
 
 
+def token_logprobs(text: str, top: int) -> list[dict[str, Any]]:
+    """Deterministic log probabilities for ``text``: one entry per 4-character token, as OpenAI shapes them,
+    each with ``top`` alternatives (the token itself first)."""
+    out: list[dict[str, Any]] = []
+    for i in range(0, len(text), _CHARS_PER_TOKEN):
+        token = text[i: i + _CHARS_PER_TOKEN]
+        logprob = -round(hashlib.sha256(token.encode()).digest()[0] / 512, 6)
+        alternatives = [(token, logprob)] + [(f"{token}~{k}", logprob - k) for k in range(1, top)]
+        out.append({"token": token, "logprob": logprob, "bytes": list(token.encode()),
+                    "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())}
+                                     for t, lp in alternatives[:top]]})
+    return out
+
+
+def logprobs_object(text: str, top: int | None, *, refusal: bool = False) -> dict[str, Any] | None:
+    """A choice's ``logprobs`` for ``text`` (``None`` unless the request asked: ``top`` is its ``top_logprobs``)."""
+    if top is None:
+        return None
+    tokens = token_logprobs(text, top)
+    return {"content": None, "refusal": tokens} if refusal else {"content": tokens, "refusal": None}
+
+
+def _top_logprobs(body: dict[str, Any]) -> int | None:
+    """``top_logprobs`` when the request asks for ``logprobs`` (0 without it), else ``None``."""
+    if body.get("logprobs") is not True:
+        return None
+    top = body.get("top_logprobs")
+    return top if isinstance(top, int) and not isinstance(top, bool) and top > 0 else 0
+
+
 @dataclass(slots=True)
 class Reply:
     content: str | None
@@ -193,6 +230,7 @@ class Reply:
     finish_reason: str = "stop"
     completion_tokens: int = 0
     reasoning_tokens: int = 0
+    refusal: str | None = None
 
 
 # ----------------------------------------------------------------------------------------- the fake
@@ -265,7 +303,7 @@ class FakeOpenAI:
         rid = f"chatcmpl-{hashlib.sha256(f'{next(self._seq)}:{model}'.encode()).hexdigest()[:29]}"
         if body.get("stream"):
             return await self._stream(request, turn, body, reply, usage, flavor, rid, model)
-        return await self._complete(request, turn, reply, usage, flavor, rid, model)
+        return await self._complete(request, turn, body, reply, usage, flavor, rid, model)
 
     async def _begin(self, request: web.Request, flavor: Flavor, model: str, raw: bytes, body: dict[str, Any],
                      prompt: str) -> Turn | web.Response:
@@ -313,6 +351,9 @@ class FakeOpenAI:
     def _reply(self, turn: Turn, body: dict[str, Any]) -> Reply:
         effort = body.get("reasoning_effort")
         reasoning = REASONING_TOKENS.get(effort, 0) if isinstance(effort, str) else 0
+        if turn.text.startswith(REFUSAL_MARKER):
+            refusal = turn.text[len(REFUSAL_MARKER):].strip()
+            return Reply(None, [], "stop", approx_tokens(refusal) + reasoning, reasoning, refusal)
         call = self._tool_call(body, turn.behavior)
         if call is not None:
             name, arguments = call
@@ -377,16 +418,18 @@ class FakeOpenAI:
                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
         }
 
-    async def _complete(self, request: web.Request, turn: Turn, reply: Reply, usage: dict[str, Any] | None,
-                        flavor: Flavor, rid: str, model: str) -> web.StreamResponse:
+    async def _complete(self, request: web.Request, turn: Turn, body: dict[str, Any], reply: Reply,
+                        usage: dict[str, Any] | None, flavor: Flavor, rid: str, model: str) -> web.StreamResponse:
         fault = turn.fault
         if fault is not None and fault.kind == "slow":
             await asyncio.sleep(fault.delay)
-        message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": None,
+        message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": reply.refusal,
                                    "annotations": []}
         if reply.tool_calls:
             message["tool_calls"] = reply.tool_calls
-        choice: dict[str, Any] = {"index": 0, "message": message, "logprobs": None,
+        top = None if reply.tool_calls else _top_logprobs(body)
+        logprobs = logprobs_object(reply.refusal or reply.content or "", top, refusal=reply.refusal is not None)
+        choice: dict[str, Any] = {"index": 0, "message": message, "logprobs": logprobs,
                                   "finish_reason": reply.finish_reason}
         obj: dict[str, Any] = {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
                                "choices": [choice]}
@@ -425,8 +468,8 @@ class FakeOpenAI:
                                                        "Cache-Control": "no-cache"})
         await resp.prepare(request)
 
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: dict[str, Any] | None = None) -> bytes:
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
             if flavor == "azure":
                 choice["content_filter_results"] = {} if finish else _AZURE_FILTERS
             obj: dict[str, Any] = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -437,6 +480,7 @@ class FakeOpenAI:
             return b"data: " + orjson.dumps(obj) + b"\n\n"
 
         pieces: list[tuple[str, bytes]] = []  # (text for pacing, event)
+        top = _top_logprobs(body)
         if reply.tool_calls:
             first = [{"index": i, "id": tc["id"], "type": "function",
                       "function": {"name": tc["function"]["name"], "arguments": ""}}
@@ -445,10 +489,14 @@ class FakeOpenAI:
             for i, tc in enumerate(reply.tool_calls):
                 for part in self.server.split_chunks(tc["function"]["arguments"], behavior.stream_chunks):
                     pieces.append((part, chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]})))
+        elif reply.refusal is not None:  # OpenAI opens a refusal with no content and an empty refusal
+            role = chunk({"role": "assistant", "content": None, "refusal": ""})
+            for part in self.server.split_chunks(reply.refusal, behavior.stream_chunks):
+                pieces.append((part, chunk({"refusal": part}, logprobs=logprobs_object(part, top, refusal=True))))
         else:
             role = chunk({"role": "assistant", "content": "", "refusal": None})
             for part in self.server.split_chunks(reply.content or "", behavior.stream_chunks):
-                pieces.append((part, chunk({"content": part})))
+                pieces.append((part, chunk({"content": part}, logprobs=logprobs_object(part, top))))
 
         try:
             if flavor == "azure":
@@ -513,7 +561,8 @@ class FakeOpenAI:
         reply = self._reply(turn, view)
         usage = fake_responses.responses_usage(self._usage(turn, view, reply, prompt))
         rid = f"resp_{hashlib.sha256(f'{next(self._seq)}:{model}'.encode()).hexdigest()[:48]}"
-        output = fake_responses.output_items(rid, reply.content, reply.tool_calls, reply.reasoning_tokens)
+        output = fake_responses.output_items(rid, reply.content, reply.tool_calls, reply.reasoning_tokens,
+                                             refusal=reply.refusal)
         final = fake_responses.response_object(body, rid=rid, model=model, created=int(time.time()),
                                                status="incomplete" if reply.finish_reason == "length" else "completed",
                                                output=output, usage=usage)

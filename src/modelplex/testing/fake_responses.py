@@ -6,8 +6,8 @@ with: ``chat_view`` (a Responses request as the chat-shaped body the fake's repl
 ``text.format`` -> ``response_format``; plus ``max_output_tokens`` and ``reasoning.effort``), ``responses_usage``, ``response_object`` (a ``response``
 with ``reasoning``, ``message`` and ``function_call`` output items) and ``stream_events`` (the
 semantic SSE events: ``response.created``, ``response.in_progress``, ``response.output_item.added``,
-``response.content_part.added``, ``response.output_text.delta`` ..., ``response.function_call_arguments.delta``
-..., ``response.output_item.done``, then ``response.completed`` or ``response.incomplete``; each with
+``response.content_part.added``, ``response.output_text.delta`` (``response.refusal.delta`` for a
+refusal) ..., ``response.function_call_arguments.delta`` ..., ``response.output_item.done``, then ``response.completed`` or ``response.incomplete``; each with
 a ``sequence_number``; no ``[DONE]``).
 
 Must not touch: routes, faults, the reply logic itself (``fake_openai``).
@@ -65,8 +65,10 @@ def _item_id(prefix: str, rid: str, n: int) -> str:
     return f"{prefix}_{hashlib.sha256(f'{rid}:{n}'.encode()).hexdigest()[:48]}"
 
 
-def output_items(rid: str, content: str | None, tool_calls: list[dict[str, Any]], reasoning_tokens: int
-                 ) -> list[dict[str, Any]]:
+def output_items(rid: str, content: str | None, tool_calls: list[dict[str, Any]], reasoning_tokens: int, *,
+                 refusal: str | None = None) -> list[dict[str, Any]]:
+    """The ``output`` items: a reasoning item (when the model reasoned), then the function calls, or else one
+    message whose content is an ``output_text`` part or, for a refusal, a ``refusal`` part."""
     items: list[dict[str, Any]] = []
     if reasoning_tokens:
         items.append({"id": _item_id("rs", rid, 0), "type": "reasoning", "summary": []})
@@ -75,8 +77,10 @@ def output_items(rid: str, content: str | None, tool_calls: list[dict[str, Any]]
         items.append({"id": _item_id("fc", rid, i + 1), "type": "function_call", "status": "completed",
                       "arguments": fn["arguments"], "call_id": tc["id"], "name": fn["name"]})
     if not tool_calls:
+        part = ({"type": "refusal", "refusal": refusal} if refusal is not None else
+                {"type": "output_text", "annotations": [], "logprobs": [], "text": content or ""})
         items.append({"id": _item_id("msg", rid, 0), "type": "message", "status": "completed", "role": "assistant",
-                      "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": content or ""}]})
+                      "content": [part]})
     return items
 
 
@@ -116,19 +120,19 @@ def stream_events(final: dict[str, Any], split: Split) -> Iterator[tuple[str, by
     for index, item in enumerate(final["output"]):
         kind = item["type"]
         if kind == "message":
-            text = item["content"][0]["text"]
             yield "", event("response.output_item.added", output_index=index,
                             item={**item, "status": "in_progress", "content": []})
-            part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
-            yield "", event("response.content_part.added", item_id=item["id"], output_index=index, content_index=0,
-                            part=part)
-            for piece in split(text):
-                yield piece, event("response.output_text.delta", item_id=item["id"], output_index=index,
-                                   content_index=0, delta=piece, logprobs=[])
-            yield "", event("response.output_text.done", item_id=item["id"], output_index=index, content_index=0,
-                            text=text, logprobs=[])
-            yield "", event("response.content_part.done", item_id=item["id"], output_index=index, content_index=0,
-                            part={**part, "text": text})
+            for content_index, done in enumerate(item["content"]):
+                at = {"item_id": item["id"], "output_index": index, "content_index": content_index}
+                if done["type"] == "refusal":
+                    field, prefix, extra = "refusal", "response.refusal", {}
+                else:
+                    field, prefix, extra = "text", "response.output_text", {"logprobs": []}
+                yield "", event("response.content_part.added", **at, part={**done, field: ""})
+                for piece in split(done[field]):
+                    yield piece, event(f"{prefix}.delta", **at, delta=piece, **extra)
+                yield "", event(f"{prefix}.done", **at, **{field: done[field]}, **extra)
+                yield "", event("response.content_part.done", **at, part=done)
         elif kind == "function_call":
             yield "", event("response.output_item.added", output_index=index,
                             item={**item, "status": "in_progress", "arguments": ""})
