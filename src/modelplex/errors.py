@@ -138,6 +138,16 @@ class StructuredOutputError(ModelplexError):
         super().__init__(message)
 
 
+class RefusalError(StructuredOutputError):
+    """The model refused to answer (``Response.refusal``), so there is nothing to validate and no repair
+    turn is tried. ``refusal`` is the model's text; ``response`` the answer, with its usage and cost."""
+
+    def __init__(self, refusal: str, response: Any = None) -> None:
+        self.refusal = refusal
+        self.response = response
+        super().__init__(f"the model refused to answer: {refusal}", raw=refusal)
+
+
 class AllAttemptsFailedError(ModelplexError):
     """Every attempt in the plan failed or was skipped. ``attempts`` lists each with its outcome."""
 

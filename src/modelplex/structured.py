@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from modelplex.errors import StructuredOutputError
+from modelplex.errors import RefusalError, StructuredOutputError
 
 if TYPE_CHECKING:
     from modelplex.router import Router
@@ -73,6 +73,8 @@ async def complete_structured(router: Router, messages: list[Message], response_
     resp = await router.acomplete(msgs, model=model, task=task, requirements=requirements, strategy=strategy,
                                   user=user, tags=tags, request_id=request_id, api_key_id=api_key_id,
                                   timeout=timeout, context=context, **params)
+    if resp.refusal is not None:
+        raise RefusalError(resp.refusal, resp)
     try:
         resp.parsed = parse(response_model, resp.content)
         return resp
@@ -89,5 +91,7 @@ async def complete_structured(router: Router, messages: list[Message], response_
         second.task, second.strategy, second.experiment_arm = resp.task, resp.strategy, resp.experiment_arm
         second.selection_reason = resp.selection_reason + "; one structured-output repair turn"
         second.request_id = resp.request_id
+        if second.refusal is not None:
+            raise RefusalError(second.refusal, second) from first
         second.parsed = parse(response_model, second.content)
         return second

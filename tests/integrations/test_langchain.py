@@ -149,6 +149,14 @@ def test_invoke_sync_with_routing_metadata(router: Router, fake: FakeProviderSer
     assert all(c.usage_metadata is None for c in chunks[:-1])
 
 
+def test_a_refusal_is_in_additional_kwargs(router: Router, fake: FakeProviderServer) -> None:
+    from modelplex.testing.fake_openai import REFUSAL_MARKER
+
+    fake.behavior = Behavior(reply=f"{REFUSAL_MARKER}No.")
+    msg = ChatModelplex(task="fast", router=router).invoke("Do the thing.")
+    assert msg.additional_kwargs["refusal"] == "No." and msg.content == ""
+
+
 async def test_astream_usage_on_the_last_chunk_only(router: Router) -> None:
     llm = ChatModelplex(requirements={"tool_calling": True, "min_context": 100_000}, router=router)
     chunks = [c async for c in llm.astream("Write three lines about Spark.")]

@@ -345,6 +345,20 @@ async def test_response_model_returns_a_validated_object(make_router):
     assert isinstance(resp.parsed, Job)
 
 
+async def test_a_refusal_is_a_refusal_error_with_no_repair_turn(make_router, fake):
+    from modelplex.errors import RefusalError, StructuredOutputError
+    from modelplex.testing.fake_openai import REFUSAL_MARKER
+
+    fake.per_model["small"] = Behavior(reply=f"{REFUSAL_MARKER}I can't help with that.")
+    r = make_router(tasks={"parse": {"models": ["alpha/small"]}})
+    with pytest.raises(RefusalError) as err:
+        await r.acomplete(MSGS, task="parse", response_model=Job)
+    assert isinstance(err.value, StructuredOutputError) and err.value.refusal == "I can't help with that."
+    assert err.value.response.cost_usd > 0 and len(fake.captured) == 1  # no repair turn
+    plain = await r.acomplete(MSGS, task="parse")
+    assert plain.refusal == "I can't help with that." and not plain.content
+
+
 async def test_response_model_repairs_once(make_router, fake):
     answers = iter(['{"title": 3}', '{"title": "Engineer", "skills": ["python"]}'])
     fake.per_model["small"] = Behavior(reply=lambda model, messages: next(answers))

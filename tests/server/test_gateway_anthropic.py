@@ -62,6 +62,21 @@ def test_messages_stream_with_the_sdk_helper(live) -> None:
     assert final.usage.input_tokens == whole.usage.input_tokens > 0
 
 
+def test_an_openai_refusal_reads_as_anthropic_refusal(live) -> None:
+    from modelplex.testing.fake_openai import REFUSAL_MARKER
+
+    gw = live()
+    gw.fake.behavior = Behavior(reply=f"{REFUSAL_MARKER}I can't help with that.")
+    c = client(gw, gw.create_key())
+    ask = {"model": "fakeai/small", "max_tokens": 100, "messages": [{"role": "user", "content": "Something"}]}
+    msg = c.messages.create(**ask)
+    assert msg.stop_reason == "refusal" and msg.content[0].text == "I can't help with that."
+    with c.messages.stream(**ask) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "I can't help with that." and final.stop_reason == "refusal"
+
+
 def test_stream_cost_rides_on_message_delta(live) -> None:
     gw = live()
     c = client(gw, gw.create_key())

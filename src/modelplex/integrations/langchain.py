@@ -224,6 +224,8 @@ def response_to_message(resp: Response) -> AIMessage:
     extra: dict[str, Any] = {}
     if resp.parsed is not None:
         extra["parsed"] = resp.parsed
+    if resp.refusal is not None:  # where langchain-openai puts it
+        extra["refusal"] = resp.refusal
     return AIMessage(content=resp.content or "", tool_calls=calls, invalid_tool_calls=invalid,
                      usage_metadata=usage_metadata(resp.usage), response_metadata=response_metadata(resp),
                      additional_kwargs=extra)

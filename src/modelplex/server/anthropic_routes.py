@@ -323,10 +323,13 @@ def message_object(resp: Response, request_id: str) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
     if resp.content:
         content.append({"type": "text", "text": resp.content})
+    if resp.refusal:  # another protocol's refusal reads as Anthropic's: its text, with stop_reason "refusal"
+        content.append({"type": "text", "text": resp.refusal})
     for tc in resp.tool_calls:
         content.append({"type": "tool_use", "id": tc.id, "name": tc.name, "input": _tool_input(tc.arguments)})
+    reason = "refusal" if resp.refusal else stop_reason(resp.finish_reason, bool(resp.tool_calls))
     return {"id": f"msg_{request_id}", "type": "message", "role": "assistant", "model": resp.model,
-            "content": content, "stop_reason": stop_reason(resp.finish_reason, bool(resp.tool_calls)),
+            "content": content, "stop_reason": reason,
             "stop_sequence": None, "usage": anthropic_usage(resp.usage)}
 
 
@@ -341,6 +344,7 @@ class AnthropicEventEncoder(EndTracking):
         self._pinged = False
         self._tool_blocks: dict[int, int] = {}
         self._any_tool = False
+        self._refused = False
 
     @staticmethod
     def _event(name: bytes, obj: dict[str, Any]) -> bytes:
@@ -372,11 +376,15 @@ class AnthropicEventEncoder(EndTracking):
 
     def chunk(self, c: StreamChunk) -> bytes:
         out = b""
-        if c.delta:
+        for text in (c.delta, c.refusal_delta):  # a refusal streams as text and ends with stop_reason "refusal"
+            if not text:
+                continue
             if self._open != "text":
                 out += self._open_block("text", {"type": "text", "text": ""})
             out += self._event(b"content_block_delta", {"type": "content_block_delta", "index": self._index,
-                                                        "delta": {"type": "text_delta", "text": c.delta}})
+                                                        "delta": {"type": "text_delta", "text": text}})
+        if c.refusal_delta:
+            self._refused = True
         for t in c.tool_calls:
             block = self._tool_blocks.get(t.index)
             if block is None:
@@ -397,7 +405,8 @@ class AnthropicEventEncoder(EndTracking):
             out += self._event(b"ping", {"type": "ping"})
         used = self.usage or Usage()
         out += self._event(b"message_delta", {"type": "message_delta",
-                                              "delta": {"stop_reason": stop_reason(self.finish_reason, self._any_tool),
+                                              "delta": {"stop_reason": "refusal" if self._refused else
+                                                        stop_reason(self.finish_reason, self._any_tool),
                                                         "stop_sequence": None},
                                               "usage": anthropic_usage(used),
                                               "modelplex": stream_extension(self._request_id, self.cost_usd, used)})
