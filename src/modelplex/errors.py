@@ -14,6 +14,7 @@ Must not touch: I/O, logging configuration.
 from __future__ import annotations
 
 import email.utils
+import functools
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -530,8 +531,22 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each secret (of length ≥ 6) in ``text``."""
+    """Replace every occurrence of each secret (of length ≥ 6) in ``text``, and of each secret's masked
+    form as providers echo it (``sk-proj-ab********wxyz``: a prefix, a run of ``*``/``.``/``•``, the
+    last four characters), which still gives a key's first and last characters away."""
     for s in secrets:
-        if s and len(s) >= 6 and s in text:
+        if not s or len(s) < 6:
+            continue
+        if s in text:
             text = text.replace(s, "***")
+        if len(s) >= 12 and s[-4:] in text:
+            text = _masked_form(s).sub("***", text)
     return text
+
+
+@functools.lru_cache(maxsize=64)
+def _masked_form(secret: str) -> re.Pattern[str]:
+    head = secret[:3]
+    rest = secret[3:12]
+    prefix = re.escape(head) + "".join(f"(?:{re.escape(c)}" for c in rest) + ")?" * len(rest)
+    return re.compile(prefix + r"[*.\u2022\u2026]{3,}" + re.escape(secret[-4:]))

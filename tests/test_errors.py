@@ -1,0 +1,26 @@
+"""``errors.redact``: secrets and the masked forms providers echo never reach a message."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelplex.errors import redact
+
+KEY = "sk-upstream-1234567890"
+
+
+@pytest.mark.parametrize("text", [
+    f"Incorrect API key provided: {KEY}.",
+    "Incorrect API key provided: sk-upstr*********7890. You can find your API key at ...",
+    "key sk-u...7890 was refused",
+    "key sk-ups\u2022\u2022\u2022\u20227890 was refused",
+])
+def test_a_key_and_its_masked_forms_are_redacted(text: str) -> None:
+    out = redact(text, [KEY])
+    assert "7890" not in out and "sk-u" not in out and "***" in out
+
+
+def test_text_that_only_shares_the_last_characters_is_left_alone() -> None:
+    assert redact("order 7890 shipped; sk-other***7890", [KEY]) == "order 7890 shipped; sk-other***7890"
+    assert redact("short secrets are not masked-matched: abc***wxyz", ["abcdefgwxyz"]) == \
+        "short secrets are not masked-matched: abc***wxyz"
