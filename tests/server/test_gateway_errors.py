@@ -81,6 +81,8 @@ def test_all_attempts_failed_variants() -> None:
     everyone_refused = AllAttemptsFailedError("all failed", attempts,
                                               ContextWindowExceededError("too long", status_code=400))
     assert classify(everyone_refused).code == "context_length_exceeded"
+    timed_out = AllAttemptsFailedError("all failed", attempts, APITimeoutError("t", provider="p"))
+    assert (classify(timed_out).status, classify(timed_out).code) == (504, "upstream_timeout")
     unknown_wait = AllAttemptsFailedError("all failed", attempts, None)
     assert classify(unknown_wait).status == 503 and retry_after_header(classify(unknown_wait)) == []
 

@@ -161,6 +161,9 @@ def classify(exc: BaseException, secrets: Iterable[str] = ()) -> ErrorInfo:
             return classify(last, secrets)
         if isinstance(last, _PERMANENT) and exc.retry_after is None:  # the gateway's upstream setup is wrong
             return ErrorInfo(502, "upstream_error", _one_line(str(exc)), "upstream_error")
+        if isinstance(last, APITimeoutError):  # the last target tried did not answer in time
+            return ErrorInfo(504, "timeout_error", _one_line(str(exc)), "upstream_timeout", None,
+                             _finite(exc.retry_after))
         return ErrorInfo(503, "service_unavailable", _one_line(str(exc)), "all_targets_failed", None,
                          _finite(exc.retry_after))
     if isinstance(exc, ProviderError):

@@ -98,7 +98,7 @@ async def read_body(receive: Receive, limit: int, content_length: int | None) ->
 def parse_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object; 400 for empty, malformed or non-object bodies."""
     if not body:
-        raise invalid_request("The request body is empty; expected a JSON object.")
+        raise invalid_request("The request body is empty; expected a JSON object.", code="invalid_json")
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
