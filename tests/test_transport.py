@@ -112,3 +112,40 @@ def test_loop_thread_runs_coroutines_from_many_threads() -> None:
     finally:
         lt.stop()
     assert not lt.started
+
+
+def test_sessions_of_loops_asyncio_run_closed_are_let_go_without_a_warning(caplog) -> None:
+    """A real aiohttp session with a kept-alive connection, left behind by ``asyncio.run``."""
+    import gc
+    import logging
+
+    from aiohttp import web
+
+    from modelplex.transport import default_session
+
+    pool = SessionPool(default_session)
+
+    async def app_and_one_request() -> tuple[Any, web.AppRunner]:
+        async def ok(request: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_get("/", ok)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        session = pool.get()
+        async with session.get(f"http://127.0.0.1:{port}/") as resp:
+            assert await resp.text() == "ok"
+        return session, runner
+
+    session, _runner = asyncio.run(app_and_one_request())  # the loop closes; the session is left open
+    assert pool.has_orphans() and not session.closed
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        assert asyncio.run(pool.aclose_orphans()) == 1
+        del session
+        gc.collect()
+    assert not pool.has_orphans() and pool.sessions() == []
+    assert not [r for r in caplog.records if "Unclosed" in r.getMessage()]

@@ -822,6 +822,7 @@ class Router:
         """Flush usage records and close connections."""
         await self._close_recorder()
         await self.sessions.aclose_current()
+        await self.sessions.aclose_orphans()
         if self._loop_thread.started:
             fut = self._loop_thread.submit(self.sessions.aclose_current())
             await asyncio.wrap_future(fut)
@@ -832,9 +833,10 @@ class Router:
         if self._recorder_mode == "thread" and self.recorder is not None:
             self._recorder_mode = None
             self.recorder.close()
-        if self._loop_thread.started:
+        if self._loop_thread.started or self.sessions.has_orphans():
             self._loop_thread.run(self._close_recorder())
             self._loop_thread.run(self.sessions.aclose_current())
+            self._loop_thread.run(self.sessions.aclose_orphans())  # sessions of loops asyncio.run closed
             self._loop_thread.stop()
 
     def __enter__(self) -> Router:

@@ -67,6 +67,25 @@ class SessionPool:
     def sessions(self) -> list[tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]]:
         return list(self._sessions.values())
 
+    def has_orphans(self) -> bool:
+        return any(loop.is_closed() for loop, _s in list(self._sessions.values()))
+
+    async def aclose_orphans(self) -> int:
+        """Let go of the sessions whose event loop is closed (``asyncio.run`` ended without the router's
+        ``aclose``): they can no longer close on their own loop, and each would warn "Unclosed client
+        session" when collected. Returns how many there were."""
+        with self._lock:
+            orphans = [key for key, (loop, _s) in self._sessions.items() if loop.is_closed()]
+            entries = [self._sessions.pop(key) for key in orphans]
+            if self._last is not None and self._last[0].is_closed():
+                self._last = None
+        for _loop, session in entries:
+            connector = session.connector
+            session.detach()  # the session counts as closed from here on
+            if connector is not None and not connector.closed:
+                await connector.close()  # on a closed loop this marks it closed; the sockets go with it
+        return len(entries)
+
     def forget(self, loop: asyncio.AbstractEventLoop) -> None:
         self._sessions.pop(id(loop), None)
         if self._last is not None and self._last[0] is loop:
