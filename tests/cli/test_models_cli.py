@@ -310,3 +310,11 @@ def test_real_entry_point_unknown_model_has_no_traceback() -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: Invalid value for '--min-context'")
     assert "Traceback" not in proc.stderr
+
+
+def test_piped_tables_never_fold_an_id(monkeypatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = runner.invoke(app, ["models", "list", "--provider", "anthropic"])
+    assert result.exit_code == 0
+    lines = [line for line in result.output.splitlines() if "claude-fable-5" in line]
+    assert any(line.split()[0] == "anthropic/claude-fable-5-1" for line in lines)  # grep finds whole ids

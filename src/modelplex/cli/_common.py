@@ -14,6 +14,7 @@ imported inside functions only.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -60,11 +61,17 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+PIPED_WIDTH = 400
+"""The width tables are laid out for when stdout is not a terminal (so ids are never folded)."""
+
+
 def console() -> Console:
     """A rich console on stdout (imported on first use)."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)  # plain lines never wrap; tables fit the width
+    # plain lines never wrap; tables fit a terminal's width, and piped output (| grep) is never folded
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(highlight=False, soft_wrap=True, width=PIPED_WIDTH if piped else None)
 
 
 def error_line(message: str) -> None:
@@ -92,7 +99,10 @@ def fmt_int(value: int | None) -> str:
 def fmt_usd(value: float | None, *, per_mtok: bool = False) -> str:
     if value is None:
         return "—"
-    text = f"${value:,.2f}" if value >= 0.1 or value == 0 else f"${value:.4g}"
+    if value >= 0.1 or value == 0:
+        text = f"${value:,.2f}"
+    else:  # four significant digits, never in exponent notation ($0.00008048, not $8.048e-05)
+        text = f"${value:.{max(4, 3 - math.floor(math.log10(abs(value))))}f}".rstrip("0")
     return text + ("/M" if per_mtok else "")
 
 
