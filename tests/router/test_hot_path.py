@@ -251,3 +251,17 @@ async def test_a_deprecated_model_refused_for_a_need_is_named_beside_its_replace
             replacement: "not an embedding model (in place of openai/gpt-4o-mini, which is deprecated)"}
     finally:
         await r.aclose()
+
+
+async def test_a_deprecated_model_served_by_its_replacement_says_so_in_the_reason() -> None:
+    r = Router.from_config({"providers": {"openai": {"api_key": "sk-test"}}}, env={})
+    try:
+        with pytest.warns(ModelDeprecatedWarning):
+            plan = r.planner.plan(model="openai/gpt-4o-mini")
+        replacement = r.catalog.migrate(r.catalog.get("openai/gpt-4o-mini")).id
+        assert plan.targets[0].id == replacement
+        assert plan.selection_reason == (f"model openai/gpt-4o-mini requested explicitly; deprecated, so its "
+                                         f"replacement {replacement}")
+        assert r.planner.plan(model=replacement).selection_reason == f"model {replacement} requested explicitly"
+    finally:
+        await r.aclose()

@@ -270,7 +270,9 @@ class Planner:
                 if spec is not named and spec.id in dropped:
                     dropped[spec.id] += f" (in place of {named.id}, which is deprecated)"
                 return RoutePlan(targets=targets, primary=1 if targets and targets[0].id == spec.id else 0,
-                                 selection_reason=f"model {spec.id} requested explicitly", explicit=True,
+                                 selection_reason=f"model {spec.id} requested explicitly" if spec is named else
+                                 f"model {named.id} requested explicitly; deprecated, so its replacement {spec.id}",
+                                 explicit=True,
                                  dropped=dropped)
 
         if downgrade:
