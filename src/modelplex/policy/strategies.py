@@ -30,7 +30,7 @@ ALIASES = {
 def resolve_strategy_name(name: str, known: dict[str, StrategyConfig]) -> str:
     key = ALIASES.get(name, name)
     if key not in known:
-        raise ConfigError(f"unknown strategy {name!r}; expected one of {sorted(set(known) | set(ALIASES))}")
+        raise ConfigError(f"unknown strategy {name!r}; expected one of {', '.join(sorted(set(known) | set(ALIASES)))}")
     return key
 
 

@@ -177,7 +177,7 @@ def check_filters(filters: Mapping[str, Any]) -> dict[str, Any]:
 
 def check_group(by: str) -> str:
     if by not in GROUPS:
-        raise ValueError(f"unknown usage grouping {by!r}; expected one of {sorted(GROUPS)}")
+        raise ValueError(f"unknown usage grouping {by!r}; expected one of {', '.join(sorted(GROUPS))}")
     return by
 
 
