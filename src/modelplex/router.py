@@ -32,6 +32,7 @@ from modelplex.catalog.params import split_params, unsupported
 from modelplex.config import Config, load_config
 from modelplex.errors import (
     AllAttemptsFailedError,
+    APITimeoutError,
     BudgetExceededError,
     ContentPolicyError,
     ContextWindowExceededError,
@@ -112,6 +113,8 @@ class _Call:
     downgraded: bool = False
     allowed_models: tuple[str, ...] | None = None
     """Glob patterns over catalog ids that every target must match (``None``: no restriction)."""
+    held: tuple[tuple[Permit, Permit | None], float] | None = None
+    """A stream's breaker permits (and its time to the first chunk), resolved when the stream ends."""
 
 
 class Router:
@@ -380,9 +383,9 @@ class Router:
                         self._attempt(call, spec, "skipped_breaker", detail=permits, retry=retry_n)
                         break
                     remaining = call.deadline - self.clock.now()
-                    if remaining <= 0:
+                    if remaining <= _MIN_ATTEMPT_S:  # nothing is sent: the target is not to blame
                         _release(permits)
-                        self._attempt(call, spec, "error", detail="deadline exceeded", retry=retry_n)
+                        self._attempt(call, spec, "skipped_deadline", detail="deadline exceeded", retry=retry_n)
                         raise AllAttemptsFailedError(f"deadline exceeded for request {call.request_id}",
                                                      call.attempts, last_error, self._shortest_cooldown(call))
                     total += 1
@@ -415,9 +418,12 @@ class Router:
                             self._attempt(call, spec, "cancelled", latency=self.clock.now() - t0, retry=retry_n)
                         raise
                     latency = self.clock.now() - t0
-                    permits[0].success(latency)
-                    if permits[1] is not None:
-                        permits[1].success(latency)
+                    if call.kind == "stream":  # judged when the stream ends: a broken one counts as a failure
+                        call.held = (permits, latency)
+                    else:
+                        permits[0].success(latency)
+                        if permits[1] is not None:
+                            permits[1].success(latency)
                     self._attempt(call, spec, "success", None, latency, retry_n)
                     succeeded = True
                     return result, spec, reservation
@@ -650,7 +656,12 @@ class Router:
                        ) -> tuple[AsyncIterator[StreamChunk], StreamChunk]:
             req = ChatRequest(messages=call.messages, params=params, stream=True, request_id=call.request_id)
             it = adapter.stream(self.sessions.get(), req, spec, timeout=tmo, idle_timeout=idle).__aiter__()
-            first = await it.__anext__()  # failures before the first chunk are retried / fall over
+            try:  # failures before the first chunk are retried / fall over; the deadline bounds the wait for it
+                async with asyncio.timeout(tmo):
+                    first = await it.__anext__()
+            except TimeoutError:
+                raise APITimeoutError(f"no first chunk within {tmo:g}s", provider=spec.provider,
+                                      model=spec.id) from None
             return it, first
 
         try:
@@ -694,6 +705,7 @@ class Router:
             error = exc
             raise
         finally:
+            self._end_stream_attempt(call, error if not done else None)
             if usage is None:
                 usage = self._estimate_stream_usage(call, spec, "".join(text))
             cost = self.catalog.cost_of_usage(spec, usage)
@@ -708,6 +720,27 @@ class Router:
             else:
                 for cb in self.on_failure:
                     _safe_callback(cb, error, call.request_id)
+
+    def _end_stream_attempt(self, call: _Call, error: BaseException | None) -> None:
+        """Resolve a stream's breaker permits now that it ended: a success when it completed, a failure when
+        it broke (the attempt, recorded as a success at the first chunk, becomes an error), neutral when the
+        caller went away."""
+        held, call.held = call.held, None
+        if held is None:
+            return
+        permits, latency = held
+        if error is None:
+            permits[0].success(latency)
+            if permits[1] is not None:
+                permits[1].success(latency)
+        elif isinstance(error, StreamInterruptedError):
+            _fail(permits, error, latency)
+            if call.attempts and call.attempts[-1].outcome == "success":
+                last = call.attempts[-1]
+                last.outcome, last.error_type = "error", error_kind(error)
+                last.status_code = getattr(error, "status_code", None)
+        else:
+            _release(permits)
 
     def _estimate_stream_usage(self, call: _Call, spec: ModelSpec, text: str) -> Usage:
         from modelplex.catalog.tokens import count_text
@@ -930,6 +963,10 @@ def _fallback_used(call: _Call, spec: ModelSpec | None) -> bool:
         return False  # the common case: the first target answered at once
     primary_ids = {s.id for s in call.plan.targets[: max(1, call.plan.primary)]}
     return spec.id not in primary_ids or any(a.outcome != "success" and a.target != spec.id for a in attempts)
+
+
+_MIN_ATTEMPT_S = 0.01
+"""Time left before the deadline below which no attempt is started (it could not get an answer)."""
 
 
 def _release(permits: tuple[Permit, Permit | None]) -> None:

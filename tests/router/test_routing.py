@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pydantic import BaseModel
 
+from modelplex.accounting.records import UsageRecord
 from modelplex.catalog import load_catalog
 from modelplex.errors import (
     AllAttemptsFailedError,
@@ -308,6 +309,42 @@ async def test_stream_cut_after_first_chunk_is_not_retried(make_router, fake):
     assert len(got) >= 1 and got[0].delta
     assert wire_models(fake) == ["small"]  # no retry, no fallback
     assert ei.value.partial_usage is not None and ei.value.partial_usage.output_tokens > 0
+
+
+async def test_a_stream_that_breaks_counts_against_its_target(make_router, fake):
+    r = make_router(tasks={"work": {"models": ["alpha/small"]}}, routing={"breaker": {"failure_threshold": 2}})
+    for _ in range(2):
+        fake.plan.fail_next(Fault("stream_cut", after_chunks=1), times=1, model="small")
+        with pytest.raises(StreamInterruptedError):
+            async for _c in r.astream(MSGS, task="work"):
+                pass
+    assert r.breakers.state("model:alpha/small") == BreakerState.OPEN  # two broken streams in a row
+    seen: list[UsageRecord] = []
+    r.on_record.append(seen.append)
+    r.breakers.reset()
+    fake.plan.fail_next(Fault("stream_cut", after_chunks=1), times=1, model="small")
+    with pytest.raises(StreamInterruptedError):
+        async for _c in r.astream(MSGS, task="work"):
+            pass
+    assert [(a["outcome"], a["error_type"]) for a in seen[-1].attempts] == [("error", "stream_interrupted")]
+    async for _c in r.astream(MSGS, task="work"):  # a stream that completes is a success
+        pass
+    assert seen[-1].attempts[-1]["outcome"] == "success"
+    assert r.breakers.state("model:alpha/small") == BreakerState.CLOSED
+
+
+async def test_a_streams_first_chunk_is_bounded_by_the_deadline(make_router, fake, clock):
+    from modelplex.errors import APITimeoutError
+
+    fake.behavior = Behavior(ttft_s=5)
+    r = make_router(tasks={"work": {"models": ["alpha/small", "beta/mid"]}}, routing={"deadline": 0.3})
+    r.on_attempt.append(lambda attempt, request_id: clock.advance(1.0))  # the router's clock passes the deadline
+    with pytest.raises(AllAttemptsFailedError) as ei:
+        async for _c in r.astream(MSGS, task="work"):
+            pass
+    assert isinstance(ei.value.last_error, APITimeoutError)
+    assert [(a.target, a.outcome) for a in ei.value.attempts][-1] == ("beta/mid", "skipped_deadline")
+    assert wire_models(fake) == ["small"]  # the next target, never called, is not blamed
 
 
 def test_sync_stream_and_complete_from_many_threads():
