@@ -16,9 +16,12 @@ state (resilience.breaker), store usage (accounting) or pick models (selection, 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import sys
+import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -179,6 +182,7 @@ class Router:
         self.budgets = budgets
         self.performance = performance
         self.on_attempt: list[Callback] = []
+        self._exit_hook = _close_at_exit(self)
         self.on_success: list[Callback] = []
         self.on_failure: list[Callback] = []
         self.on_record: list[Callback] = []
@@ -853,6 +857,7 @@ class Router:
 
     async def aclose(self) -> None:
         """Flush usage records and close connections."""
+        self._exit_hook = None
         await self._close_recorder()
         await self.sessions.aclose_current()
         await self.sessions.aclose_orphans()
@@ -862,7 +867,9 @@ class Router:
             self._loop_thread.stop()
 
     def close(self) -> None:
-        """Synchronous ``aclose`` for programs that use the sync API."""
+        """Synchronous ``aclose`` for programs that use the sync API. A router not closed by the program is
+        closed at interpreter exit, so the usage records still queued are written, not lost."""
+        self._exit_hook = None
         if self._recorder_mode == "thread" and self.recorder is not None:
             self._recorder_mode = None
             self.recorder.close()
@@ -963,6 +970,33 @@ def _fallback_used(call: _Call, spec: ModelSpec | None) -> bool:
         return False  # the common case: the first target answered at once
     primary_ids = {s.id for s in call.plan.targets[: max(1, call.plan.primary)]}
     return spec.id not in primary_ids or any(a.outcome != "success" and a.target != spec.id for a in attempts)
+
+
+def _close_at_exit(router: Router) -> Callable[[], None]:
+    """Register (and return) an exit hook that closes ``router`` if the program has not: it flushes the usage
+    records still queued (the writer thread is a daemon, which exit would otherwise stop mid-queue) and
+    closes the HTTP sessions. It holds the router weakly, so an unreferenced router is still collected, and
+    does nothing once the program closed the router itself.
+
+    The hook runs with ``threading``'s exit callbacks, before ``concurrent.futures`` stops taking work (the
+    writer and the SQLite sink need their executors); ``atexit`` would run after that."""
+    ref = weakref.ref(router)
+
+    def hook() -> None:
+        r = ref()
+        if r is None or r._exit_hook is not hook:
+            return
+        try:
+            r.close()
+        except Exception:  # exit must go on; say what was not flushed
+            log.warning("closing the router at exit failed; queued usage records may be lost", exc_info=True)
+
+    register = getattr(threading, "_register_atexit", atexit.register)
+    try:
+        register(hook)
+    except RuntimeError:  # the interpreter is already shutting down
+        pass
+    return hook
 
 
 _MIN_ATTEMPT_S = 0.01

@@ -126,3 +126,31 @@ async def test_budget_holds_through_the_router_under_concurrency(fake, clock, ma
     assert day["spent_usd"] == pytest.approx(sum(r.cost_usd for r in ok), rel=1e-9)
     assert day["spent_usd"] <= 0.001
     await router.aclose()
+
+
+@pytest.mark.parametrize("style", ["sync", "asyncio.run"])
+def test_a_program_that_never_closes_the_router_still_records_every_request(tmp_path: Path, style: str) -> None:
+    """The README's pattern: calls, then exit, with no ``router.close()``."""
+    import json
+    import sqlite3
+    import subprocess
+    import sys
+
+    from modelplex.testing.server import FakeProviderServer
+
+    fake = FakeProviderServer(protocols=("openai",)).start_in_thread()
+    try:
+        db = tmp_path / "usage.db"
+        cfg = {"providers": {"openai": {"base_url": fake.base_url + "/v1", "api_key": "sk-fake-123456"}},
+               "accounting": {"sink": "sqlite", "path": str(db)}}
+        call = ("router.complete(m, model='openai/gpt-6-luna')" if style == "sync" else
+                "asyncio.run(router.acomplete(m, model='openai/gpt-6-luna'))")
+        script = (f"import asyncio\nfrom modelplex import Router\nrouter = Router.from_config({json.dumps(cfg)})\n"
+                  f"m = [{{'role': 'user', 'content': 'hi'}}]\nfor _ in range(5):\n    {call}\n")
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "Unclosed" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM usage_records").fetchone()[0] == 5
+    finally:
+        fake.stop_thread()

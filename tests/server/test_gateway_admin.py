@@ -104,6 +104,7 @@ def test_usage_filters_feedback_and_performance(live) -> None:
     assert {r["user"] for r in rows} == {"alice", "bob"}
     assert [r["model"] for r in gw.usage(user="alice", model="fakeai/small")] == ["fakeai/small"]
     assert [r["ts"] for r in rows] == sorted((r["ts"] for r in rows), reverse=True)  # the latest first
+    assert all(len(r["attempts"]) == r["attempt_count"] >= 1 for r in rows)  # each with its attempts
     assert [r["request_id"] for r in gw.usage(limit=1)] == [rows[0]["request_id"]]
     assert [r["request_id"] for r in gw.usage(order="asc")] == [r["request_id"] for r in reversed(rows)]
     assert gw.usage(since=rows[0]["ts"] + 1) == []

@@ -300,7 +300,7 @@ async def usage(gw: Gateway, request: Request) -> Response:
             await flush()
         except RuntimeError:  # recorder not started (e.g. the app's lifespan did not run)
             pass
-    rows = await sink.query(since, until, limit=limit, newest_first=order == "desc", **filters)
+    rows = await sink.query(since, until, limit=limit, newest_first=order == "desc", with_attempts=True, **filters)
     summary = _summary(await sink.aggregate(since, until, by="model", **filters))
     return json_response({"object": "list", "data": rows, "enabled": True, "filters": filters, "order": order,
                           "has_more": summary["requests"] > len(rows), "summary": summary})
