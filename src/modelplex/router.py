@@ -237,6 +237,8 @@ class Router:
         if isinstance(requirements, Mapping):
             requirements = Requirements.from_dict(dict(requirements))
         prompt_bytes = sum(_message_bytes(m) for m in msgs)
+        if params and params.get("tools"):  # tool definitions are prompt tokens too: the estimate holds them
+            prompt_bytes += _json_bytes(params["tools"])
         # An embedding request's inputs each meet the model's window on their own; a chat prompt as a whole.
         fit_bytes = max(map(_message_bytes, msgs), default=0) if kind == "embedding" else prompt_bytes
         ctx = context or {}
@@ -271,8 +273,10 @@ class Router:
         if call.input_estimate is None:
             from modelplex.catalog.tokens import count_messages
 
-            fit = call.messages if call.kind != "embedding" else [max(call.messages, key=_message_bytes)]
-            call.input_estimate = count_messages(fit, spec).tokens
+            if call.kind == "embedding":
+                call.input_estimate = count_messages([max(call.messages, key=_message_bytes)], spec).tokens
+            else:
+                call.input_estimate = count_messages(call.messages, spec, tools=call.params.get("tools") or None).tokens
         return call.input_estimate
 
     def _fits(self, call: _Call, spec: ModelSpec) -> bool:
@@ -893,6 +897,16 @@ class Router:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def _json_bytes(value: Any) -> int:
+    """The size of ``value`` as JSON (its ``repr`` when it is not JSON), a bound of its tokens."""
+    import orjson
+
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:
+        return len(repr(value))
 
 
 def _message_bytes(m: Message) -> int:

@@ -75,6 +75,9 @@ async def test_precedence_of_overrides(make_router):
     assert resp.model == "beta/mid" and "FORCE_MODEL" in resp.selection_reason
     # ... but not a call that names its model explicitly
     assert (await r3.acomplete(MSGS, model="alpha/small")).model == "alpha/small"
+    # ... nor requests a chat model cannot answer: embeddings keep their own routing
+    assert (await r3.aembed(["one"])).model == "alpha/embed"
+    assert (await r3.aembed(["one"], task="embedding")).model == "alpha/embed"
 
 
 async def test_strategy_per_task_model_and_priority_list(make_router):
@@ -345,6 +348,22 @@ async def test_a_streams_first_chunk_is_bounded_by_the_deadline(make_router, fak
     assert isinstance(ei.value.last_error, APITimeoutError)
     assert [(a.target, a.outcome) for a in ei.value.attempts][-1] == ("beta/mid", "skipped_deadline")
     assert wire_models(fake) == ["small"]  # the next target, never called, is not blamed
+
+
+async def test_tool_definitions_count_in_the_worst_case_estimate(make_router, fake):
+    from modelplex.errors import BudgetExceededError
+
+    props = {f"field_{i}": {"type": "string", "description": "a long description of this field " * 4}
+             for i in range(60)}
+    tools = [{"type": "function", "function": {"name": "extract", "parameters": {"type": "object",
+                                                                                "properties": props}}}]
+    r = make_router(budgets={"per_request_max_usd": 0.001})  # alpha/large: $3 per million input tokens
+    _spec, count = r.count_tokens(MSGS, model="alpha/large", tools=tools)
+    assert count.tokens * 3 / 1e6 > 0.001  # the prompt alone costs more than the cap
+    with pytest.raises(BudgetExceededError):
+        await r.acomplete(MSGS, model="alpha/large", tools=tools, max_tokens=10)
+    assert wire_models(fake) == []
+    assert (await r.acomplete(MSGS, model="alpha/large", max_tokens=10)).content  # without the tools it fits
 
 
 def test_sync_stream_and_complete_from_many_threads():

@@ -230,6 +230,15 @@ class Planner:
             self._plans[key] = _copy_plan(plan)
         return plan
 
+    def _forced(self, needs: HardNeeds) -> ModelSpec | None:
+        """``FORCE_MODEL``'s model, for the requests it can answer: a chat model forces chat requests, an
+        embedding model embedding requests; the operator's switch for one never takes the other down."""
+        name = self.overrides.force_model
+        if not name:
+            return None
+        spec = self.catalog.get(name)
+        return spec if (spec.mode == "embedding") == needs.embedding else None
+
     def _plan_key(self, model: str | None, task: str | None, requirements: Requirements | None,
                   strategy: str | None, needs: HardNeeds, input_tokens: int, message_count: int, artifacts: int,
                   creative: bool, downgrade: bool) -> tuple[Any, ...] | None:
@@ -286,8 +295,9 @@ class Planner:
                             "quality_optimized" if req.effective_strategy == "quality" else None)
         sname, arm, origin = self.strategy_for(requested=name, task=None, user=user, request_id=request_id)
         scfg = self.strategies[sname]
-        if self.overrides.force_model:
-            forced = self.catalog.migrate(self.catalog.get(self.overrides.force_model))
+        forced = self._forced(needs)
+        if forced is not None:
+            forced = self.catalog.migrate(forced)
             targets, dropped = self._extend([forced], enabled, needs, universal=False)
             return RoutePlan(targets, 1, None, sname, arm, f"FORCE_MODEL={forced.id}", scfg.max_cost_per_request,
                              requirements=req, dropped=dropped)
@@ -337,8 +347,9 @@ class Planner:
         ov = self.overrides
         env_default = ov.task_models.get(spec_task.name)
         strategy_model = scfg.models.get(spec_task.name)
-        if ov.force_model:
-            picked = [self.catalog.get(ov.force_model)]
+        forced = self._forced(needs)
+        if forced is not None:
+            picked = [forced]
             why = f"FORCE_MODEL={picked[0].id}"
         elif env_default:
             picked = [self.catalog.get(env_default)] + [self.catalog.get(m) for m in spec_task.models]
@@ -354,16 +365,16 @@ class Planner:
                 strategy=_SELECTION_OF[scfg.selection], economy_mode=False)
             picked, why = self._select(req, enabled)
         picked = [self.catalog.migrate(m) for m in picked]
-        if scfg.selection == "adaptive" and not (ov.force_model or env_default or strategy_model):
+        if scfg.selection == "adaptive" and not (forced or env_default or strategy_model):
             picked, why = self._adaptive(spec_task.name, _dedupe(picked), why, enabled, needs)
-        if downgrade and not ov.force_model:
+        if downgrade and not forced:
             picked = sorted(picked, key=blended_price)  # stable: ties keep the list's order
         extra = [self.catalog.get(m) for m in spec_task.fallbacks]
         if scfg.fallback_model:
             extra.append(self.catalog.get(scfg.fallback_model))
         primary = _dedupe(picked)
         targets, dropped = self._extend(primary + [self.catalog.migrate(m) for m in extra], enabled, needs,
-                                        universal=not ov.force_model,
+                                        universal=not forced,
                                         hard_req=needs.as_requirements(spec_task.requirements))
         reason = "; ".join([f"task {spec_task.name}: {why}", f"strategy {sname} ({origin})", *notes])
         params: dict[str, Any] = {}
