@@ -369,6 +369,7 @@ class Router:
         """
         plan = call.plan
         last_error: BaseException | None = None
+        refused: UnsupportedParameterError | None = None
         min_context = 0
         total = 0
         for spec in plan.targets:
@@ -376,7 +377,12 @@ class Router:
             if skip is not None:
                 self._attempt(call, spec, skip[0], detail=skip[1])
                 continue
-            params = self._prepare_params(spec, call.params)
+            try:
+                params = self._prepare_params(spec, call.params)
+            except UnsupportedParameterError as exc:  # this target cannot honour the request; another may
+                self._attempt(call, spec, "skipped_unsupported", exc, detail=str(exc))
+                refused = refused or exc
+                continue
             admitted, reservation = await self._reserve(call, spec)
             if not admitted:
                 continue
@@ -442,6 +448,8 @@ class Router:
                 break
         if last_error is None and call.attempts and all(a.outcome == "skipped_context" for a in call.attempts):
             last_error = self._too_large(call)  # nothing was sent: the request itself is too large
+        if refused is not None and total == 0:  # nothing was sent, and a parameter is why: say so
+            raise refused
         raise AllAttemptsFailedError(
             f"all {len(call.attempts)} attempt(s) failed for request {call.request_id} "
             f"({call.plan.selection_reason})", call.attempts, last_error, self._shortest_cooldown(call))

@@ -180,7 +180,7 @@ class EmbedRequest:
 # ---------------------------------------------------------------------------------------------
 
 AttemptOutcome = Literal["success", "error", "skipped_breaker", "skipped_context", "skipped_budget",
-                         "skipped_throttled", "skipped_deadline", "cancelled"]
+                         "skipped_throttled", "skipped_deadline", "skipped_unsupported", "cancelled"]
 
 
 @dataclass(slots=True)

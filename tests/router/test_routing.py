@@ -366,6 +366,19 @@ async def test_tool_definitions_count_in_the_worst_case_estimate(make_router, fa
     assert (await r.acomplete(MSGS, model="alpha/large", max_tokens=10)).content  # without the tools it fits
 
 
+async def test_strict_parameters_skip_a_fallback_that_cannot_take_them(make_router, fake):
+    strict = {"drop_unsupported_params": False, "retry": {"max_retries_per_target": 0}}
+    r = make_router(tasks={"work": {"models": ["alpha/small", "claude/sonnet"]}}, routing=strict)
+    with pytest.raises(UnsupportedParameterError, match="seed"):  # no target takes it: before any call
+        await r.acomplete(MSGS, model="claude/sonnet", seed=7)
+    assert wire_models(fake) == []
+    fake.plan.fail_next(Fault("server_error", status=500), times=1, model="small")
+    with pytest.raises(AllAttemptsFailedError) as ei:  # the fallback cannot honour seed: skipped, not raised late
+        await r.acomplete(MSGS, task="work", seed=7)
+    assert targets(ei.value) == [("alpha/small", "error"), ("claude/sonnet", "skipped_unsupported")]
+    assert (await r.acomplete(MSGS, task="work", seed=7)).model == "alpha/small"
+
+
 def test_sync_stream_and_complete_from_many_threads():
     from modelplex.testing.server import FakeProviderServer
 
