@@ -383,19 +383,31 @@ class Router:
                 self._attempt(call, spec, "skipped_unsupported", exc, detail=str(exc))
                 refused = refused or exc
                 continue
-            admitted, reservation = await self._reserve(call, spec)
-            if not admitted:
+            got = await self._permits(spec)
+            if isinstance(got, str):  # before the budget: a target that is cooling down costs no hold
+                self._attempt(call, spec, "skipped_breaker", detail=got)
                 continue
-            adapter = self.adapter(spec.provider)
-            timeout = self.providers[spec.provider].timeout
+            permits: tuple[Permit, Permit | None] | None = got
+            try:
+                admitted, reservation = await self._reserve(call, spec)
+            except BaseException:
+                _release(got)
+                raise
+            if not admitted:
+                _release(got)
+                continue
             retry_n = 0
             succeeded = False
             try:
+                adapter = self.adapter(spec.provider)
+                timeout = self.providers[spec.provider].timeout
                 while True:
-                    permits = await self._permits(spec)
-                    if isinstance(permits, str):
-                        self._attempt(call, spec, "skipped_breaker", detail=permits, retry=retry_n)
-                        break
+                    if permits is None:  # a retry asks the breakers again
+                        got = await self._permits(spec)
+                        if isinstance(got, str):
+                            self._attempt(call, spec, "skipped_breaker", detail=got, retry=retry_n)
+                            break
+                        permits = got
                     remaining = call.deadline - self.clock.now()
                     if remaining <= _MIN_ATTEMPT_S:  # nothing is sent: the target is not to blame
                         _release(permits)
@@ -409,6 +421,7 @@ class Router:
                     except ProviderError as exc:
                         latency = self.clock.now() - t0
                         _fail(permits, exc, latency)
+                        permits = None
                         last_error = exc
                         self._attempt(call, spec, "error", exc, latency, retry_n)
                         if isinstance(exc, RateLimitError):
@@ -428,6 +441,7 @@ class Router:
                         break
                     except BaseException:  # cancellation, a bug: neutral for the breaker
                         _release(permits)
+                        permits = None
                         if sys.exc_info()[0] is asyncio.CancelledError:
                             self._attempt(call, spec, "cancelled", latency=self.clock.now() - t0, retry=retry_n)
                         raise
@@ -442,6 +456,8 @@ class Router:
                     succeeded = True
                     return result, spec, reservation
             finally:
+                if permits is not None and not succeeded:  # e.g. building the adapter failed
+                    _release(permits)
                 if not succeeded and reservation is not None:
                     await _shielded(self.budgets.release(reservation))
             if total >= self.retry.max_total_attempts:

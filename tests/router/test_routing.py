@@ -379,6 +379,20 @@ async def test_strict_parameters_skip_a_fallback_that_cannot_take_them(make_rout
     assert (await r.acomplete(MSGS, task="work", seed=7)).model == "alpha/small"
 
 
+async def test_a_cooling_target_is_skipped_before_its_budget_is_checked(make_router):
+    from modelplex.errors import ServerError
+
+    r = make_router(budgets={"per_request_max_usd": 0.01}, tasks={"work": {"models": ["alpha/large", "beta/mid"]}})
+    for key in ("provider:alpha", "model:alpha/large"):
+        for _ in range(3):
+            permit = await r.breakers.allow(key)
+            assert permit is not None
+            permit.failure(ServerError("down", status_code=500))
+    # alpha/large's worst case ($3/M in, $15/M out: ~$0.015) is over the cap, but it is cooling down anyway
+    resp = await r.acomplete(MSGS, task="work", max_tokens=1000)
+    assert resp.model == "beta/mid" and targets(resp)[0] == ("alpha/large", "skipped_breaker")
+
+
 def test_sync_stream_and_complete_from_many_threads():
     from modelplex.testing.server import FakeProviderServer
 
