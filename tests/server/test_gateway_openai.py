@@ -391,6 +391,11 @@ def test_client_disconnect_cancels_the_stream_and_records_usage_once(live) -> No
     with gw.http() as h:
         metrics = h.get("/metrics").text
     assert 'modelplex_stream_outcomes_total{outcome="disconnected",route="chat"} 1.0' in metrics
+    # the metrics count the abandoned stream's tokens and cost as its usage record does
+    labels = '{kind="output",model="fakeai/small",provider="fakeai"}'
+    assert f"modelplex_tokens_total{labels} {float(records[0]['output_tokens'])}" in metrics
+    cost = next(line for line in metrics.splitlines() if line.startswith("modelplex_cost_usd_total{"))
+    assert float(cost.split()[-1]) == pytest.approx(records[0]["cost_usd"])
     asyncio.run(asyncio.sleep(0.3))  # nothing else arrives later
     assert len([r for r in gw.usage() if r["request_id"] == rid]) == 1
 

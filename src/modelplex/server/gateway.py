@@ -160,10 +160,13 @@ class Gateway:
     def attach(self) -> None:
         """Register the router hooks (undone by ``detach``)."""
         self.router.on_attempt.append(self._on_attempt)
+        self.router.on_record.append(self.metrics.on_record)
 
     def detach(self) -> None:
         if self._on_attempt in self.router.on_attempt:
             self.router.on_attempt.remove(self._on_attempt)
+        if self.metrics.on_record in self.router.on_record:
+            self.router.on_record.remove(self.metrics.on_record)
 
     def _on_attempt(self, attempt: Attempt, request_id: str = "") -> None:
         self.metrics.on_attempt(attempt, request_id)

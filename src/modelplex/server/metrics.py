@@ -42,7 +42,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from modelplex.types import Attempt, Usage
+from modelplex.accounting.records import UsageRecord
+from modelplex.types import Attempt
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -210,25 +211,32 @@ class GatewayMetrics:
     # ------------------------------------------------------------------ per request
 
     def observe(self, route: str, status: int, duration_s: float, *, model: str | None = None,
-                provider: str | None = None, usage: Usage | None = None, cost_usd: float | None = None,
-                fallback: bool = False) -> None:
+                provider: str | None = None, fallback: bool = False) -> None:
+        """One answered request (tokens and cost come from its usage record: ``on_record``)."""
         m, p = model or "", provider or ""
         self.requests.labels(route, m, p, _STATUS.get(status) or str(status)).value += 1.0
         self.duration.labels(route).observe(duration_s)
-        if usage is not None and m:
-            tokens = self.tokens
-            if usage.input_tokens:
-                tokens.labels(m, p, "input").value += usage.input_tokens
-            if usage.output_tokens:
-                tokens.labels(m, p, "output").value += usage.output_tokens
-            if usage.cache_read_tokens:
-                tokens.labels(m, p, "cached").value += usage.cache_read_tokens
-            if usage.reasoning_tokens:
-                tokens.labels(m, p, "reasoning").value += usage.reasoning_tokens
-        if cost_usd and m:
-            self.cost.labels(m, p).value += cost_usd
         if fallback:
             self.fallbacks.labels(route).value += 1.0
+
+    def on_record(self, rec: UsageRecord) -> None:
+        """The router's ``on_record`` hook: tokens and cost of every request, as its usage record has them,
+        so a stream the client abandoned or one that broke counts as the usage store counts it."""
+        m = rec.model
+        if not m:
+            return
+        p = rec.provider or ""
+        tokens = self.tokens
+        if rec.input_tokens:
+            tokens.labels(m, p, "input").value += rec.input_tokens
+        if rec.output_tokens:
+            tokens.labels(m, p, "output").value += rec.output_tokens
+        if rec.cached_tokens:
+            tokens.labels(m, p, "cached").value += rec.cached_tokens
+        if rec.reasoning_tokens:
+            tokens.labels(m, p, "reasoning").value += rec.reasoning_tokens
+        if rec.cost_usd:
+            self.cost.labels(m, p).value += rec.cost_usd
 
     def on_attempt(self, attempt: Attempt, request_id: str = "") -> None:
         """The router's ``on_attempt`` hook."""

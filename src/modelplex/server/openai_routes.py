@@ -350,7 +350,7 @@ class Embeddings:
                                          attempts=len(resp.attempts))
             await send_body(send, 200, orjson.dumps(payload), headers)
             gw.metrics.observe(self.route, 200, time.perf_counter() - started, model=resp.model,
-                               provider=resp.provider, usage=resp.usage, cost_usd=resp.cost_usd)
+                               provider=resp.provider)
             await gw.settle(admission, resp.usage)
         except asyncio.CancelledError:
             raise

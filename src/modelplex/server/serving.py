@@ -171,7 +171,7 @@ async def answer_complete(gw: Gateway, route: str, receive: Receive, send: Send,
     headers.extend(extra_headers)
     await send_body(send, 200, render(resp), headers)
     gw.metrics.observe(route, 200, time.perf_counter() - started, model=resp.model, provider=resp.provider,
-                       usage=resp.usage, cost_usd=resp.cost_usd, fallback=resp.fallback_used)
+                       fallback=resp.fallback_used)
     await gw.settle(admission, resp.usage)
 
 
@@ -196,7 +196,7 @@ async def answer_stream(gw: Gateway, route: str, receive: Receive, send: Send, m
     gw.metrics.stream_outcomes.labels(route, outcome.status).inc()
     status = 200 if outcome.status == "completed" else 499 if outcome.status == "disconnected" else 502
     gw.metrics.observe(route, status, time.perf_counter() - started, model=first.model, provider=first.provider,
-                       usage=outcome.usage, cost_usd=outcome.cost_usd, fallback=fallback)
+                       fallback=fallback)
     await gw.settle(admission, outcome.usage)
 
 
