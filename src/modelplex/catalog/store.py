@@ -284,13 +284,14 @@ class Catalog:
         return []
 
     def suggest(self, name: str, n: int = 5) -> builtins.list[str]:
-        """Close matches among ids, aliases and bare names (bare names map back to their ids)."""
+        """Close matches among ids, aliases and bare names, as catalog ids (an alias or a bare name maps back
+        to its id: the suggestion names one model, whatever form the mistyped name had)."""
         lower = name.lower()
         choices: dict[str, str] = {}
         for model_id in self._models:
             choices.setdefault(model_id.lower(), model_id)
-        for alias in self._aliases:
-            choices.setdefault(alias.lower(), alias)
+        for alias, ids in self._aliases.items():
+            choices.setdefault(alias.lower(), min(ids))
         for bare, ids in self._names.items():
             choices.setdefault(bare.lower(), min(ids))
         matches = difflib.get_close_matches(lower, choices.keys(), n=n * 2, cutoff=0.6)
