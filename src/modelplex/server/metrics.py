@@ -265,14 +265,25 @@ class GatewayMetrics:
                     rows = await rows
             except Exception:
                 rows = []
+            users: dict[str, tuple[float, float]] = {}  # per window: (the fullest user's ratio, all users' spend)
             for row in rows or []:
                 scope = str(row.get("scope", ""))
                 frac = row.get("fraction")
-                if isinstance(frac, (int, float)):
-                    self.budget_used.labels(scope).set(float(frac))
                 spent = row.get("spent_usd")
-                if isinstance(spent, (int, float)):
-                    self.budget_spent.labels(scope).set(float(spent))
+                frac = float(frac) if isinstance(frac, (int, float)) else None
+                spent = float(spent) if isinstance(spent, (int, float)) else None
+                if row.get("kind") == "user":  # one series per end user would be unbounded (and name them)
+                    scope = f"user:*:{row.get('window')}"
+                    top, total = users.get(scope, (0.0, 0.0))
+                    users[scope] = (max(top, frac or 0.0), total + (spent or 0.0))
+                    continue
+                if frac is not None:
+                    self.budget_used.labels(scope).set(frac)
+                if spent is not None:
+                    self.budget_spent.labels(scope).set(spent)
+            for scope, (top, total) in users.items():
+                self.budget_used.labels(scope).set(top)
+                self.budget_spent.labels(scope).set(total)
         recorder = router.recorder
         stats_fn = getattr(recorder, "stats", None) if recorder is not None else None
         stats: Any = {}
