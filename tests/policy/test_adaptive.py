@@ -157,7 +157,10 @@ def test_failed_attempts_count_against_their_models() -> None:
         {"target": A.id, "outcome": "error", "error_type": "server_error", "latency_ms": 50.0},
         {"target": A.id, "outcome": "error", "error_type": "server_error", "latency_ms": 50.0},
         {"target": C.id, "outcome": "error", "error_type": "bad_request", "latency_ms": 5.0},
+        {"target": C.id, "outcome": "error", "error_type": "context_window_exceeded", "latency_ms": 5.0},
+        {"target": C.id, "outcome": "error", "error_type": "content_policy", "latency_ms": 5.0},
         {"target": "fake/skipped", "outcome": "skipped_breaker", "latency_ms": 0.0},
+        {"target": "fake/late", "outcome": "skipped_deadline", "latency_ms": 0.0},
         {"target": B.id, "outcome": "success", "latency_ms": 400.0},
     ]
     chooser.observe(UsageRecord("r", task="t", model=B.id, success=True, cost_usd=0.001, latency_ms=900,

@@ -60,9 +60,11 @@ MAX_PENDING = 10_000
 PENDING_MAX_AGE_S = 900.0
 """Seconds a successful request stays open to ``feedback`` (feedback arrives within minutes)."""
 
-NEUTRAL_ERRORS = frozenset({"bad_request", "authentication", "permission_denied", "rate_limited"})
-"""Attempt errors that say nothing about the model's quality (the caller's request, credentials, or
-momentary throttling, which the throttle registry handles): they are not counted as failures."""
+NEUTRAL_ERRORS = frozenset({"bad_request", "context_window_exceeded", "content_policy", "authentication",
+                            "permission_denied", "rate_limited"})
+"""Attempt errors that say nothing about the model's quality (the caller's request, including one too long
+for this model's window or refused on content grounds, credentials, or momentary throttling, which the
+throttle registry handles): they are not counted as failures."""
 
 
 @dataclass(slots=True)
