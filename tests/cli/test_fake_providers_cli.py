@@ -155,3 +155,13 @@ def _has_botocore() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("botocore") is not None
+
+
+def test_python_dash_m_modelplex_testing_reports_errors_in_one_line() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "modelplex.testing", "--scenario", "/nonexistent.yaml"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == "error: no scenario file '/nonexistent.yaml' (bundled scenarios: demo)"

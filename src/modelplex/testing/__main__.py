@@ -1,17 +1,18 @@
 """``python -m modelplex.testing``: the same as ``modelplex fake-providers`` (fake providers on loopback).
 
-Owns: nothing but the entry point; the command lives in ``modelplex.cli.fake_providers``.
+Owns: nothing but the entry point: it runs the CLI's ``fake-providers`` command, with the CLI's one-line
+errors.
 """
 
 from __future__ import annotations
 
-import typer
-
-from modelplex.cli.fake_providers import fake_providers_command
+import sys
 
 
 def main() -> None:
-    typer.run(fake_providers_command)
+    from modelplex.cli.main import app
+
+    app(["fake-providers", *sys.argv[1:]], prog_name="python -m modelplex.testing")
 
 
 if __name__ == "__main__":
