@@ -57,7 +57,7 @@ from modelplex.policy.planner import HardNeeds, Planner, RoutePlan
 from modelplex.providers import adapter_class
 from modelplex.providers.base import Adapter, ProviderConfig
 from modelplex.providers.credentials import ProviderStatus, missing_credentials_error, resolve_providers
-from modelplex.resilience.breaker import BreakerConfig, BreakerRegistry, Permit
+from modelplex.resilience.breaker import BreakerConfig, BreakerRegistry, BreakerState, Permit
 from modelplex.resilience.clock import Clock, SystemClock
 from modelplex.resilience.retry import RetryPolicy
 from modelplex.resilience.throttle import ThrottleRegistry
@@ -339,6 +339,12 @@ class Router:
             return f"model {spec.id} breaker open"
         return permit_p, permit_m
 
+    def _tripped(self, spec: ModelSpec) -> bool:
+        """Whether the target's provider or model breaker is open (a retry here would only be refused)."""
+        breakers = self.breakers
+        return (breakers.state(f"provider:{spec.provider}") is BreakerState.OPEN
+                or breakers.state(f"model:{spec.id}") is BreakerState.OPEN)
+
     async def _reserve(self, call: _Call, spec: ModelSpec) -> tuple[bool, Any]:
         """Check the strategy's cost cap and reserve the worst case in the budgets.
         Returns (admitted, reservation); not admitted means skip this target."""
@@ -428,7 +434,8 @@ class Router:
                             self.throttles.mark(f"model:{spec.id}", exc.retry_after)
                         decision = self.retry.decide(exc, retry_n,
                                                      deadline_remaining=call.deadline - self.clock.now())
-                        if decision.action == "retry" and total < self.retry.max_total_attempts:
+                        if (decision.action == "retry" and total < self.retry.max_total_attempts
+                                and not self._tripped(spec)):  # a breaker this failure opened: fall over now
                             retry_n += 1
                             await self.clock.sleep(decision.delay)
                             continue

@@ -393,6 +393,15 @@ async def test_a_cooling_target_is_skipped_before_its_budget_is_checked(make_rou
     assert resp.model == "beta/mid" and targets(resp)[0] == ("alpha/large", "skipped_breaker")
 
 
+async def test_a_failure_that_opens_a_breaker_falls_over_without_a_back_off(make_router, fake, clock):
+    r = make_router(tasks={"work": {"models": ["alpha/small", "beta/mid"]}},
+                    routing={"breaker": {"failure_threshold": 1}})
+    fake.plan.fail_next(Fault("server_error", status=500), times=1, model="small")
+    resp = await r.acomplete(MSGS, task="work")
+    assert targets(resp) == [("alpha/small", "error"), ("beta/mid", "success")]
+    assert clock.sleeps == []  # a retry on alpha would only be refused by its open breaker
+
+
 def test_sync_stream_and_complete_from_many_threads():
     from modelplex.testing.server import FakeProviderServer
 
