@@ -318,6 +318,8 @@ class Router:
     def _skip_reason(self, call: _Call, spec: ModelSpec, min_context: int) -> tuple[str, str] | None:
         if spec.context_window <= min_context:
             return "skipped_context", f"window {spec.context_window} not larger than the failed one"
+        if call.kind != "embedding" and int(call.params.get("max_tokens") or 0) > spec.max_output_tokens:
+            return "skipped_context", f"max_tokens exceeds the output limit of {spec.max_output_tokens:,}"
         if not self._fits(call, spec):
             return "skipped_context", "prompt + max_tokens exceed the window"
         if self.throttles.is_throttled(f"model:{spec.id}"):
@@ -512,9 +514,15 @@ class Router:
     def _too_large(self, call: _Call) -> ContextWindowExceededError:
         """The error for a plan whose every target was skipped because the prompt plus ``max_tokens``
         does not fit its window, named after the largest window among them."""
+        out = int(call.params.get("max_tokens") or 0)
+        if call.kind != "embedding" and out > max(t.max_output_tokens for t in call.plan.targets):
+            top = max(call.plan.targets, key=lambda t: t.max_output_tokens)
+            return ContextWindowExceededError(
+                f"max_tokens {out:,} exceeds the output limit of every one of the {len(call.plan.targets)} candidate "
+                f"model(s); the largest is {top.max_output_tokens:,} ({top.id}). Nothing was sent.",
+                provider=top.provider, model=top.id)
         spec = max(call.plan.targets, key=lambda t: t.context_window)
         prompt = self._input_tokens(call, spec)  # counted already by the window check that skipped it
-        out = int(call.params.get("max_tokens") or 0)
         asked = (f"an input of {prompt:,} tokens does" if call.kind == "embedding" else
                  f"{prompt:,} prompt tokens" + (f" plus max_tokens {out:,}" if out else "") + " do")
         return ContextWindowExceededError(

@@ -184,14 +184,23 @@ async def test_exhausted_message_and_retry_after() -> None:
     with pytest.raises(BudgetRejectedError) as ei:
         await mgr.reserve(request_id="r", user=None, api_key_id=None, amount=0.03, started=clock.wall())
     err = ei.value
-    assert str(err) == ("global daily budget of $5.00 exhausted ($4.98 spent, $0.03 needed); "
-                        "resets at 2026-11-22T00:00:00+00:00")
+    assert str(err) == ("global daily budget of $5.00 has $0.02 left ($4.98 spent), less than this request's "
+                        "worst case of $0.03; resets at 2026-11-22T00:00:00+00:00")
     assert err.scope == "global:daily" and err.limit_usd == 5 and err.spent_usd == pytest.approx(4.98)
     assert err.retry_after == pytest.approx(12 * 3600)
     assert err.period == "2026-11-21" and err.resets_at == "2026-11-22T00:00:00+00:00"
     # what is left still fits exactly
     res = await mgr.reserve(request_id="r2", user=None, api_key_id=None, amount=0.02, started=clock.wall())
     assert res is not None
+
+
+async def test_a_request_larger_than_the_budget_is_refused_without_a_retry_after() -> None:
+    mgr, _, clock = make(daily_usd=5)
+    with pytest.raises(BudgetRejectedError) as ei:
+        await mgr.reserve(request_id="r", user=None, api_key_id=None, amount=7.5, started=clock.wall())
+    assert ei.value.retry_after is None  # no period will ever have room for it
+    assert str(ei.value) == ("global daily budget of $5.00 is smaller than this request's worst case of $7.50; "
+                             "lower max_tokens, or raise the limit")
 
 
 async def test_user_and_key_messages_name_the_subject() -> None:

@@ -402,6 +402,17 @@ async def test_a_failure_that_opens_a_breaker_falls_over_without_a_back_off(make
     assert clock.sleeps == []  # a retry on alpha would only be refused by its open breaker
 
 
+async def test_max_tokens_over_a_models_output_limit_skips_it(make_router, fake):
+    r = make_router(tasks={"work": {"models": ["alpha/small", "alpha/large"]}})  # output limits 2,000 and 8,000
+    resp = await r.acomplete(MSGS, task="work", max_tokens=5_000)
+    assert targets(resp)[:2] == [("alpha/small", "skipped_context"), ("alpha/large", "success")]
+    with pytest.raises(AllAttemptsFailedError) as ei:
+        await r.acomplete(MSGS, model="alpha/small", max_tokens=5_000)
+    assert isinstance(ei.value.last_error, ContextWindowExceededError)
+    assert "max_tokens 5,000 exceeds the output limit" in ei.value.last_error.message
+    assert wire_models(fake) == ["large"]  # alpha/small was never sent a max_tokens it would refuse
+
+
 def test_sync_stream_and_complete_from_many_threads():
     from modelplex.testing.server import FakeProviderServer
 

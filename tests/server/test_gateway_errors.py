@@ -117,3 +117,15 @@ def test_messages_name_the_model_once() -> None:
         "openai/gpt-4o failed with status 500 (server_error)")
     assert BadRequestError("m", provider="azure", model="gpt-4o-deploy").where == "azure/gpt-4o-deploy"
     assert BadRequestError("m", provider="p").where == "p" and BadRequestError("m").where == ""
+
+
+def test_a_budget_wait_past_a_minute_tells_the_sdks_not_to_retry() -> None:
+    from modelplex.errors import BudgetExceededError
+
+    soon = classify(BudgetExceededError("held by in-flight requests", scope="global:daily", retry_after=4.2))
+    assert retry_after_header(soon) == [(b"retry-after", b"5"), (b"retry-after-ms", b"4200")]
+    tonight = classify(BudgetExceededError("exhausted", scope="global:daily", retry_after=6 * 3600.0))
+    assert retry_after_header(tonight)[0] == (b"x-should-retry", b"false")  # the SDKs would sleep for hours
+    assert (b"retry-after", b"21600") in retry_after_header(tonight)
+    never = classify(BudgetExceededError("larger than the budget", scope="global:daily", retry_after=None))
+    assert retry_after_header(never) == [(b"x-should-retry", b"false")]

@@ -299,15 +299,23 @@ def _rejection(cls: type[BudgetRejectedError], scope: Scope, spent: float, reser
     limit = scope.limit_usd
     resets = scope.period.resets_at
     held_only = reserved > EPSILON and spent + needed <= limit + EPSILON
-    if held_only:
+    if needed > limit + EPSILON:  # no period will ever have room: waiting cannot help
+        retry_after = None
+        message = (f"{scope.describe()} is smaller than this request's worst case of {format_usd(needed)}; "
+                   f"lower max_tokens, or raise the limit")
+    elif held_only:
         retry_after = min(hold_retry_after, reset_in)
         message = (f"{scope.describe()} is committed to in-flight requests ({format_usd(spent)} spent, "
                    f"{format_usd(reserved)} reserved, {format_usd(needed)} needed); retry in "
                    f"{retry_after:g}s (resets at {resets})")
     else:
         retry_after = reset_in
-        message = (f"{scope.describe()} exhausted ({format_usd(spent)} spent, {format_usd(needed)} needed); "
-                   f"resets at {resets}")
+        if spent >= limit - EPSILON:
+            message = (f"{scope.describe()} exhausted ({format_usd(spent)} spent, {format_usd(needed)} needed); "
+                       f"resets at {resets}")
+        else:  # room is left, only not enough for this request's worst case
+            message = (f"{scope.describe()} has {format_usd(limit - spent)} left ({format_usd(spent)} spent), less "
+                       f"than this request's worst case of {format_usd(needed)}; resets at {resets}")
     return cls(message, scope=scope.name, limit_usd=limit, spent_usd=spent, retry_after=retry_after,
                reserved_usd=reserved, needed_usd=needed, period=scope.period.label, resets_at=resets)
 

@@ -118,6 +118,10 @@ class ErrorInfo:
     param: str | None = None
     retry_after: float | None = None
     extra: tuple[tuple[str, Any], ...] = ()
+    retry_now: bool = True
+    """False when a prompt retry cannot succeed (a budget that resets in hours, a request larger than the
+    budget itself): the answer then says ``x-should-retry: false``, which the OpenAI and Anthropic SDKs
+    obey, instead of retrying or sleeping until a far Retry-After."""
 
 
 def classify(exc: BaseException, secrets: Iterable[str] = ()) -> ErrorInfo:
@@ -151,8 +155,9 @@ def classify(exc: BaseException, secrets: Iterable[str] = ()) -> ErrorInfo:
     if isinstance(exc, ConfigError):  # raised while planning from request fields (strategy, requirements)
         return ErrorInfo(400, "invalid_request_error", _one_line(str(exc)), "invalid_value", exc.key)
     if isinstance(exc, BudgetExceededError):
-        return ErrorInfo(429, "insufficient_quota", str(exc), "budget_exceeded", None,
-                         _finite(exc.retry_after), (("scope", exc.scope),))
+        wait = _finite(exc.retry_after)
+        return ErrorInfo(429, "insufficient_quota", str(exc), "budget_exceeded", None, wait, (("scope", exc.scope),),
+                         retry_now=wait is not None and wait <= PROMPT_RETRY_S)
     if isinstance(exc, RateLimitExceededError):
         return ErrorInfo(429, "rate_limit_error", str(exc), "rate_limit_exceeded", None, _finite(exc.retry_after))
     if isinstance(exc, AllAttemptsFailedError):
@@ -244,12 +249,18 @@ def anthropic_error_body(info: ErrorInfo, request_id: str | None = None) -> byte
     return orjson.dumps(anthropic_error_object(info, request_id))
 
 
+PROMPT_RETRY_S = 60.0
+"""The longest budget wait a client is invited to retry after (the SDKs cap their own waits near this)."""
+
+
 def retry_after_header(info: ErrorInfo) -> list[tuple[bytes, bytes]]:
-    """``Retry-After`` (whole seconds, rounded up, at least 1) and ``retry-after-ms`` when known."""
+    """``Retry-After`` (whole seconds, rounded up, at least 1) and ``retry-after-ms`` when known, and
+    ``x-should-retry: false`` when a prompt retry cannot succeed (``ErrorInfo.retry_now``)."""
+    out = [] if info.retry_now else [(b"x-should-retry", b"false")]
     if info.retry_after is None:
-        return []
+        return out
     seconds = max(1, math.ceil(info.retry_after))
-    return [(b"retry-after", str(seconds).encode()),
+    return [*out, (b"retry-after", str(seconds).encode()),
             (b"retry-after-ms", str(max(1, math.ceil(info.retry_after * 1000))).encode())]
 
 
