@@ -17,16 +17,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from modelplex.catalog.params import PARAMS
-from modelplex.catalog.validation import DEFAULT_TEMPERATURE_RANGE, FLOAT_RANGES, TOP_LOGPROBS_MAX
+from modelplex.catalog.validation import (
+    DEFAULT_TEMPERATURE_RANGE,
+    FLOAT_RANGES,
+    TOP_LOGPROBS_MAX,
+    is_int,
+    is_number,
+)
 from modelplex.errors import InvalidRequestError
-
-
-def is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def is_positive_int(v: Any) -> bool:

@@ -107,6 +107,8 @@ class _Call:
     kind: str = "chat"
     attempts: list[Attempt] = field(default_factory=list)
     prompt_bytes: int = 0
+    max_tokens: int = 0
+    """The request's output cap (``params["max_tokens"]``), 0 when it sets none."""
     fit_bytes: int = 0
     """What must fit a target's window: the whole prompt; for embeddings, the largest input."""
     input_estimate: int | None = None
@@ -266,8 +268,8 @@ class Router:
         now = self.clock.now()
         deadline = now + (timeout or self.config.routing.deadline)
         return _Call(rid, msgs, merged, plan, user, api_key_id, list(tags or []), deadline, now, self.clock.wall(),
-                     kind, prompt_bytes=prompt_bytes, fit_bytes=fit_bytes, plan_args=plan_args, downgraded=downgrade,
-                     allowed_models=allowed)
+                     kind, prompt_bytes=prompt_bytes, max_tokens=int(merged.get("max_tokens") or 0),
+                     fit_bytes=fit_bytes, plan_args=plan_args, downgraded=downgrade, allowed_models=allowed)
 
     def _input_tokens(self, call: _Call, spec: ModelSpec) -> int:
         if call.input_estimate is None:
@@ -281,7 +283,7 @@ class Router:
 
     def _fits(self, call: _Call, spec: ModelSpec) -> bool:
         """Token pre-check. UTF-8 bytes bound the token count from above, so most prompts need no count."""
-        out = int(call.params.get("max_tokens") or 0)
+        out = call.max_tokens
         margin = self.config.routing.token_safety_margin
         if call.fit_bytes + out + margin <= spec.input_limit and call.fit_bytes + out <= spec.context_window:
             return True
@@ -297,7 +299,7 @@ class Router:
         return self._input_tokens(call, spec)
 
     def _estimate_cost(self, call: _Call, spec: ModelSpec) -> float:
-        out = int(call.params.get("max_tokens") or spec.default_params.get("max_tokens") or
+        out = int(call.max_tokens or spec.default_params.get("max_tokens") or
                   min(spec.max_output_tokens, 4096))
         n = self._prompt_tokens_bound(call, spec) if call.kind != "embedding" else call.prompt_bytes // 3 + 1
         p = spec.pricing
@@ -318,7 +320,7 @@ class Router:
     def _skip_reason(self, call: _Call, spec: ModelSpec, min_context: int) -> tuple[str, str] | None:
         if spec.context_window <= min_context:
             return "skipped_context", f"window {spec.context_window} not larger than the failed one"
-        if call.kind != "embedding" and int(call.params.get("max_tokens") or 0) > spec.max_output_tokens:
+        if call.kind != "embedding" and call.max_tokens > spec.max_output_tokens:
             return "skipped_context", f"max_tokens exceeds the output limit of {spec.max_output_tokens:,}"
         if not self._fits(call, spec):
             return "skipped_context", "prompt + max_tokens exceed the window"
@@ -514,7 +516,7 @@ class Router:
     def _too_large(self, call: _Call) -> ContextWindowExceededError:
         """The error for a plan whose every target was skipped because the prompt plus ``max_tokens``
         does not fit its window, named after the largest window among them."""
-        out = int(call.params.get("max_tokens") or 0)
+        out = call.max_tokens
         if call.kind != "embedding" and out > max(t.max_output_tokens for t in call.plan.targets):
             top = max(call.plan.targets, key=lambda t: t.max_output_tokens)
             return ContextWindowExceededError(

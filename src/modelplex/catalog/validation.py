@@ -62,11 +62,11 @@ def _fmt(n: int) -> str:
     return f"{n:,}"
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -113,14 +113,14 @@ def _check_value(spec: ModelSpec, protocol: str, name: str, canonical: str, valu
     if needed is not None and needed not in spec.capabilities:
         return ParameterIssue(name, "unsupported", f"{name} needs {needed}, which {spec.id} lacks")
     if canonical == "max_tokens":
-        if not _is_int(value) or value < 1:
+        if not is_int(value) or value < 1:
             return ParameterIssue(name, "invalid_value", f"{name} must be a positive integer, got {value!r}")
         if value > spec.max_output_tokens:
             return ParameterIssue(name, "exceeds_output_limit",
                                   f"{name} {value} exceeds the model's output limit of {_fmt(spec.max_output_tokens)}")
         return None
     if canonical == "dimensions":
-        if not _is_int(value) or value < 1:
+        if not is_int(value) or value < 1:
             return ParameterIssue(name, "invalid_value", f"{name} must be a positive integer, got {value!r}")
         if spec.embedding_dimensions is not None and value > spec.embedding_dimensions:
             return ParameterIssue(name, "invalid_value", f"{name} {value} exceeds the model's "
@@ -134,12 +134,12 @@ def _check_value(spec: ModelSpec, protocol: str, name: str, canonical: str, valu
         return _check_range(name, value, low, high)
     if canonical in INT_MINIMUMS:
         minimum = INT_MINIMUMS[canonical]
-        if not _is_int(value) or value < minimum:
+        if not is_int(value) or value < minimum:
             return ParameterIssue(name, "invalid_value", f"{name} must be an integer >= {minimum}, got {value!r}")
         if canonical == "top_logprobs" and value > TOP_LOGPROBS_MAX:
             return ParameterIssue(name, "invalid_value", f"{name} must be at most {TOP_LOGPROBS_MAX}, got {value!r}")
         return None
-    if canonical == "seed" and not _is_int(value):
+    if canonical == "seed" and not is_int(value):
         return ParameterIssue(name, "invalid_value", f"seed must be an integer, got {value!r}")
     if canonical == "logprobs" and not isinstance(value, bool):
         return ParameterIssue(name, "invalid_value", f"logprobs must be true or false, got {value!r}")
@@ -153,13 +153,13 @@ def _check_value(spec: ModelSpec, protocol: str, name: str, canonical: str, valu
 
 def _temperature_range(spec: ModelSpec, protocol: str) -> tuple[float, float]:
     raw = spec.api_requirements.get("temperature_range")
-    if isinstance(raw, list | tuple) and len(raw) == 2 and all(_is_number(x) for x in raw):
+    if isinstance(raw, list | tuple) and len(raw) == 2 and all(is_number(x) for x in raw):
         return float(raw[0]), float(raw[1])
     return TEMPERATURE_RANGES.get(protocol, DEFAULT_TEMPERATURE_RANGE)
 
 
 def _check_range(name: str, value: Any, low: float, high: float) -> ParameterIssue | None:
-    if not _is_number(value) or not (low <= value <= high):
+    if not is_number(value) or not (low <= value <= high):
         return ParameterIssue(name, "invalid_value", f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
     return None
 
@@ -184,7 +184,7 @@ def _check_context(spec: ModelSpec, params: Mapping[str, Any], input_tokens: int
                                f"input of {_fmt(input_tokens)} tokens exceeds the model's input limit of "
                                f"{_fmt(spec.input_limit)}")]
     max_tokens = next((params[k] for k in MAX_TOKENS_NAMES if params.get(k) is not None), None)
-    if _is_int(max_tokens) and max_tokens > 0 and input_tokens + max_tokens > spec.context_window:
+    if is_int(max_tokens) and max_tokens > 0 and input_tokens + max_tokens > spec.context_window:
         return [ParameterIssue("max_tokens", "exceeds_context",
                                f"input of {_fmt(input_tokens)} tokens plus max_tokens {max_tokens} exceeds the "
                                f"context window of {_fmt(spec.context_window)}")]

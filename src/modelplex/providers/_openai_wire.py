@@ -35,7 +35,7 @@ from modelplex.errors import (
     redact,
     status_error,
 )
-from modelplex.providers.base import StreamDecoder
+from modelplex.providers.base import StreamDecoder, load_json_object
 from modelplex.types import (
     ChatRequest,
     EmbeddingResponse,
@@ -566,17 +566,6 @@ def _redacted(obj: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
 Classifier = Callable[[dict[str, Any]], ProviderError]
 
 
-def event_object(data: bytes, invalid: Callable[[str], InvalidResponseError]) -> dict[str, Any]:
-    """One stream event's JSON object, or ``invalid(...)`` when it is not one."""
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise invalid("stream event is not valid JSON") from None
-    if not isinstance(obj, dict):
-        raise invalid("stream event is not a JSON object")
-    return obj
-
-
 class OpenAIStreamDecoder(StreamDecoder):
     """Chat-completions SSE -> ``StreamChunk``s.
 
@@ -606,7 +595,7 @@ class OpenAIStreamDecoder(StreamDecoder):
         if data.strip() == b"[DONE]":
             self._done = True
             return []
-        obj = event_object(data, self._invalid)
+        obj = load_json_object(data, self._invalid, what="stream event")
         err = obj.get("error")
         if err is not None or event == "error":
             raise self._classify(err if isinstance(err, dict) else {"message": str(err or obj)})

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from modelplex.catalog.params import RESPONSES_PARAMS, split_params
-from modelplex.providers._openai_wire import CLIENT_ONLY_PARAMS, event_object, set_path
-from modelplex.providers.base import StreamDecoder
+from modelplex.providers._openai_wire import CLIENT_ONLY_PARAMS, set_path
+from modelplex.providers.base import StreamDecoder, load_json_object
 from modelplex.types import Response, StreamChunk, ToolCall, ToolCallDelta, Usage
 
 if TYPE_CHECKING:
@@ -281,7 +281,7 @@ class ResponsesStreamDecoder(StreamDecoder):
     def feed(self, event: str | None, data: bytes) -> list[StreamChunk]:
         if self._done or not data.strip():
             return []
-        obj = event_object(data, self._invalid)
+        obj = load_json_object(data, self._invalid, what="stream event")
         kind = obj.get("type") or event
         if kind == "response.output_text.delta":
             delta = obj.get("delta")

@@ -198,14 +198,16 @@ def portable_tool_id(tool_id: str) -> str:
     return "toolu_" + hashlib.blake2b(tool_id.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def load_json_object(payload: bytes, invalid: Callable[[str], InvalidResponseError]) -> dict[str, Any]:
-    """``payload`` parsed as a JSON object; ``invalid(message)`` is raised for anything else."""
+def load_json_object(payload: bytes, invalid: Callable[[str], InvalidResponseError], *,
+                     what: str = "response body") -> dict[str, Any]:
+    """``payload`` (a ``what``: a response body, a stream event) parsed as a JSON object; ``invalid(message)``
+    is raised for anything else."""
     try:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError:
-        raise invalid("response body is not valid JSON") from None
+        raise invalid(f"{what} is not valid JSON") from None
     if not isinstance(data, dict):
-        raise invalid("response body is not a JSON object")
+        raise invalid(f"{what} is not a JSON object")
     return data
 
 
