@@ -762,11 +762,16 @@ async def test_stream_thinking_fixture() -> None:
 
 async def test_stream_thinking_blocks_carry_the_signature() -> None:
     chunks = await decode("stream_thinking.sse")
-    assert all(c.raw is None for c in chunks[:-1])
-    assert chunks[-1].raw == {"thinking_blocks": [{
+    block = {
         "type": "thinking",
         "thinking": "Let me solve this step by step:\n\n1. First break down 27 * 453\n2. 453 = 400 + 50 + 3",
-        "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"}]}
+        "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"}
+    whole = [c for c in chunks[:-1] if c.raw is not None]
+    assert [c.raw for c in whole] == [{"thinking_block": block}]  # as the block closes, before the text
+    assert not (whole[0].delta or whole[0].reasoning_delta or whole[0].tool_calls)
+    closed_at = chunks.index(whole[0])
+    assert not any(c.delta for c in chunks[:closed_at]) and any(c.delta for c in chunks[closed_at:])
+    assert chunks[-1].raw == {"thinking_blocks": [block]}
 
 
 async def test_stream_thinking_blocks_match_the_non_streaming_shape() -> None:
@@ -795,6 +800,7 @@ async def test_stream_thinking_blocks_match_the_non_streaming_shape() -> None:
     chunks = await decode(text)
     blocks = [{"type": "thinking", "thinking": "Need the weather.", "signature": "EqQBsig0"}, redacted]
     assert chunks[-1].raw == {"thinking_blocks": blocks}
+    assert [c.raw["thinking_block"] for c in chunks[:-1] if c.raw] == blocks
     resp = adapter().chat_from_wire(orjson.dumps({
         "id": "msg_01", "type": "message", "role": "assistant", "stop_reason": "tool_use",
         "content": [*blocks, {"type": "tool_use", "id": "toolu_01A", "name": "get_weather",
@@ -805,6 +811,22 @@ async def test_stream_thinking_blocks_match_the_non_streaming_shape() -> None:
 async def test_stream_without_thinking_has_no_raw() -> None:
     chunks = await decode("stream_text.sse")
     assert chunks[-1].raw is None
+
+
+async def test_stream_reports_the_matched_stop_sequence() -> None:
+    text = (sse_event("message_start", {"type": "message_start", "message": {
+                "id": "msg_01", "type": "message", "role": "assistant", "content": [],
+                "usage": {"input_tokens": 10, "output_tokens": 1}}})
+            + sse_event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                "content_block": {"type": "text", "text": ""}})
+            + sse_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                "delta": {"type": "text_delta", "text": "1, 2, 3"}})
+            + sse_event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            + sse_event("message_delta", {"type": "message_delta", "delta": {
+                "stop_reason": "stop_sequence", "stop_sequence": "4"}, "usage": {"output_tokens": 7}})
+            + sse_event("message_stop", {"type": "message_stop"}))
+    chunks = await decode(text)
+    assert chunks[-1].finish_reason == "stop" and chunks[-1].raw == {"stop_sequence": "4"}
 
 
 async def test_stream_error_event_raises_classified_error() -> None:
@@ -1103,3 +1125,67 @@ async def test_key_never_reaches_logs_or_errors(fake: FakeProviderServer, sessio
     for exc in errors:
         assert KEY not in str(exc) and KEY not in repr(exc) and KEY not in str(getattr(exc, "body", ""))
     assert KEY not in caplog.text
+
+
+def _tool_turn(resp: Any, thinking_blocks: Any = None) -> list[dict[str, Any]]:
+    """The conversation after ``resp`` asked for a tool: its assistant turn (with ``thinking_blocks`` when
+    given) and the tool's result."""
+    call = resp.tool_calls[0]
+    assistant: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}]}
+    if thinking_blocks is not None:
+        assistant["thinking_blocks"] = thinking_blocks
+    return [*user("Weather in Paris?"), assistant,
+            {"role": "tool", "tool_call_id": call.id, "content": "18C, sunny"}]
+
+
+async def test_thinking_blocks_open_a_tool_use_continuation(fake: FakeProviderServer,
+                                                            session: aiohttp.ClientSession) -> None:
+    """With thinking on, the API refuses a tool result whose assistant turn lost its signed thinking."""
+    m = spec(caps=REASONING)
+    a = adapter(fake.base_url)
+    fake.behavior = Behavior(tool_call={"name": "get_weather", "arguments": {"city": "Paris"}})
+    params = {"reasoning_effort": "low", "tools": WEATHER_TOOL}
+    first = await a.complete(session, ChatRequest(messages=user("Weather in Paris?"), params=params), m)
+    blocks = first.provider_details["thinking_blocks"]
+    assert first.tool_calls and blocks[0]["signature"].startswith("sig_")
+
+    fake.behavior = Behavior(reply="Sunny, 18C.")
+    with pytest.raises(BadRequestError, match="must start with a thinking block"):
+        await a.complete(session, ChatRequest(messages=_tool_turn(first), params=params), m)
+    resp = await a.complete(session, ChatRequest(messages=_tool_turn(first, blocks), params=params), m)
+    assert resp.content == "Sunny, 18C."
+    sent = fake.captured[-1].json["messages"][1]["content"]
+    assert sent[0] == blocks[0] and sent[1]["type"] == "tool_use"
+
+    forged = [{**blocks[0], "thinking": "something else"}]
+    with pytest.raises(BadRequestError, match="Invalid `signature`"):
+        await a.complete(session, ChatRequest(messages=_tool_turn(first, forged), params=params), m)
+
+
+def test_thinking_blocks_are_sent_only_with_thinking_on() -> None:
+    blocks = [{"type": "thinking", "thinking": "t", "signature": "s", "extra": 1},
+              {"type": "redacted_thinking", "data": "d"}]
+    msgs = [*user("q"), {"role": "assistant", "content": "a", "thinking_blocks": blocks}, *user("again")]
+    m = spec(caps=REASONING)
+    on = body(adapter(), ChatRequest(messages=msgs, params={"reasoning_effort": "low"}), m)
+    assert on["messages"][1]["content"] == [{"type": "thinking", "thinking": "t", "signature": "s"},
+                                            {"type": "redacted_thinking", "data": "d"}, {"type": "text", "text": "a"}]
+    off = body(adapter(), ChatRequest(messages=msgs), m)
+    assert off["messages"][1]["content"] == "a"
+
+
+@pytest.mark.parametrize("bad", ["text", [{"type": "thinking", "thinking": "t"}], [{"type": "text", "text": "x"}]])
+def test_malformed_thinking_blocks_are_a_bad_request(bad: Any) -> None:
+    msgs = [*user("q"), {"role": "assistant", "content": "a", "thinking_blocks": bad}, *user("again")]
+    with pytest.raises(BadRequestError, match="thinking_blocks"):
+        body(adapter(), ChatRequest(messages=msgs, params={"reasoning_effort": "low"}), spec(caps=REASONING))
+
+
+def test_tool_error_flag_reaches_the_tool_result() -> None:
+    msgs = [*user("q"), {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "t1", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "t1", "content": "city not found", "is_error": True}]
+    b = body(adapter(), ChatRequest(messages=msgs))
+    assert b["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": "t1", "content": "city not found",
+                                            "is_error": True}]

@@ -136,6 +136,43 @@ def test_messages_drop_modelplex_only_keys_and_keep_tool_turns() -> None:
     assert body["messages"][1:] == messages[1:]
 
 
+CACHED_MESSAGES: list[dict[str, Any]] = [
+    {"role": "system", "content": [{"type": "text", "text": "policy", "cache_control": {"type": "ephemeral"}}]},
+    {"role": "user", "content": "q", "cache_control": {"type": "ephemeral"}},
+    {"role": "assistant", "content": "a", "thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "s"}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "r", "is_error": True},
+]
+CACHED_TOOLS = [{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}},
+                 "cache_control": {"type": "ephemeral"}}]
+
+
+def test_anthropic_only_marks_are_stripped_for_strict_vendors() -> None:
+    """Prompt-caching marks, thinking blocks and a tool result's error flag are Anthropic's; a strict
+    OpenAI-compatible server answers 400 to unknown keys."""
+    req = ChatRequest(messages=CACHED_MESSAGES, params={"tools": CACHED_TOOLS})
+    body = orjson.loads(adapter().chat_to_wire(req, spec()).body or b"")  # type: ignore[arg-type]
+    assert body["messages"] == [{"role": "system", "content": [{"type": "text", "text": "policy"}]},
+                                {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
+                                {"role": "tool", "tool_call_id": "c1", "content": "r"}]
+    assert body["tools"] == [{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}]
+    assert "cache_control" in CACHED_MESSAGES[0]["content"][0] and "cache_control" in CACHED_TOOLS[0]  # not mutated
+
+
+def test_a_vendor_that_takes_cache_control_keeps_it_on_parts_and_tools() -> None:
+    req = ChatRequest(messages=CACHED_MESSAGES, params={"tools": CACHED_TOOLS})
+    a = adapter("https://openrouter.ai/api/v1", name="openrouter", profile={"cache_control": True})
+    body = orjson.loads(a.chat_to_wire(req, spec("anthropic/claude-sonnet-4.5", "openrouter")).body or b"")  # type: ignore[arg-type]
+    assert body["messages"][0] == CACHED_MESSAGES[0] and body["tools"] == CACHED_TOOLS
+    assert body["messages"][1] == {"role": "user", "content": "q"}  # message-level marks are not OpenRouter's form
+
+
+def test_the_bundled_openrouter_profile_takes_cache_control() -> None:
+    from modelplex.catalog.loader import bundled_catalog
+
+    assert bundled_catalog().provider("openrouter").profile.get("cache_control") is True
+    assert not bundled_catalog().provider("openai").profile.get("cache_control")
+
+
 def test_max_tokens_maps_to_max_completion_tokens_for_reasoning_models() -> None:
     o3 = spec("o3-mini", param_mappings={"max_tokens": "max_completion_tokens"})
     body = orjson.loads(adapter().chat_to_wire(ChatRequest(messages=user("x"), params={"max_tokens": 500}), o3).body

@@ -7,6 +7,7 @@ import json
 
 import anthropic
 import pytest
+from gateway_testkit import gateway_models
 
 from modelplex.server.anthropic_routes import AnthropicEventEncoder, message_object, to_router_request
 from modelplex.server.errors import GatewayError
@@ -205,9 +206,10 @@ def test_conversion_of_system_images_tools_and_results() -> None:
         {"role": "user", "content": [{"type": "text", "text": "look"},
                                      {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
         {"role": "assistant", "content": "calling", "tool_calls": [
-            {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}}]},
+            {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}}],
+         "thinking_blocks": [{"type": "thinking", "thinking": "hmm", "signature": "sig"}]},
         {"role": "tool", "tool_call_id": "toolu_1", "content": "hot"},
-        {"role": "tool", "tool_call_id": "toolu_2", "content": "Error: boom"},
+        {"role": "tool", "tool_call_id": "toolu_2", "content": "Error: boom", "is_error": True},
         {"role": "user", "content": "thanks"},
     ]
     assert params == {"max_tokens": 300, "temperature": 0.2, "top_k": 5, "stop": ["END"],
@@ -269,3 +271,139 @@ def test_encoder_interleaves_text_and_tool_blocks() -> None:
     assert events[-2]["delta"]["stop_reason"] == "tool_use"
     assert events[-2]["usage"]["output_tokens"] == 3
     assert events[-2]["modelplex"]["cost_usd"] is None  # no cost on the chunks: none invented
+
+
+THINKER = {"id": "fakeclaude/thinker", "context_window": 200_000, "max_output_tokens": 16_000,
+           "capabilities": ["tool_calling", "streaming", "system_messages", "reasoning"], "category": "reasoning",
+           "quality": 30, "default_params": {"max_tokens": 1024}, "pricing": {"input_per_mtok": 3.0, "output_per_mtok": 15.0}}
+
+
+def thinker_gateway(live):
+    return live(models=[*gateway_models(), THINKER])
+
+
+def test_thinking_blocks_come_back_signed_and_continue_a_tool_use(live) -> None:
+    """With thinking on, a Claude tool-use turn must be sent back with its signed thinking block first: the
+    API refuses the tool result otherwise. The SDK's own message goes back as it came, streamed or not."""
+    gw = thinker_gateway(live)
+    c = client(gw, gw.create_key())
+    ask = {"model": "fakeclaude/thinker", "max_tokens": 4000, "tools": [WEATHER],
+           "thinking": {"type": "enabled", "budget_tokens": 2048}}
+    question = {"role": "user", "content": "Weather in Oslo?"}
+    for streamed in (False, True):
+        gw.fake.behavior = Behavior(tool_call={"name": "get_weather", "arguments": {"city": "Oslo"}})
+        if streamed:
+            with c.messages.stream(**ask, messages=[question]) as stream:
+                msg = stream.get_final_message()
+        else:
+            msg = c.messages.create(**ask, messages=[question])
+        assert [b.type for b in msg.content] == ["thinking", "tool_use"], streamed
+        assert msg.content[0].signature.startswith("sig_") and msg.content[0].thinking
+        gw.fake.behavior = Behavior(reply="Snowing, -3C.")
+        tool = msg.content[1]
+        answer = c.messages.create(**ask, messages=[
+            question, {"role": "assistant", "content": [b.model_dump() for b in msg.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool.id, "content": "-3C, snow"}]}])
+        assert answer.content[-1].text == "Snowing, -3C." and answer.content[0].type == "thinking"
+        sent = [cap for cap in gw.fake.captured if cap.protocol == "anthropic"][-1].json
+        assert sent["messages"][1]["content"][0] == msg.content[0].model_dump()
+
+
+def test_no_thinking_blocks_unless_asked(live) -> None:
+    gw = thinker_gateway(live)
+    c = client(gw, gw.create_key())
+    msg = c.messages.create(model="fakeclaude/thinker", max_tokens=300, messages=[{"role": "user", "content": "Hi"}])
+    assert [b.type for b in msg.content] == ["text"]
+
+
+def test_streamed_reasoning_of_other_providers_is_unsigned_thinking() -> None:
+    enc = AnthropicEventEncoder("r1", thinking=True)
+    out = enc.start(StreamChunk(model="m/x"))
+    out += enc.chunk(StreamChunk(reasoning_delta="First, "))
+    out += enc.chunk(StreamChunk(reasoning_delta="think."))
+    out += enc.chunk(StreamChunk(delta="Answer."))
+    out += enc.chunk(StreamChunk(finish_reason="stop", usage=Usage(input_tokens=5, output_tokens=3)))
+    out += enc.finish()
+    events = [json.loads(line[6:]) for line in out.decode().splitlines() if line.startswith("data: ")]
+    assert events[1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
+    deltas = [e["delta"] for e in events if e["type"] == "content_block_delta"]
+    assert deltas == [{"type": "thinking_delta", "thinking": "First, "}, {"type": "thinking_delta", "thinking": "think."},
+                      {"type": "text_delta", "text": "Answer."}]
+    assert [e["index"] for e in events if e["type"] == "content_block_stop"] == [0, 1]
+    # unsigned thinking cannot be sent back to Claude: it is left out of the next request
+    messages, _, _, _ = to_router_request({"model": "x", "max_tokens": 5, "messages": [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "First, think.", "signature": ""},
+                                          {"type": "text", "text": "Answer."}]},
+        {"role": "user", "content": "more"}]})
+    assert messages[1] == {"role": "assistant", "content": "Answer."}
+
+
+def test_encoder_streams_signed_and_redacted_thinking() -> None:
+    enc = AnthropicEventEncoder("r1", thinking=True)
+    out = enc.start(StreamChunk(model="m/x"))
+    out += enc.chunk(StreamChunk(reasoning_delta="Need the weather."))
+    out += enc.chunk(StreamChunk(raw={"thinking_block": {"type": "thinking", "thinking": "Need the weather.",
+                                                         "signature": "sig_1"}}))
+    out += enc.chunk(StreamChunk(raw={"thinking_block": {"type": "redacted_thinking", "data": "opaque"}}))
+    out += enc.chunk(StreamChunk(delta="Done."))
+    out += enc.chunk(StreamChunk(finish_reason="stop", raw={"thinking_blocks": []}))
+    out += enc.finish()
+    events = [json.loads(line[6:]) for line in out.decode().splitlines() if line.startswith("data: ")]
+    starts = [e["content_block"]["type"] for e in events if e["type"] == "content_block_start"]
+    assert starts == ["thinking", "redacted_thinking", "text"]
+    assert {"type": "signature_delta", "signature": "sig_1"} in [e.get("delta") for e in events]
+    redacted = next(e for e in events if e["type"] == "content_block_start" and e["index"] == 1)
+    assert redacted["content_block"] == {"type": "redacted_thinking", "data": "opaque"}
+    assert [e["index"] for e in events if e["type"] == "content_block_stop"] == [0, 1, 2]
+
+
+def test_stop_sequence_is_reported(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    gw.fake.behavior = Behavior(reply="one two STOP three")
+    ask = {"model": "fakeclaude/sonnet", "max_tokens": 100, "stop_sequences": ["STOP"],
+           "messages": [{"role": "user", "content": "Count"}]}
+    msg = c.messages.create(**ask)
+    assert msg.stop_reason == "stop_sequence" and msg.stop_sequence == "STOP"
+    assert msg.content[0].text == "one two "
+    with c.messages.stream(**ask) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "stop_sequence" and final.stop_sequence == "STOP"
+    plain = c.messages.create(**{**ask, "stop_sequences": ["NEVER"]})
+    assert plain.stop_reason == "end_turn" and plain.stop_sequence is None
+
+
+def test_cache_control_reaches_claude_and_not_a_strict_openai_upstream(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    policy = "Company policy. " * 300
+    ask = {"max_tokens": 100, "tools": [{**WEATHER, "cache_control": {"type": "ephemeral"}}],
+           "system": [{"type": "text", "text": policy, "cache_control": {"type": "ephemeral"}}],
+           "messages": [{"role": "user", "content": [
+               {"type": "text", "text": "Question?", "cache_control": {"type": "ephemeral"}}]}]}
+    first = c.messages.create(model="fakeclaude/sonnet", **ask)
+    second = c.messages.create(model="fakeclaude/sonnet", **ask)
+    assert first.usage.cache_creation_input_tokens > 0 and first.usage.cache_read_input_tokens == 0
+    assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+    sent = [cap for cap in gw.fake.captured if cap.protocol == "anthropic"][-1].json
+    assert sent["system"] == [{"type": "text", "text": policy, "cache_control": {"type": "ephemeral"}}]
+    assert sent["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
+    assert sent["tools"][0]["cache_control"] == {"type": "ephemeral"}
+    c.messages.create(model="fakeai/small", **ask)
+    oai = [cap for cap in gw.fake.captured if cap.protocol == "openai"][-1].json
+    assert "cache_control" not in json.dumps(oai)
+    assert oai["messages"][0] == {"role": "system", "content": [{"type": "text", "text": policy}]}
+
+
+def test_tool_error_flag_reaches_claude(live) -> None:
+    gw = live()
+    c = client(gw, gw.create_key())
+    c.messages.create(model="fakeclaude/sonnet", max_tokens=100, tools=[WEATHER], messages=[
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                           "input": {"city": "Atlantis"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "no such city",
+                                      "is_error": True}]}])
+    sent = [cap for cap in gw.fake.captured if cap.protocol == "anthropic"][-1].json
+    assert sent["messages"][-1]["content"][0]["is_error"] is True

@@ -73,11 +73,35 @@ CLIENT_ONLY_PARAMS: frozenset[str] = frozenset({"timeout"})
 """OpenAI-named parameters that govern the client, never the request body."""
 
 
-def clean_messages(messages: list[Message]) -> list[dict[str, Any]]:
-    """The messages as the wire takes them. Messages that need no change are passed through unchanged."""
+def clean_messages(messages: list[Message], *, cache_control: bool = False) -> list[dict[str, Any]]:
+    """The messages as the wire takes them. Messages that need no change are passed through unchanged.
+
+    ``cache_control`` marks (Anthropic's prompt-caching breakpoints, on content parts) are kept only for
+    a vendor whose profile says it takes them (``cache_control: true``, as OpenRouter does); strict
+    OpenAI-compatible servers answer 400 to the unknown key."""
     keep = MESSAGE_KEYS.issuperset
-    return [m if keep(m) else {k: v for k, v in m.items() if k in MESSAGE_KEYS}  # type: ignore[misc]
+    if cache_control:
+        return [m if keep(m) else {k: v for k, v in m.items() if k in MESSAGE_KEYS}  # type: ignore[misc]
+                for m in messages]
+    return [m if keep(m) and type(m.get("content")) is not list else _wire_message(m)  # type: ignore[misc]
             for m in messages]
+
+
+def _wire_message(m: Message) -> dict[str, Any]:
+    """``m`` with only the wire's keys, and its content parts without ``cache_control``."""
+    out = {k: v for k, v in m.items() if k in MESSAGE_KEYS}
+    content = out.get("content")
+    if type(content) is list and any(_is_mapping(p) and "cache_control" in p for p in content):
+        out["content"] = [{k: v for k, v in p.items() if k != "cache_control"} if _is_mapping(p) else p
+                          for p in content]
+    return out
+
+
+def _uncached_tools(tools: Any) -> Any:
+    """``tools`` without Anthropic's ``cache_control`` marks (see ``clean_messages``)."""
+    if type(tools) is not list or not any(_is_mapping(t) and "cache_control" in t for t in tools):
+        return tools
+    return [{k: v for k, v in t.items() if k != "cache_control"} if _is_mapping(t) else t for t in tools]
 
 
 def set_path(body: dict[str, Any], name: str, value: Any) -> None:
@@ -109,11 +133,14 @@ def build_chat_body(protocol: str, req: ChatRequest, spec: ModelSpec, *, model_f
     body: dict[str, Any] = {}
     if model_field is not None:
         body["model"] = model_field
-    body["messages"] = clean_messages(req.messages)
+    caching = bool(profile.get("cache_control", False))
+    body["messages"] = clean_messages(req.messages, cache_control=caching)
     dropped_names: list[str] = []
     extra: Any = None
     if req.params or spec.default_params:  # with neither there is nothing to place
         extra = _place_params(body, protocol, req.params, spec, profile, dropped_names)
+        if not caching and "tools" in body:
+            body["tools"] = _uncached_tools(body["tools"])
     if req.stream:
         body["stream"] = True
         if profile.get("stream_usage", True):

@@ -17,8 +17,11 @@ Request mapping
       and ``=``) meet Anthropic's ``^[a-zA-Z0-9_-]+$`` and each call still pairs with its result.
       ``image_url`` parts become ``image`` blocks (``data:`` URLs -> base64 source, other URLs -> url
       source); ``file`` parts with PDF data become ``document`` blocks. Parts already in Anthropic's shape (``image`` with ``source``, ``document``,
-      ``thinking``, ``redacted_thinking`` ...) pass through unchanged, so callers can echo thinking
-      blocks (``Response.provider_details["thinking_blocks"]``) back in multi-turn tool use.
+      ``thinking``, ``redacted_thinking`` ...) pass through unchanged. An assistant message's
+      ``thinking_blocks`` (the blocks ``Response.provider_details["thinking_blocks"]`` gives, as LiteLLM
+      names them) open its turn when the request has thinking on, as a tool-use continuation with
+      thinking requires; other protocols drop the key. A ``tool`` message's ``is_error: true`` becomes the
+      ``tool_result``'s ``is_error``.
     * ``max_tokens`` is required by the API: the caller's ``max_tokens`` (or ``max_completion_tokens``),
       else ``spec.default_params["max_tokens"]``, else ``min(spec.max_output_tokens, 4096)``. The router
       copies ``default_params`` into the request, so a value equal to the catalog default counts as the
@@ -265,8 +268,10 @@ def _data_url(url: str) -> tuple[str, str] | None:
 class _Converter:
     """OpenAI-shaped messages -> Anthropic ``system`` and ``messages``. One per request."""
 
-    def __init__(self, model: ModelSpec) -> None:
+    def __init__(self, model: ModelSpec, *, thinking: bool = False) -> None:
         self.model = model
+        self.thinking = thinking
+        """Whether the request has thinking on: assistant ``thinking_blocks`` are sent back only then."""
 
     def unsupported(self, what: str) -> UnsupportedParameterError:
         return UnsupportedParameterError(self.model.id, [what])
@@ -366,9 +371,30 @@ class _Converter:
         block: dict[str, Any] = {"type": "tool_result", "tool_use_id": _tool_id(message.get("tool_call_id"))}
         if result:
             block["content"] = result
+        if message.get("is_error") is True:
+            block["is_error"] = True
         if "cache_control" in message:
             block["cache_control"] = message["cache_control"]
         return block
+
+    def thinking_blocks(self, value: Any) -> list[dict[str, Any]]:
+        """An assistant message's ``thinking_blocks`` (as ``Response.provider_details`` gives them), to open
+        its turn: a tool-use continuation with thinking on must start with the turn's signed thinking."""
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.bad("thinking_blocks must be a list of thinking blocks")
+        out: list[dict[str, Any]] = []
+        for b in value:
+            kind = b.get("type") if isinstance(b, Mapping) else None
+            if kind == "thinking" and isinstance(b.get("thinking"), str) and isinstance(b.get("signature"), str):
+                out.append({"type": "thinking", "thinking": b["thinking"], "signature": b["signature"]})
+            elif kind == "redacted_thinking" and isinstance(b.get("data"), str):
+                out.append({"type": "redacted_thinking", "data": b["data"]})
+            else:
+                raise self.bad("thinking_blocks entries must be thinking blocks (thinking and signature) or "
+                               "redacted_thinking blocks (data)")
+        return out
 
     # ---------------------------------------------------------------- messages
 
@@ -396,7 +422,8 @@ class _Converter:
                 _mark_last(blocks, cache)
                 add("user", blocks)
             elif role == "assistant":
-                blocks = self.blocks(message.get("content"))
+                blocks = self.thinking_blocks(message.get("thinking_blocks")) if self.thinking else []
+                blocks += self.blocks(message.get("content"))
                 blocks += [self.tool_use(tc) for tc in message.get("tool_calls") or ()]
                 _mark_last(blocks, cache)
                 add("assistant", blocks)
@@ -621,10 +648,7 @@ class AnthropicAdapter(Adapter):
     def build_body(self, req: ChatRequest, model: ModelSpec) -> tuple[dict[str, Any], list[str]]:
         """The Messages body for ``req`` and the beta flags it needs."""
         params = effective_params(req, model)
-        system, messages = _Converter(model).convert(req.messages)
-        body: dict[str, Any] = {"model": model.api_model, "messages": messages}
-        if system is not None:
-            body["system"] = system
+        body: dict[str, Any] = {"model": model.api_model, "messages": []}
         betas: list[str] = []
 
         tools = [_tool(t, model) for t in params.get("tools") or ()]
@@ -647,6 +671,9 @@ class AnthropicAdapter(Adapter):
         body["max_tokens"] = max_tokens
         if thinking is not None:
             body["thinking"] = thinking
+        system, body["messages"] = _Converter(model, thinking=thinking is not None).convert(req.messages)
+        if system is not None:
+            body["system"] = system
 
         stop = params.get("stop")
         if stop:
@@ -915,9 +942,11 @@ class AnthropicAdapter(Adapter):
 
 class AnthropicStreamDecoder(StreamDecoder):
     """Messages SSE events -> ``StreamChunk``s. The final chunk (at ``message_stop``) carries the finish
-    reason and the full usage, and, when the answer had thinking, ``raw={"thinking_blocks": [...]}``: the
-    blocks with their signatures, as non-streaming answers give them in ``provider_details``. ``ping`` and
-    unknown events are ignored (the API may add event types)."""
+    reason and the full usage, and in ``raw`` the matched ``stop_sequence`` (when one ended the answer) and,
+    when the answer had thinking, ``thinking_blocks``: the blocks with their signatures, as non-streaming
+    answers give them in ``provider_details``. Each thinking block also comes whole, as it closes, in a
+    chunk of its own (``raw={"thinking_block": {...}}``, no text). ``ping`` and unknown events are ignored
+    (the API may add event types)."""
 
     def __init__(self, adapter: AnthropicAdapter, model: ModelSpec, forced_tool: str | None = None) -> None:
         self._adapter = adapter
@@ -927,6 +956,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         self._started = False
         self._usage: dict[str, Any] | None = None
         self._stop_reason: str | None = None
+        self._stop_sequence: str | None = None
         self._blocks: dict[int, str] = {}  # content index -> "text" | "tool" | "ours" | "thinking" | "other"
         self._tool_index: dict[int, int] = {}  # content index -> OpenAI-style tool call ordinal
         self._thinking: dict[int, dict[str, Any]] = {}  # content index -> thinking block, rebuilt from deltas
@@ -966,6 +996,8 @@ class AnthropicStreamDecoder(StreamDecoder):
             delta = obj.get("delta")
             if isinstance(delta, Mapping) and delta.get("stop_reason") is not None:
                 self._stop_reason = str(delta["stop_reason"])
+            if isinstance(delta, Mapping) and isinstance(delta.get("stop_sequence"), str):
+                self._stop_sequence = delta["stop_sequence"]
             usage = obj.get("usage")
             if isinstance(usage, Mapping):
                 self._usage = {**(self._usage or {}), **{k: v for k, v in usage.items() if v is not None}}
@@ -973,7 +1005,9 @@ class AnthropicStreamDecoder(StreamDecoder):
         if kind == "message_stop":
             self._done = True
             return [self._final()]
-        return []  # ping, content_block_stop, and event types added later
+        if kind == "content_block_stop":
+            return self._block_stop(obj)
+        return []  # ping, and event types added later
 
     def close(self) -> list[StreamChunk]:
         if not self._done:
@@ -1065,10 +1099,21 @@ class AnthropicStreamDecoder(StreamDecoder):
             return []
         return []  # citations_delta, and delta types added later
 
+    def _block_stop(self, obj: Mapping[str, Any]) -> list[StreamChunk]:
+        """A thinking block, whole (text and signature, or the redacted data), as it closes: the signature
+        arrives last, so this is the first moment the block can be echoed back."""
+        index = obj.get("index")
+        block = self._thinking.get(index) if isinstance(index, int) else None
+        return [StreamChunk(raw={"thinking_block": dict(block)})] if block is not None else []
+
     def _final(self) -> StreamChunk:
         reason = finish_reason(self._stop_reason)
         if reason == "tool_calls" and self._ours_seen and self._user_tools == 0:
             reason = "stop"
         usage = usage_from_wire(self._usage) if self._usage is not None else None
-        raw = {"thinking_blocks": [self._thinking[i] for i in sorted(self._thinking)]} if self._thinking else None
-        return StreamChunk(finish_reason=reason, usage=usage, raw=raw)
+        raw: dict[str, Any] = {}
+        if self._thinking:
+            raw["thinking_blocks"] = [self._thinking[i] for i in sorted(self._thinking)]
+        if self._stop_sequence is not None:
+            raw["stop_sequence"] = self._stop_sequence
+        return StreamChunk(finish_reason=reason, usage=usage, raw=raw or None)

@@ -11,6 +11,14 @@ this route use Anthropic's error shape (``{"type": "error", "error": {"type", "m
 Any routed model can answer: an Anthropic SDK client may name ``openai/gpt-4o-mini``, a task or
 ``auto``, and gets a Claude-shaped answer.
 
+Anthropic-only marks ride on the OpenAI-shaped messages for the Anthropic adapter, and the OpenAI wire
+strips them: ``cache_control`` on content parts, tools and messages; signed ``thinking`` /
+``redacted_thinking`` blocks of an assistant turn as its ``thinking_blocks``; a ``tool_result``'s
+``is_error`` as the tool message's ``is_error`` (its text also says ``Error: ...`` for other models).
+Answers to a request with ``thinking`` on carry thinking blocks: an Anthropic upstream's, signed; other
+providers' streamed reasoning as unsigned ``thinking`` (never sent back). ``stop_reason:
+stop_sequence`` and the matched ``stop_sequence`` come from an Anthropic upstream, which names it.
+
 Must not touch: auth internals, the router's logic, error mapping (``server.errors``).
 """
 
@@ -58,6 +66,14 @@ def _bad(message: str, param: str) -> Exception:
 
 
 # ------------------------------------------------------------------------------------------ request conversion
+
+
+def _cached(out: dict[str, Any], block: dict[str, Any]) -> dict[str, Any]:
+    """``out`` with ``block``'s ``cache_control`` mark, if it has one (the Anthropic adapter sends it on;
+    the OpenAI wire strips it unless the vendor takes it)."""
+    if "cache_control" in block:
+        out["cache_control"] = block["cache_control"]
+    return out
 
 
 def _text_of_blocks(blocks: Any, where: str) -> str:
@@ -120,21 +136,23 @@ def _convert_user(content: Any, where: str) -> list[dict[str, Any]]:
         if kind == "text":
             if not isinstance(b.get("text"), str):
                 raise _bad(f"{bw}.text must be a string", bw)
-            parts.append({"type": "text", "text": b["text"]})
+            parts.append(_cached({"type": "text", "text": b["text"]}, b))
         elif kind == "image":
-            parts.append(_image_part(b, bw))
+            parts.append(_cached(_image_part(b, bw), b))
         elif kind == "tool_result":
             if not isinstance(b.get("tool_use_id"), str):
                 raise _bad(f"{bw}.tool_use_id is required", bw)
             text, images = _tool_result_content(b.get("content"), bw)
-            if b.get("is_error") is True:
-                text = f"Error: {text}" if text else "Error"
-            out.append({"role": "tool", "tool_call_id": b["tool_use_id"], "content": text})
+            tool: dict[str, Any] = {"role": "tool", "tool_call_id": b["tool_use_id"], "content": text}
+            if b.get("is_error") is True:  # the flag for Anthropic upstreams, the words for the others
+                tool["content"] = f"Error: {text}" if text else "Error"
+                tool["is_error"] = True
+            out.append(_cached(tool, b))
             parts.extend(images)
         else:
             raise _bad(f"{bw}: unsupported block type {kind!r} (text, image and tool_result are accepted)", bw)
     if parts:
-        if all(p["type"] == "text" for p in parts):
+        if all(p["type"] == "text" and "cache_control" not in p for p in parts):
             out.append({"role": "user", "content": "".join(p["text"] for p in parts) if len(parts) == 1
                         else "\n\n".join(p["text"] for p in parts)})
         else:
@@ -149,6 +167,8 @@ def _convert_assistant(content: Any, where: str) -> dict[str, Any]:
         raise _bad(f"{where}.content must be a string or a list of blocks", f"{where}.content")
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
+    thinking: list[dict[str, Any]] = []
+    cache: Any = None
     for i, b in enumerate(content):
         bw = f"{where}.content[{i}]"
         if not isinstance(b, dict):
@@ -162,13 +182,27 @@ def _convert_assistant(content: Any, where: str) -> dict[str, Any]:
             args = b.get("input", {})
             calls.append({"id": b["id"], "type": "function",
                           "function": {"name": b["name"], "arguments": orjson.dumps(args).decode()}})
-        elif kind in ("thinking", "redacted_thinking"):
-            continue  # provider-specific; not portable across the models the router may pick
+        elif kind == "thinking":
+            # signed thinking goes back to Anthropic models (a tool-use continuation with thinking needs
+            # it); unsigned thinking, which this gateway streams from other providers' reasoning, cannot
+            if isinstance(b.get("thinking"), str) and isinstance(b.get("signature"), str) and b["signature"]:
+                thinking.append({"type": "thinking", "thinking": b["thinking"], "signature": b["signature"]})
+            continue
+        elif kind == "redacted_thinking":
+            if isinstance(b.get("data"), str) and b["data"]:
+                thinking.append({"type": "redacted_thinking", "data": b["data"]})
+            continue
         else:
             raise _bad(f"{bw}: unsupported block type {kind!r}", bw)
+        if "cache_control" in b:  # the adapter marks the turn's last block: the prefix may end a block later
+            cache = b["cache_control"]
     msg: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
     if calls:
         msg["tool_calls"] = calls
+    if thinking:
+        msg["thinking_blocks"] = thinking
+    if cache is not None:
+        msg["cache_control"] = cache
     return msg
 
 
@@ -188,7 +222,7 @@ def _convert_tools(tools: Any) -> list[dict[str, Any]]:
         fn: dict[str, Any] = {"name": t["name"], "parameters": schema}
         if isinstance(t.get("description"), str):
             fn["description"] = t["description"]
-        out.append({"type": "function", "function": fn})
+        out.append(_cached({"type": "function", "function": fn}, t))
     return out
 
 
@@ -226,7 +260,10 @@ def to_router_request(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[
     system = data.get("system")
     if system is not None:
         text = _text_of_blocks(system, "system")
-        if text:
+        if isinstance(system, list) and any("cache_control" in b for b in system):
+            messages.append({"role": "system", "content": [_cached({"type": "text", "text": b["text"]}, b)
+                                                           for b in system]})
+        elif text:
             messages.append({"role": "system", "content": text})
     raw = data.get("messages")
     if not isinstance(raw, list) or not raw:
@@ -319,8 +356,27 @@ def _tool_input(arguments: str) -> Any:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def message_object(resp: Response, request_id: str) -> dict[str, Any]:
-    content: list[dict[str, Any]] = []
+def wants_thinking(data: dict[str, Any]) -> bool:
+    """Whether the request asked for thinking (answers then carry thinking blocks, as Anthropic's do)."""
+    thinking = data.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+
+
+def _thinking_blocks(resp: Response) -> list[dict[str, Any]]:
+    """The answer's signed thinking blocks (an Anthropic upstream's, verbatim)."""
+    blocks = resp.provider_details.get("thinking_blocks")
+    if not isinstance(blocks, list):
+        return []
+    return [b for b in blocks if isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking")]
+
+
+def _stop_sequence(raw: Any) -> str | None:
+    value = raw.get("stop_sequence") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def message_object(resp: Response, request_id: str, *, thinking: bool = False) -> dict[str, Any]:
+    content: list[dict[str, Any]] = _thinking_blocks(resp) if thinking else []
     if resp.content:
         content.append({"type": "text", "text": resp.content})
     if resp.refusal:  # another protocol's refusal reads as Anthropic's: its text, with stop_reason "refusal"
@@ -328,23 +384,26 @@ def message_object(resp: Response, request_id: str) -> dict[str, Any]:
     for tc in resp.tool_calls:
         content.append({"type": "tool_use", "id": tc.id, "name": tc.name, "input": _tool_input(tc.arguments)})
     reason = "refusal" if resp.refusal else stop_reason(resp.finish_reason, bool(resp.tool_calls))
+    sequence = _stop_sequence(resp.provider_details) if reason == "end_turn" else None
     return {"id": f"msg_{request_id}", "type": "message", "role": "assistant", "model": resp.model,
-            "content": content, "stop_reason": reason,
-            "stop_sequence": None, "usage": anthropic_usage(resp.usage)}
+            "content": content, "stop_reason": "stop_sequence" if sequence is not None else reason,
+            "stop_sequence": sequence, "usage": anthropic_usage(resp.usage)}
 
 
 class AnthropicEventEncoder(EndTracking):
     """Router chunks -> Anthropic Messages stream events."""
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, *, thinking: bool = False) -> None:
         super().__init__()
         self._request_id = request_id
+        self._thinking = thinking
         self._index = -1
         self._open: str | None = None
         self._pinged = False
         self._tool_blocks: dict[int, int] = {}
         self._any_tool = False
         self._refused = False
+        self._stop_sequence: str | None = None
 
     @staticmethod
     def _event(name: bytes, obj: dict[str, Any]) -> bytes:
@@ -374,8 +433,33 @@ class AnthropicEventEncoder(EndTracking):
             out += self._event(b"ping", {"type": "ping"})
         return out
 
-    def chunk(self, c: StreamChunk) -> bytes:
+    def _thought(self, c: StreamChunk) -> bytes:
+        """Thinking as Anthropic streams it: ``thinking_delta`` events, then the block's ``signature_delta``
+        when the upstream signed it (a redacted block arrives whole)."""
         out = b""
+        if c.reasoning_delta:
+            if self._open != "thinking":
+                out += self._open_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            out += self._event(b"content_block_delta", {"type": "content_block_delta", "index": self._index,
+                                                        "delta": {"type": "thinking_delta",
+                                                                  "thinking": c.reasoning_delta}})
+        block = c.raw.get("thinking_block") if isinstance(c.raw, dict) else None
+        if isinstance(block, dict) and block.get("type") == "redacted_thinking":
+            out += self._open_block("redacted", {"type": "redacted_thinking", "data": str(block.get("data") or "")})
+            out += self._close()
+        elif isinstance(block, dict) and block.get("signature"):
+            if self._open != "thinking":  # a signed block whose text was empty (display omitted)
+                out += self._open_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            out += self._event(b"content_block_delta", {"type": "content_block_delta", "index": self._index,
+                                                        "delta": {"type": "signature_delta",
+                                                                  "signature": str(block["signature"])}})
+            out += self._close()
+        return out
+
+    def chunk(self, c: StreamChunk) -> bytes:
+        out = self._thought(c) if self._thinking and (c.reasoning_delta or c.raw is not None) else b""
+        if c.finish_reason is not None:
+            self._stop_sequence = _stop_sequence(c.raw)
         for text in (c.delta, c.refusal_delta):  # a refusal streams as text and ends with stop_reason "refusal"
             if not text:
                 continue
@@ -404,10 +488,11 @@ class AnthropicEventEncoder(EndTracking):
         if not self._pinged:
             out += self._event(b"ping", {"type": "ping"})
         used = self.usage or Usage()
+        reason = "refusal" if self._refused else stop_reason(self.finish_reason, self._any_tool)
+        sequence = self._stop_sequence if reason == "end_turn" else None
         out += self._event(b"message_delta", {"type": "message_delta",
-                                              "delta": {"stop_reason": "refusal" if self._refused else
-                                                        stop_reason(self.finish_reason, self._any_tool),
-                                                        "stop_sequence": None},
+                                              "delta": {"stop_reason": reason if sequence is None else "stop_sequence",
+                                                        "stop_sequence": sequence},
                                               "usage": anthropic_usage(used),
                                               "modelplex": stream_extension(self._request_id, self.cost_usd, used)})
         return out + self._event(b"message_stop", {"type": "message_stop"})
@@ -437,10 +522,10 @@ class Messages(ChatRoute):
     convert = staticmethod(to_router_request)
 
     def render(self, resp: Response, data: dict[str, Any], request_id: str) -> bytes:
-        return orjson.dumps(message_object(resp, request_id))
+        return orjson.dumps(message_object(resp, request_id, thinking=wants_thinking(data)))
 
     def encoder(self, chat: ChatInput, data: dict[str, Any], request_id: str) -> AnthropicEventEncoder:
-        return AnthropicEventEncoder(request_id)
+        return AnthropicEventEncoder(request_id, thinking=wants_thinking(data))
 
     def extra_headers(self, request_id: str) -> tuple[tuple[bytes, bytes], ...]:
         return ((b"request-id", f"req_{request_id}".encode()),)

@@ -5,7 +5,8 @@ Owns: Anthropic's exact bodies, SSE streams (``event:`` lines with JSON ``data``
 ``message_delta``, ``message_stop``) and error bodies (``{"type": "error", "error": {"type", "message"},
 "request_id"}`` with a ``request-id`` header); request validation like the real server's (credentials,
 ``anthropic-version``, required ``model``/``max_tokens``/``messages``, roles, ``tool_use``/``tool_result``
-pairing, thinking budgets, sampling parameters removed in API version 2026-10-21); tool-use replies
+pairing, thinking budgets and, with thinking on, the signed thinking that must open the assistant turn a
+tool result answers, sampling parameters removed in API version 2026-10-21); tool-use replies
 (``Behavior.tool_call``, or a tool forced by ``tool_choice``, with an input built from the schema's
 required properties); native structured output (``output_config.format``); thinking blocks; prompt
 caching (the first request with a ``cache_control`` prefix writes it, identical later ones read it,
@@ -348,6 +349,35 @@ def _validate_thinking(body: dict[str, Any], count_only: bool) -> None:
             raise InvalidRequest("Thinking may not be enabled when tool_choice forces tool use.")
         if "temperature" in body and body["temperature"] != 1:
             raise InvalidRequest("temperature may only be set to 1 when thinking is enabled")
+    if thinking["type"] != "disabled":
+        _validate_thinking_turns(body.get("messages"))
+
+
+def _validate_thinking_turns(messages: Any) -> None:
+    """With thinking on, the assistant turn a ``tool_result`` answers must open with its thinking, and a
+    thinking block's signature must be the one this server gave it (the real API checks both)."""
+    if not isinstance(messages, list):
+        return
+    for i, m in enumerate(messages):
+        for j, b in enumerate(m.get("content") if isinstance(m, dict) and isinstance(m.get("content"), list) else ()):
+            if isinstance(b, dict) and b.get("type") == "thinking" and b.get("signature") != _signature(
+                    str(b.get("thinking") or "")):
+                raise InvalidRequest(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+    last = messages[-1] if messages else None
+    if not (isinstance(last, dict) and last.get("role") == "user" and isinstance(last.get("content"), list)
+            and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in last["content"])):
+        return
+    turn = next((k for k in range(len(messages) - 2, -1, -1)
+                 if isinstance(messages[k], dict) and messages[k].get("role") == "assistant"), None)
+    content = messages[turn].get("content") if turn is not None else None
+    first = content[0] if isinstance(content, list) and content else None
+    kind = first.get("type") if isinstance(first, dict) else "text"
+    if kind not in ("thinking", "redacted_thinking"):
+        raise InvalidRequest(
+            f"messages.{turn}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{kind}`. "
+            "When `thinking` is enabled, a final `assistant` message must start with a thinking block "
+            "(preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include "
+            "thinking blocks from previous turns. To avoid this requirement, disable `thinking`.")
 
 
 # ------------------------------------------------------------------------------------------ the reply
