@@ -661,7 +661,7 @@ ERRORS = load("errors.json")
     ("ramp", RateLimitError, 3.0),
     ("billing", QuotaExceededError, None),
     ("invalid_request", BadRequestError, None),
-    ("prompt_too_long", BadRequestError, None),
+    ("prompt_too_long", ContextWindowExceededError, None),  # from its message: no code says so
     ("request_too_large", BadRequestError, None),  # a byte limit: a larger window would not help
     ("authentication", AuthenticationError, None),
     ("permission", PermissionDeniedError, None),
@@ -694,10 +694,19 @@ def test_request_too_large_is_not_a_context_window_error() -> None:
         assert err.status_code == status and not err.retryable
 
 
-def test_prompt_too_long_is_not_guessed_from_text() -> None:
+def test_prompt_too_long_is_read_from_the_message_of_an_invalid_request_only() -> None:
+    """Anthropic gives the too-long prompt no code: its message is the only mark, read on that type alone."""
     data = ERRORS["prompt_too_long"]
     err = adapter().classify_error(400, {}, orjson.dumps(data["body"]), spec())
-    assert not isinstance(err, ContextWindowExceededError)
+    assert isinstance(err, ContextWindowExceededError) and err.status_code == 400
+    both = {"type": "error", "error": {"type": "invalid_request_error", "message":
+            "input length and `max_tokens` exceed context limit: 188240 + 21333 > 200000, decrease input length "
+            "or `max_tokens` and try again"}}
+    assert isinstance(adapter().classify_error(400, {}, orjson.dumps(both), spec()), ContextWindowExceededError)
+    other = {"type": "error", "error": {"type": "api_error", "message": "prompt is too long"}}
+    assert type(adapter().classify_error(500, {}, orjson.dumps(other), spec())) is ServerError
+    plain = {"type": "error", "error": {"type": "invalid_request_error", "message": "messages: roles must alternate"}}
+    assert type(adapter().classify_error(400, {}, orjson.dumps(plain), spec())) is BadRequestError
 
 
 def test_rate_limit_reset_header_and_request_id_header() -> None:
@@ -1038,7 +1047,7 @@ async def test_count_tokens_remote_and_health(fake: FakeProviderServer, session:
     (Fault("overloaded"), OverloadedError, 529),
     (Fault("quota"), QuotaExceededError, 402),
     (Fault("quota", status=429), QuotaExceededError, 429),
-    (Fault("context_window"), BadRequestError, 400),
+    (Fault("context_window"), ContextWindowExceededError, 400),
     (Fault("context_window", status=413), BadRequestError, 413),  # the fake's 413 is request_too_large
     (Fault("auth"), AuthenticationError, 401),
     (Fault("permission"), PermissionDeniedError, 403),

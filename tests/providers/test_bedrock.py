@@ -507,8 +507,10 @@ def test_error_types_from_the_header(etype: str, status: int, cls: type[Provider
 
 def test_error_type_from_the_body_and_retry_after() -> None:
     err = make().classify_error(400, {}, fixture("error_validation_typed_body.json"), CLAUDE)
-    assert type(err) is BadRequestError  # no structured signal for context length
-    assert not isinstance(err, ContextWindowExceededError)
+    assert type(err) is ContextWindowExceededError  # "Input is too long": the message is the only signal
+    plain = make().classify_error(400, {}, orjson.dumps({"__type": "ValidationException",
+                                                         "message": "1 validation error detected"}), CLAUDE)
+    assert type(plain) is BadRequestError
     throttled = make().classify_error(429, {"Retry-After": "3"}, fixture("error_throttling.json"), CLAUDE)
     assert type(throttled) is RateLimitError and throttled.retry_after == 3.0
     untyped = make().classify_error(502, {}, b"<html>gateway</html>", CLAUDE)
@@ -763,7 +765,7 @@ async def test_guardrail_over_loopback(fake: FakeProviderServer, session: aiohtt
 FAULTS: list[tuple[Fault, type[ProviderError]]] = [
     (Fault("rate_limit", retry_after=4), RateLimitError),
     (Fault("quota"), QuotaExceededError),
-    (Fault("context_window"), BadRequestError),
+    (Fault("context_window"), ContextWindowExceededError),
     (Fault("auth"), AuthenticationError),
     (Fault("permission"), PermissionDeniedError),
     (Fault("not_found"), NotFoundError),

@@ -460,10 +460,11 @@ def test_invalid_key_reported_as_400_is_an_authentication_error() -> None:
     assert err.error_code == "API_KEY_INVALID"
 
 
-def test_context_window_has_no_structured_code_so_it_stays_a_bad_request() -> None:
+def test_context_window_is_read_from_the_invalid_argument_message() -> None:
     err = make().classify_error(400, {}, fixture("error_context_window.json"), FLASH)
-    assert type(err) is BadRequestError
-    assert not isinstance(err, ContextWindowExceededError)
+    assert type(err) is ContextWindowExceededError and err.status_code == 400
+    plain = orjson.dumps({"error": {"code": 400, "message": "Invalid JSON payload", "status": "INVALID_ARGUMENT"}})
+    assert type(make().classify_error(400, {}, plain, FLASH)) is BadRequestError
 
 
 @pytest.mark.parametrize(("status", "gstatus", "cls"), [
@@ -704,7 +705,7 @@ async def test_content_policy_is_a_filtered_response(fake: FakeProviderServer,
 FAULTS: list[tuple[Fault, type[ProviderError]]] = [
     (Fault("rate_limit", retry_after=7), RateLimitError),
     (Fault("quota"), QuotaExceededError),
-    (Fault("context_window"), BadRequestError),
+    (Fault("context_window"), ContextWindowExceededError),
     (Fault("auth"), AuthenticationError),
     (Fault("permission"), PermissionDeniedError),
     (Fault("not_found"), NotFoundError),

@@ -279,6 +279,24 @@ async def test_context_window_error_falls_back_only_to_larger_windows(make_route
                              ("alpha/large", "success")]
 
 
+async def test_claudes_prompt_too_long_falls_over_to_a_larger_window(make_router, fake):
+    """Anthropic says "prompt is too long" with no structured code; it must still move the request to a
+    larger window, not end it as a plain bad request (the token pre-check is an estimate for Claude)."""
+    caps = ["tool_calling", "streaming", "system_messages"]
+    models = [{"id": "claude/sonnet", "context_window": 200_000, "max_output_tokens": 8_000, "capabilities": caps,
+               "default_params": {"max_tokens": 1024}, "pricing": {"input_per_mtok": 3.0, "output_per_mtok": 15.0}},
+              {"id": "alpha/small", "context_window": 8_000, "max_output_tokens": 2_000, "capabilities": caps,
+               "pricing": {"input_per_mtok": 0.1, "output_per_mtok": 0.2}},
+              {"id": "beta/huge", "context_window": 1_000_000, "max_output_tokens": 8_000, "capabilities": caps,
+               "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}]
+    r = make_router(models=models, tasks={"work": {"models": ["claude/sonnet", "alpha/small", "beta/huge"]}})
+    fake.plan.fail_next(Fault("context_window"), times=1, model="sonnet")
+    resp = await r.acomplete(MSGS, task="work")
+    assert targets(resp) == [("claude/sonnet", "error"), ("alpha/small", "skipped_context"),
+                             ("beta/huge", "success")]
+    assert resp.attempts[0].error_type == "context_window_exceeded"
+
+
 async def test_content_policy_falls_back_only_when_allowed(make_router, fake):
     strict = make_router(tasks={"work": {"models": ["alpha/small", "beta/mid"]}})
     fake.plan.fail_next(Fault("content_policy"), times=1, model="small")

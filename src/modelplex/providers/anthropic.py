@@ -85,9 +85,11 @@ Errors
     limit: the 429 a usage tier's monthly cap produces has no retry-after and does not clear by
     retrying); ``billing_error`` -> ``QuotaExceededError``; ``api_error``/``timeout_error`` ->
     ``ServerError``; ``overloaded_error`` -> ``OverloadedError``. A prompt longer than the window is a
-    plain 400 ``invalid_request_error`` whose only distinguishing mark is its English message, so it
-    stays ``BadRequestError``: the router's token pre-check is what keeps such prompts off small windows.
-    The same classification applies to an ``event: error`` inside a stream.
+    plain 400 ``invalid_request_error`` whose only distinguishing mark is its message ("prompt is too
+    long: N tokens > M maximum", "input length and `max_tokens` exceed context limit"): that message, and
+    only on that type, makes it a ``ContextWindowExceededError``, so the router falls over to a larger
+    window when its token pre-check (an estimate for Claude) let a prompt through. This is the one place
+    the adapter reads error text. The same classification applies to an ``event: error`` inside a stream.
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ from modelplex.errors import (
     AuthenticationError,
     BadRequestError,
     ConflictError,
+    ContextWindowExceededError,
     NotFoundError,
     OverloadedError,
     PermissionDeniedError,
@@ -156,6 +159,9 @@ FINISH_REASONS: dict[str, str] = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
+
+CONTEXT_MESSAGE = re.compile(r"prompt is too long|exceed(?:s|ed)? (?:the )?context (?:limit|window)", re.IGNORECASE)
+"""The messages of the 400 a prompt longer than the window gets (no structured code says so)."""
 
 _TYPE_CLASSES: dict[str, type[ProviderError]] = {
     "invalid_request_error": BadRequestError,
@@ -924,9 +930,12 @@ class AnthropicAdapter(Adapter):
         if kind is None and etype == "invalid_request_error" and status != 400:
             generic = class_for_status(status)
             kind = generic if issubclass(generic, BadRequestError) or status in (404, 409) else BadRequestError
+        message = err.get("message") if isinstance(err.get("message"), str) else ""
+        if kind is None and etype == "invalid_request_error" and status in (400, 413) \
+                and CONTEXT_MESSAGE.search(message):
+            kind = ContextWindowExceededError
         if kind is None:
             kind = _TYPE_CLASSES.get(etype or "")
-        message = err.get("message") if isinstance(err.get("message"), str) else ""
         message = redact(message[:500], self.provider.secrets())
         request_id = _header(headers, "request-id") or (data.get("request_id") if isinstance(
             data.get("request_id"), str) else None)

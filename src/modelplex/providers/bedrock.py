@@ -40,8 +40,10 @@ Decisions:
   ``toolResult`` blocks come first, as Claude requires after a tool use.
 * ``tool_choice: none`` has no Converse equivalent: tools are dropped unless the history holds tool
   blocks (Converse then requires ``toolConfig``), in which case they stay with no ``toolChoice``.
-* Errors: by AWS error type only, never the message. A too-long prompt is a ``ValidationException``
-  with no structured code, so it stays a ``BadRequestError``. ``ModelTimeoutException`` (408) is a
+* Errors: by AWS error type, with one exception: a too-long prompt is a ``ValidationException`` with no
+  structured code, whose message ("Input is too long for requested model", Claude's "prompt is too
+  long", "too many input tokens") makes it a ``ContextWindowExceededError`` so the router can fall over
+  to a larger window. ``ModelTimeoutException`` (408) is a
   ``RequestTimeoutError``; ``ModelNotReadyException`` and ``ServiceUnavailableException`` are
   ``OverloadedError``.
 * Guardrail interventions (``stopReason`` ``guardrail_intervened``/``content_filtered``) are 200s with
@@ -74,6 +76,7 @@ from modelplex.errors import (
     AuthenticationError,
     BadRequestError,
     ConflictError,
+    ContextWindowExceededError,
     InvalidResponseError,
     NotFoundError,
     OverloadedError,
@@ -149,6 +152,10 @@ STOP_REASONS: Mapping[str, str] = {
     "malformed_model_output": "error",
     "malformed_tool_use": "error",
 }
+
+CONTEXT_MESSAGE = re.compile(r"input is too long|prompt is too long|too many input tokens|"
+                             r"exceed(?:s|ed)? (?:the )?context (?:limit|window)", re.IGNORECASE)
+"""The messages of the ``ValidationException`` a prompt longer than the window gets."""
 
 ERROR_KINDS: Mapping[str, type[ProviderError]] = {
     "ThrottlingException": RateLimitError,
@@ -419,7 +426,10 @@ class BedrockAdapter(Adapter):
         safe = {k: v for k, v in data.items() if k not in ("message", "Message")}
         if text:
             safe["message"] = text
-        return status_error(status, kind=ERROR_KINDS.get(etype or ""), message=text, provider=self.provider.name,
+        kind = ERROR_KINDS.get(etype or "")
+        if etype == "ValidationException" and CONTEXT_MESSAGE.search(text):
+            kind = ContextWindowExceededError
+        return status_error(status, kind=kind, message=text, provider=self.provider.name,
                             model=model.id, headers=headers, body=safe or None, error_type=etype,
                             request_id=_request_id(headers))
 

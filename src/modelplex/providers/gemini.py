@@ -32,8 +32,10 @@ Decisions (documented here because they are choices, not facts of the API):
   names a per-day quota (``quotaId`` containing ``PerDay``), which no short wait fixes: then it is a
   ``QuotaExceededError``. ``ErrorInfo.reason`` ``API_KEY_INVALID`` (sent with a 400) is an
   ``AuthenticationError``. A too-long prompt is a plain 400 ``INVALID_ARGUMENT`` with no structured
-  code, so it stays a ``BadRequestError`` (the router's token pre-check guards windows). ``RetryInfo``
-  supplies ``retry_after`` when no header does. No decision reads the English message.
+  code; its message ("The input token count (N) exceeds the maximum number of tokens allowed (M)"),
+  read only on that status, makes it a ``ContextWindowExceededError``, so the router can fall over to a
+  larger window. ``RetryInfo`` supplies ``retry_after`` when no header does. No other decision reads
+  the message.
 * Embeddings: one input -> ``:embedContent``; several -> ``:batchEmbedContents``. Gemini reports no
   token usage for embeddings, so usage is counted locally and flagged ``estimated``.
 
@@ -59,6 +61,7 @@ from modelplex.errors import (
     AuthenticationError,
     BadRequestError,
     ConflictError,
+    ContextWindowExceededError,
     InvalidResponseError,
     NotFoundError,
     OverloadedError,
@@ -124,6 +127,10 @@ FINISH_REASONS: Mapping[str, str] = {
     "MISSING_THOUGHT_SIGNATURE": "error",
 }
 """Gemini ``finishReason`` -> normalized finish reason; anything else is ``unknown``."""
+
+CONTEXT_MESSAGE = re.compile(r"input token count \(\d+\) exceeds the maximum number of tokens|exceeds the "
+                             r"maximum number of tokens allowed", re.IGNORECASE)
+"""The message of the 400 ``INVALID_ARGUMENT`` a prompt longer than the window gets."""
 
 STATUS_KINDS: Mapping[str, type[ProviderError]] = {
     "INVALID_ARGUMENT": BadRequestError,
@@ -328,6 +335,8 @@ class GeminiAdapter(Adapter):
         kind = error_kind(gstatus, reason, details)
         secrets = self.provider.secrets()
         message = redact(str(err.get("message") or "")[:_MAX_MESSAGE], secrets)
+        if kind in (None, BadRequestError) and gstatus == "INVALID_ARGUMENT" and CONTEXT_MESSAGE.search(message):
+            kind = ContextWindowExceededError
         safe_body = _redact_obj(dict(data), secrets)
         exc = status_error(status, kind=kind, message=message, provider=self.provider.name, model=model.id,
                            headers=headers, body=safe_body, error_type=gstatus,
