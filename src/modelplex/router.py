@@ -658,6 +658,8 @@ class Router:
             for cb in self.on_failure:
                 _safe_callback(cb, exc, call.request_id)
             raise
+        if resp.usage.input_tokens == 0 and resp.usage.output_tokens == 0:  # no usage sent: never silently zero
+            resp.usage = self._estimate_response_usage(call, spec, resp)
         resp.cost_usd = self.catalog.cost_of_usage(spec, resp.usage)
         try:
             if reservation is not None:
@@ -790,6 +792,17 @@ class Router:
                 last.status_code = getattr(error, "status_code", None)
         else:
             _release(permits)
+
+    def _estimate_response_usage(self, call: _Call, spec: ModelSpec, resp: Response) -> Usage:
+        """An answer whose provider sent no usage (some OpenAI-compatible servers and proxies, a Gemini or
+        Bedrock body without it): counted locally and flagged ``estimated``, as a stream's would be."""
+        from modelplex.catalog.tokens import count_text
+
+        out = "".join([resp.content or "", resp.refusal or "", *(tc.name + tc.arguments for tc in resp.tool_calls)])
+        u = resp.usage
+        return Usage(input_tokens=self._input_tokens(call, spec), output_tokens=count_text(out, spec).tokens if out
+                     else 0, provider_cost_usd=u.provider_cost_usd, estimated=True,
+                     provider_details=u.provider_details)
 
     def _estimate_stream_usage(self, call: _Call, spec: ModelSpec, text: str) -> Usage:
         from modelplex.catalog.tokens import count_text

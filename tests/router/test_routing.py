@@ -631,3 +631,22 @@ async def test_a_malformed_request_with_response_model_names_the_callers_message
     with pytest.raises(InvalidRequestError) as e:
         await r.acomplete("hello", task="work", response_model=Out)  # type: ignore[arg-type]
     assert e.value.param == "messages"
+
+
+# ----------------------------------------------------------------------------- usage the provider did not send
+
+
+async def test_an_answer_without_usage_is_estimated_and_charged_never_zero(make_router, fake):
+    """Some OpenAI-compatible servers and proxies answer without ``usage``: the call is counted locally,
+    flagged ``estimated``, charged and recorded, as a stream without usage is."""
+    seen: list[UsageRecord] = []
+    r = make_router(tasks={"work": {"models": ["alpha/small"]}})
+    r.on_record.append(seen.append)
+    fake.behavior = Behavior(reply="The quarter closed up four percent on strong sales.", include_usage=False)
+    resp = await r.acomplete(MSGS, task="work")
+    assert resp.usage.estimated and resp.usage.input_tokens > 0 and resp.usage.output_tokens > 0
+    assert resp.cost_usd > 0
+    assert seen[-1].usage_estimated and seen[-1].output_tokens == resp.usage.output_tokens
+    fake.behavior = Behavior(reply="Full usage here.")
+    reported = await r.acomplete(MSGS, task="work")
+    assert not reported.usage.estimated
