@@ -96,3 +96,99 @@ def test_a_mistyped_secret_is_not_echoed(section, field):
     with pytest.raises(ConfigError) as ei:
         load_config({section: {field: 123456789012345}}, env={})
     assert "123456789012345" not in str(ei.value) and ei.value.key == f"{section}.{field}"
+
+
+# ------------------------------------------------------------------------------- catalog.overlays
+
+OVERLAY_YAML = """\
+providers:
+  acme: {protocol: openai, display_name: Acme, profile: {stream_usage: true}}
+models:
+  - id: acme/m1
+    context_window: 32000
+    pricing: {input_per_mtok: 1.0, output_per_mtok: 2.0}
+  - id: openai/gpt-4o
+    pricing: {input_per_mtok: 3.0, output_per_mtok: 12.0}
+"""
+
+
+def _config_with_overlay(tmp_path: Path) -> Path:
+    (tmp_path / "catalogs").mkdir()
+    (tmp_path / "catalogs" / "extra.yaml").write_text(OVERLAY_YAML, encoding="utf-8")
+    config = tmp_path / "c.yaml"
+    config.write_text("catalog:\n  overlays: [catalogs/extra.yaml]\n"
+                      "accounting: {sink: none}\n"
+                      "providers:\n  acme: {base_url: 'http://127.0.0.1:9/v1', profile: {reports_cost: true}}\n"
+                      "models:\n  - id: openai/gpt-4o\n    pricing: {input_per_mtok: 2.0}\n", encoding="utf-8")
+    return config
+
+
+def test_catalog_overlays_are_resolved_against_the_config_directory(tmp_path: Path, monkeypatch):
+    config = _config_with_overlay(tmp_path)
+    monkeypatch.chdir(tmp_path / "catalogs")   # not where the config lives
+    cfg = load_config(config, env={})
+    assert cfg.catalog.overlays == [str(tmp_path / "catalogs" / "extra.yaml")]
+    overlay = cfg.catalog_overlay()
+    assert [m["id"] for m in overlay["models"]] == ["acme/m1", "openai/gpt-4o", "openai/gpt-4o"]
+    assert overlay["models"][0]["source"] == "overlay:extra.yaml"
+    # the config's own provider settings go on top, merging profile key by key
+    assert overlay["providers"]["acme"] == {"protocol": "openai", "display_name": "Acme",
+                                            "base_url": "http://127.0.0.1:9/v1",
+                                            "profile": {"stream_usage": True, "reports_cost": True}}
+
+
+def test_catalog_overlays_apply_before_the_configs_models(tmp_path: Path):
+    from modelplex.cli._common import load_catalog_for
+    from modelplex.router import Router
+
+    config = _config_with_overlay(tmp_path)
+    router = Router(config, env={})
+    try:
+        cli_catalog = load_catalog_for(config)
+        for catalog in (router.catalog, cli_catalog):
+            gpt = catalog.get("openai/gpt-4o")
+            assert (gpt.pricing.input_per_mtok, gpt.pricing.output_per_mtok) == (2.0, 12.0)  # config wins
+            m1 = catalog.get("acme/m1")
+            assert m1.context_window == 32_000 and m1.source == "overlay:extra.yaml"
+            assert catalog.provider("acme").base_url == "http://127.0.0.1:9/v1"
+            assert catalog.provider("acme").profile == {"stream_usage": True, "reports_cost": True}
+    finally:
+        router.close()
+
+
+def test_a_missing_catalog_overlay_is_a_config_error_naming_the_path(tmp_path: Path):
+    config = tmp_path / "c.yaml"
+    config.write_text("catalog:\n  overlays: [nope/litellm.yaml]\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as ei:
+        load_config(config, env={})
+    assert ei.value.key == "catalog.overlays[0]" and ei.value.file == str(config)
+    assert str(tmp_path / "nope" / "litellm.yaml") in str(ei.value)
+
+
+def test_catalog_overlays_in_a_mapping_are_relative_to_the_working_directory(tmp_path: Path, monkeypatch):
+    (tmp_path / "o.yaml").write_text(OVERLAY_YAML, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config({"catalog": {"overlays": ["o.yaml"]}}, env={})
+    assert cfg.catalog.overlays == [str(tmp_path / "o.yaml")]
+    with pytest.raises(ConfigError, match="catalog overlay file not found"):
+        load_config({"catalog": {"overlays": ["absent.yaml"]}}, env={})
+    with pytest.raises(ConfigError) as ei:
+        load_config({"catalog": {"overlay": ["o.yaml"]}}, env={})
+    assert ei.value.key == "catalog.overlay"
+
+
+def test_an_imported_overlay_can_be_listed_in_the_config(tmp_path: Path):
+    """The header write_overlay puts on an import says to list it under catalog overlays: that works."""
+    from modelplex.catalog import Catalog
+    from modelplex.catalog.importers import import_litellm, write_overlay
+    from modelplex.cli._common import load_catalog_for
+
+    source = {"gpt-4o": {"litellm_provider": "openai", "mode": "chat", "max_input_tokens": 128_000,
+                         "max_output_tokens": 16_384, "input_cost_per_token": 2.5e-6,
+                         "output_cost_per_token": 1e-5}}
+    path = write_overlay(import_litellm(source, base=Catalog()), tmp_path / "litellm.yaml")
+    assert "list it under catalog overlays in the config" in path.read_text(encoding="utf-8")
+    config = tmp_path / "c.yaml"
+    config.write_text("catalog: {overlays: [litellm.yaml]}\n", encoding="utf-8")
+    gpt = load_catalog_for(config).get("openai/gpt-4o")
+    assert gpt.source == "litellm" and gpt.pricing.input_per_mtok == 2.5

@@ -3,9 +3,10 @@
 Owns: the ``Config`` schema (providers, models, tasks, strategies, experiments, routing, budgets,
 accounting, state, server), ``${ENV_VAR}`` substitution, ``load_config(path | dict | None)``.
 
-The ``providers``/``models`` sections are catalog overlays (see ``catalog.loader``); provider
-credential resolution lives in ``providers.credentials``. Nothing here does I/O beyond reading the
-file and the environment.
+The ``providers``/``models`` sections are catalog overlays (see ``catalog.loader``), applied after
+the overlay files listed under ``catalog.overlays``; provider credential resolution lives in
+``providers.credentials``. Nothing here does I/O beyond reading the file, the overlay files it names
+and the environment.
 """
 
 from __future__ import annotations
@@ -201,7 +202,32 @@ class ServerConfig(_Model):
     database, its own table; memory/none: in memory)."""
 
 
+class CatalogSettings(_Model):
+    """``catalog``: where the model catalog comes from beyond the bundled data."""
+
+    overlays: list[str] = []
+    """Overlay files (YAML or JSON, e.g. written by ``modelplex catalog import``) applied in order on top
+    of the bundled catalog and before this config's own ``providers``/``models``, so those win. A
+    relative path is relative to the config file's directory (to the working directory for a config
+    given as a mapping)."""
+
+
+_MERGED_PROVIDER_FIELDS = ("profile", "extra_headers")
+"""Provider fields that merge key by key when two overlays name one provider (as ``Catalog.with_overlay``)."""
+
+
+def _merge_provider(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
+    if old is None:
+        return dict(new)
+    out = {**old, **new}
+    for name in _MERGED_PROVIDER_FIELDS:
+        if isinstance(old.get(name), Mapping) and isinstance(new.get(name), Mapping):
+            out[name] = {**old[name], **new[name]}
+    return out
+
+
 class Config(_Model):
+    catalog: CatalogSettings = CatalogSettings()
     providers: dict[str, ProviderSettings] = {}
     models: list[dict[str, Any]] = []
     tasks: dict[str, TaskConfig] = {}
@@ -217,9 +243,24 @@ class Config(_Model):
     """The file this came from, for messages."""
 
     def catalog_overlay(self) -> dict[str, Any]:
-        """The ``providers``/``models`` sections as a catalog overlay (ProviderSpec fields only)."""
+        """One catalog overlay: the ``catalog.overlays`` files in order (their entries without a
+        ``source`` get ``overlay:<file name>``, as ``load_catalog`` gives them), then the
+        ``providers``/``models`` sections (ProviderSpec fields only), so the config's own settings win.
+        A file that cannot be read raises ``ConfigError`` naming it."""
         provider_fields = PROVIDER_CATALOG_FIELDS
         providers: dict[str, Any] = {}
+        models: list[Any] = []
+        if self.catalog.overlays:
+            from modelplex.catalog.loader import read_overlay
+
+            for path in self.catalog.overlays:
+                file_models, file_providers, _ = read_overlay(path)
+                label = f"overlay:{Path(path).name}"
+                models.extend({**m, "source": label} if isinstance(m, Mapping) and "source" not in m else m
+                              for m in file_models)
+                for entry in file_providers:
+                    fields = {k: v for k, v in entry.items() if k != "name"}
+                    providers[entry["name"]] = _merge_provider(providers.get(entry["name"]), fields)
         for name, ps in self.providers.items():
             data = ps.model_dump(exclude_unset=True)
             entry = {k: v for k, v in data.items() if k in provider_fields}
@@ -228,8 +269,8 @@ class Config(_Model):
             extras = ps.model_extra or {}
             entry.update({k: v for k, v in extras.items() if k in provider_fields})
             if entry:
-                providers[name] = entry
-        return {"providers": providers, "models": list(self.models)}
+                providers[name] = _merge_provider(providers.get(name), entry)
+        return {"providers": providers, "models": models + list(self.models)}
 
 
 _SECRET_KEY_RE = re.compile(r"key|secret|token|password|dsn|url", re.IGNORECASE)
@@ -320,4 +361,21 @@ def load_config(source: str | Path | Mapping[str, Any] | Config | None = None,
         more = f"; and {len(exc.errors()) - 1} more problem(s)" if len(exc.errors()) > 1 else ""
         raise ConfigError(f"{msg}{got_s}{more}", file=file, key=key) from None
     cfg.source = file
+    _resolve_overlays(cfg, file)
     return cfg
+
+
+def _resolve_overlays(cfg: Config, file: str | None) -> None:
+    """Make ``catalog.overlays`` absolute (relative to the config file's directory) and check that
+    each exists, so a wrong path is reported when the config loads, with its key."""
+    if not cfg.catalog.overlays:
+        return
+    root = Path(file).resolve().parent if file is not None else Path.cwd()
+    resolved = []
+    for i, raw in enumerate(cfg.catalog.overlays):
+        path = Path(raw).expanduser()
+        path = path if path.is_absolute() else root / path
+        if not path.is_file():
+            raise ConfigError(f"catalog overlay file not found: {path}", file=file, key=f"catalog.overlays[{i}]")
+        resolved.append(str(path))
+    cfg.catalog.overlays = resolved

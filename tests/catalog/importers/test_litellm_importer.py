@@ -234,9 +234,11 @@ def test_reconcile_keeps_curated_fields() -> None:
     assert entry["deprecation"] == {"deprecated": True, "date": "2027-01-01", "replacement": "openai/gpt-5"}
     merged = base.with_overlay(result.models, result.providers, source="litellm")
     gpt = merged.get("omni")
-    # facts refreshed from the map ...
-    assert (gpt.context_window, gpt.max_output_tokens, gpt.pricing.input_per_mtok) == (128_000, 16_384, 2.5)
-    # ... curation kept
+    # prices refreshed from the map ...
+    assert (gpt.pricing.input_per_mtok, gpt.pricing.output_per_mtok) == (2.5, 10.0)
+    # ... curation kept, limits included (the map says 128,000 / 16,384)
+    assert (gpt.context_window, gpt.max_input_tokens, gpt.max_output_tokens) == (100_000, None, 4096)
+    assert (entry["context_window"], entry["max_output_tokens"]) == (100_000, 4096)
     assert gpt.family == "gpt-4o-curated" and gpt.quality == 88 and gpt.aliases == ("omni",)
     assert {"audio_input", "vision", "tool_calling"} <= gpt.capabilities
     assert gpt.api_requirements == {"max_tokens_param": "max_tokens"}
@@ -257,3 +259,106 @@ def test_import_over_the_bundled_catalog(litellm_map_path: Path) -> None:
         assert spec.capabilities - {"long_context"} <= after.capabilities
     for provider in bundled.providers():
         assert merged.provider(provider.name) == provider
+
+
+# ------------------------------------------------------------------------------------- limits
+
+
+def _entry(max_input: int, max_output: int | None, price: float, provider: str = "openai") -> dict:
+    entry = {"litellm_provider": provider, "mode": "chat", "max_input_tokens": max_input,
+             "max_tokens": max_output or max_input, "input_cost_per_token": price,
+             "output_cost_per_token": price * 8}
+    if max_output is not None:
+        entry["max_output_tokens"] = max_output
+    return entry
+
+
+LIMITS_MAP = {
+    # LiteLLM records GPT-5's input cap, not its 400,000 window (272,000 input + 128,000 output)
+    "gpt-5": _entry(272_000, 128_000, 1.25e-6),
+    "gpt-5-2025-08-07": _entry(272_000, 128_000, 1.25e-6),
+    # the stale 4,097 window of the retired 0301 version (KNOWN_DIFFERENCES in test_bundled_data.py)
+    "azure/gpt-35-turbo": _entry(4097, 4096, 5e-7, provider="azure"),
+    # no max_output_tokens: max_tokens repeats the window
+    "together_ai/openai/gpt-oss-120b": _entry(131_072, None, 1.5e-7, provider="together_ai"),
+    "together_ai/openai/gpt-oss-20b": _entry(131_072, None, 5e-8, provider="together_ai"),
+}
+
+
+def _curated(model_id: str, window: int, output: int, *, family: str, max_input: int | None = None) -> ModelSpec:
+    return ModelSpec(id=model_id, provider=model_id.split("/", 1)[0], family=family, context_window=window,
+                     max_input_tokens=max_input, max_output_tokens=output,
+                     pricing={"input_per_mtok": 9.0, "output_per_mtok": 9.0})
+
+
+LIMITS_BASE = Catalog([
+    _curated("openai/gpt-5", 400_000, 128_000, family="gpt-5", max_input=272_000),
+    _curated("azure/gpt-35-turbo", 16_385, 4096, family="gpt-35-turbo"),
+    _curated("together/openai/gpt-oss-120b", 131_072, 32_768, family="gpt-oss"),
+])
+
+
+def test_import_keeps_curated_limits_and_refreshes_prices() -> None:
+    result = import_litellm(LIMITS_MAP, as_of=AS_OF, base=LIMITS_BASE)
+    assert result.matched_base == 3
+    models = by_id(result)
+    gpt5 = models["openai/gpt-5"]
+    assert (gpt5["context_window"], gpt5["max_input_tokens"], gpt5["max_output_tokens"]) == (400_000, 272_000, 128_000)
+    assert models["azure/gpt-35-turbo"]["context_window"] == 16_385          # not LiteLLM's stale 4,097
+    assert "max_input_tokens" not in models["azure/gpt-35-turbo"]
+    assert models["together/openai/gpt-oss-120b"]["max_output_tokens"] == 32_768   # not the 131,072 window
+    assert gpt5["pricing"] == {"input_per_mtok": 1.25, "output_per_mtok": 10.0}
+    merged = LIMITS_BASE.with_overlay(result.models, result.providers, source="litellm")
+    for spec in LIMITS_BASE:
+        after = merged.get(spec.id)
+        assert (after.context_window, after.max_input_tokens, after.max_output_tokens) == (
+            spec.context_window, spec.max_input_tokens, spec.max_output_tokens), spec.id
+        assert after.pricing.input_per_mtok != 9.0, spec.id
+    # standalone (no base), the map's own figures are imported as documented
+    alone = by_id(import_litellm(LIMITS_MAP, as_of=AS_OF, base=Catalog()))
+    assert (alone["openai/gpt-5"]["context_window"], alone["openai/gpt-5"]["max_output_tokens"]) == (272_000, 128_000)
+    assert alone["azure/gpt-35-turbo"]["context_window"] == 4097
+
+
+def test_a_snapshot_takes_its_curated_siblings_window() -> None:
+    result = import_litellm(LIMITS_MAP, as_of=AS_OF, base=LIMITS_BASE)
+    snapshot = by_id(result)["openai/gpt-5-2025-08-07"]
+    assert (snapshot["context_window"], snapshot["max_input_tokens"], snapshot["max_output_tokens"]) == (
+        400_000, 272_000, 128_000)
+    assert result.filled["context_window_from_curated_family"] == 1
+    # a sibling with other limits, or a family with no input cap, is left as the map states it
+    other = by_id(import_litellm({**LIMITS_MAP, "gpt-5-2025-08-07": _entry(1_050_000, 128_000, 1.25e-6)},
+                                 as_of=AS_OF, base=LIMITS_BASE))["openai/gpt-5-2025-08-07"]
+    assert other["context_window"] == 1_050_000 and "max_input_tokens" not in other
+    oss20 = by_id(result)["together/openai/gpt-oss-20b"]
+    assert (oss20["context_window"], oss20["max_output_tokens"]) == (131_072, 131_072) and "max_input_tokens" not in oss20
+
+
+def test_the_real_map_leaves_bundled_limits_alone(litellm_map_path: Path, tmp_path: Path) -> None:
+    """Applying an import of the shared map over the bundled catalog changes no bundled model's window,
+    input cap or output limit (GPT-5's 400,000/272,000, azure/gpt-35-turbo's 16,385, Together's output
+    limits), while prices still come from the map."""
+    bundled = load_catalog()
+    result = import_litellm(litellm_map_path, as_of=dt.date(2026, 11, 15))
+    merged = load_catalog(overlays=[write_overlay(result, tmp_path / "litellm.json")])
+    changed = {}
+    for spec in bundled:
+        after = merged.get(spec.id)
+        before_limits = (spec.context_window, spec.max_input_tokens, spec.max_output_tokens)
+        after_limits = (after.context_window, after.max_input_tokens, after.max_output_tokens)
+        if after_limits != before_limits:
+            changed[spec.id] = (before_limits, after_limits)
+    assert not changed, json.dumps(changed, indent=1)
+    gpt5 = merged.get("openai/gpt-5")
+    assert (gpt5.context_window, gpt5.max_input_tokens, gpt5.input_limit) == (400_000, 272_000, 272_000)
+    assert merged.get("openai/gpt-6-astra").context_window == 1_050_000
+    assert merged.get("azure/gpt-35-turbo").context_window == 16_385
+    assert merged.get("together/openai/gpt-oss-120b").max_output_tokens == 32_768
+    # prices are still refreshed: every matched model carries the map's prices
+    standalone = by_id(import_litellm(litellm_map_path, as_of=dt.date(2026, 11, 15), base=Catalog()))
+    refreshed = [spec.id for spec in bundled if spec.id in standalone]
+    assert len(refreshed) >= 90
+    for model_id in refreshed:
+        prices = standalone[model_id]["pricing"]
+        after = merged.get(model_id).pricing
+        assert (after.input_per_mtok, after.output_per_mtok) == (prices["input_per_mtok"], prices["output_per_mtok"])

@@ -15,6 +15,9 @@ Rules (see docs/catalog.md, "Importers"):
   fine-tune templates, Together's size brackets) and provisioned-throughput commitments are skipped.
 * when two keys produce one id, the entry from the provider's own platform wins (Gemini's own API
   over Vertex), then a key that carries the provider prefix.
+* ``max_input_tokens`` is an input limit: models the base catalog has keep its curated limits
+  (``reconcile``), and a sibling of a curated model that caps input below its window takes that
+  window (``_split_windows``).
 
 Must not touch: the network, the ``Catalog`` (this produces plain dicts; the loader validates).
 """
@@ -194,6 +197,38 @@ class _KnownLimits:
             if own is not None:
                 return own
         return min(known.values(), key=lambda limits: limits[0])
+
+
+def _split_windows(models: list[dict[str, Any]], base: Catalog) -> int:
+    """Give entries for models ``base`` does not have the window of a curated sibling, where that is
+    known: LiteLLM's ``max_input_tokens`` is an input limit, and for some models the window is larger
+    (GPT-5: 272,000 input + 128,000 output = 400,000). A chat entry whose provider and family match
+    base models that cap input below the window, with the same input and output limits, takes their
+    window and records the input cap as ``max_input_tokens``. Returns how many entries changed."""
+    windows: dict[tuple[str, str, int, int], set[int]] = {}
+    for spec in base:
+        if spec.mode == "chat" and spec.max_input_tokens is not None and spec.family:
+            key = (spec.provider, spec.family, spec.max_input_tokens, spec.max_output_tokens)
+            windows.setdefault(key, set()).add(spec.context_window)
+    if not windows:
+        return 0
+    changed = 0
+    for entry in models:
+        if entry.get("mode") != "chat" or "max_input_tokens" in entry:
+            continue
+        known = base.find(entry["id"])
+        if known is not None and known.id == entry["id"]:
+            continue  # reconciled: the curated limits stand
+        found = windows.get((entry["provider"], entry.get("family", ""), entry["context_window"],
+                             entry.get("max_output_tokens", 0)))
+        if found is None or len(found) != 1:
+            continue
+        window = next(iter(found))
+        if window > entry["context_window"]:
+            entry["max_input_tokens"] = entry["context_window"]
+            entry["context_window"] = window
+            changed += 1
+    return changed
 
 
 def _positive_int(value: Any) -> int | None:
@@ -414,6 +449,9 @@ def import_litellm(source: str | Path | Mapping[str, Any], *, as_of: dt.date | N
         chosen[converted["id"]] = (rank, converted)
     base_catalog = default_base() if base is None else base
     models, matched = reconcile_all([chosen[k][1] for k in sorted(chosen)], base_catalog)
+    split = _split_windows(models, base_catalog)
+    if split:
+        filled["context_window_from_curated_family"] += split
     names = sorted({m["provider"] for m in models})
     return ImportResult(models=models, providers=[provider_entry(n, base_catalog) for n in names],
                         skipped=dict(sorted(skipped.items())), filled=dict(sorted(filled.items())),

@@ -59,7 +59,8 @@ class ImportResult:
     origin: str = ""
     """Where the data came from (a file path), for the overlay header."""
     matched_base: int = 0
-    """Entries whose id the base catalog already has: their curated fields were kept (``reconcile``)."""
+    """Entries whose id the base catalog already has: their curated fields and limits were kept
+    (``reconcile``)."""
 
     @property
     def total_skipped(self) -> int:
@@ -104,14 +105,24 @@ _DERIVED_CAPABILITIES = frozenset({"chat", "embeddings", "long_context"})
 
 def reconcile(entry: dict[str, Any], spec: ModelSpec) -> dict[str, Any]:
     """An imported entry for a model the base catalog already curates, adjusted so that merging it
-    refreshes facts (limits, prices, dates) without undoing curation: the base's family, display
-    name, category, tokenizer, wire name and supported parameters win; capabilities and modalities
-    are the union; ``api_requirements`` merge; a deprecation, replacement or note in the base stays."""
+    refreshes facts (prices, dates) without undoing curation: the base's family, display name,
+    category, tokenizer, wire name and supported parameters win; so do its limits (``context_window``,
+    ``max_input_tokens``, ``max_output_tokens``), which are checked against the providers and differ
+    from a source only deliberately (a window stated as input plus output, a stale figure the source
+    still carries; see docs/catalog-sources.md); capabilities and modalities are the union;
+    ``api_requirements`` merge; a deprecation, replacement or note in the base stays."""
     out = dict(entry)
     for name in _CURATED_FIELDS:
         value = getattr(spec, name)
         if value:
             out[name] = value
+    out["context_window"] = spec.context_window
+    if spec.max_input_tokens is not None:
+        out["max_input_tokens"] = spec.max_input_tokens
+    else:
+        out.pop("max_input_tokens", None)
+    if "max_output_tokens" in out:
+        out["max_output_tokens"] = spec.max_output_tokens
     out["capabilities"] = sorted(set(entry.get("capabilities", ())) | (spec.capabilities - _DERIVED_CAPABILITIES))
     out["input_modalities"] = sorted(set(entry.get("input_modalities", ("text",))) | spec.input_modalities)
     out["output_modalities"] = sorted(set(entry.get("output_modalities", ("text",))) | spec.output_modalities)
