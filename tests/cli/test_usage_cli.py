@@ -239,3 +239,62 @@ def test_an_error_postgresql_reports_is_one_line_not_an_internal_error(capsys) -
     err = capsys.readouterr().err
     assert 'database: InvalidCatalogNameError: database "no_such_db" does not exist' in err
     assert "internal error" not in err
+
+
+HOSTILE_USER = "\u001b]0;PWNED\u0007\u001b[31mred[bold]rich[/bold]"
+
+
+def test_report_shows_stored_strings_as_text_never_as_terminal_codes_or_markup(tmp_path: Path) -> None:
+    """A user, task, key id or model name comes from whoever called the gateway: a table prints it as
+    text — control characters as escapes, Rich markup as typed — and cannot retitle or recolour the
+    terminal."""
+    path = tmp_path / "hostile.db"
+
+    async def fill() -> None:
+        sink = SQLiteSink(path)
+        await sink.start()
+        await sink.write_batch([UsageRecord("h1", ts=D0, user=HOSTILE_USER, task="t[bold]x\u001b[2J",
+                                            api_key_id="k\u009b31m\u202e", model="acme/m[red]odel",
+                                            provider="acme", input_tokens=10, output_tokens=5, cost_usd=0.01,
+                                            latency_ms=5.0)])
+        await sink.close()
+
+    asyncio.run(fill())
+    shown = {
+        "user": r"\x1b]0;PWNED\x07\x1b[31mred[bold]rich[/bold]",
+        "task": r"t[bold]x\x1b[2J",
+        "api_key_id": r"k\x9b31m\u202e",
+        "model": "acme/m[red]odel",
+    }
+    for by, text in shown.items():
+        result = run("report", "--db", str(path), "--since", "all", "--by", by)
+        assert result.exit_code == 0, result.output
+        out = result.stdout
+        assert text in out, (by, out)
+        assert not any(ch in out for ch in "\u001b\u0007\u009b\u202e"), (by, out)
+    # the filter, echoed in the title, is shown the same way
+    filtered = run("report", "--db", str(path), "--since", "all", "--user", HOSTILE_USER)
+    assert filtered.exit_code == 0 and "\u001b" not in filtered.stdout
+    assert r"user=\x1b]0;PWNED\x07" in filtered.stdout and "[bold]rich[/bold]" in filtered.stdout
+    # JSON keeps the exact string (json escapes it), and escapes C1 controls and bidi overrides too
+    rep = run("report", "--db", str(path), "--since", "all", "--by", "api_key_id", "--json")
+    assert "\u009b" not in rep.stdout and "\\u009b" in rep.stdout and "\\u202e" in rep.stdout
+    assert json.loads(rep.stdout)["groups"][0]["key"] == "k\u009b31m\u202e"
+
+
+@pytest.mark.parametrize("name", ["cost.txt", "cost", "cost.png.bak"])
+def test_report_plot_with_an_unknown_extension_is_a_usage_error(db: Path, tmp_path: Path, name: str) -> None:
+    result = run("report", "--db", str(db), "--since", "all", "--plot", str(tmp_path / name))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'--plot'" in lines[0] and ".png, .svg, .pdf" in lines[0], lines
+    assert "internal error" not in result.stderr
+    assert not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("name", ["cost.svg", "cost.PDF"])
+def test_report_plot_writes_the_other_accepted_formats(db: Path, tmp_path: Path, name: str) -> None:
+    out = tmp_path / name
+    result = run("report", "--db", str(db), "--since", "all", "--plot", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:5] in (b"<?xml", b"%PDF-")

@@ -375,6 +375,31 @@ def test_a_failing_callback_does_not_break_the_breaker(caplog: pytest.LogCapture
     assert transitions(events) == [("closed", "open")]
 
 
+def test_snapshot_reports_an_open_breaker_past_its_recovery_time_as_half_open() -> None:
+    """Reports (health, dashboard, metrics) must not show OPEN with ``retry_in_s: 0`` for as long as no
+    request comes: past the recovery time the next call is a probe. The decided state is unchanged."""
+    reg, clock, events = make()
+    for _ in range(3):
+        fail(reg)
+    clock.advance(299.0)
+    assert reg.snapshot()[KEY] | {"opened_at": None} == {
+        "state": "open", "failures": 3, "opened_at": None, "retry_in_s": pytest.approx(1.0), "probe_due": False}
+    clock.advance(1.0)
+    snap = reg.snapshot()[KEY]
+    assert (snap["state"], snap["retry_in_s"], snap["probe_due"]) == ("half_open", 0.0, True)
+    clock.advance(3600.0)  # however long nobody asks
+    assert reg.snapshot()[KEY]["state"] == "half_open"
+    # reporting moved nothing: no transition, the decided state is still OPEN, the hot path decides as before
+    assert reg.state(KEY) is BreakerState.OPEN and transitions(events) == [("closed", "open")]
+    probe = reg.allow_sync(KEY)
+    assert probe is not None and probe.is_probe and reg.state(KEY) is BreakerState.HALF_OPEN
+    snap = reg.snapshot()[KEY]  # the probe is in flight: half-open, and the next call would be refused
+    assert (snap["state"], snap["retry_in_s"], snap["probe_due"]) == ("half_open", pytest.approx(30.0), False)
+    probe.failure(ServerError("still down", status_code=503))
+    snap = reg.snapshot()[KEY]
+    assert (snap["state"], snap["retry_in_s"], snap["probe_due"]) == ("open", 300.0, False)
+
+
 def test_snapshot_retry_in_and_reset() -> None:
     reg, clock, events = make()
     for _ in range(3):
@@ -385,9 +410,10 @@ def test_snapshot_retry_in_and_reset() -> None:
     succeed(reg, "provider:c")
     snap = reg.snapshot()
     assert snap["provider:a"] == {"state": "open", "failures": 3, "opened_at": pytest.approx(clock.wall() - 100),
-                                  "retry_in_s": pytest.approx(200.0)}
+                                  "retry_in_s": pytest.approx(200.0), "probe_due": False}
     assert snap["provider:b"]["retry_in_s"] == pytest.approx(300.0)
-    assert snap["provider:c"] == {"state": "closed", "failures": 0, "opened_at": None, "retry_in_s": None}
+    assert snap["provider:c"] == {"state": "closed", "failures": 0, "opened_at": None, "retry_in_s": None,
+                                  "probe_due": False}
     assert min(r for k in ("provider:a", "provider:b") if (r := reg.retry_in(k)) is not None) == 200.0
     reg.reset("provider:a")
     assert reg.state("provider:a") is BreakerState.CLOSED and reg.state("provider:b") is BreakerState.OPEN

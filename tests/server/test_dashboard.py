@@ -13,6 +13,7 @@ import pytest
 from gateway_testkit import ADMIN_HEADERS, LiveGateway, gateway_config, wait_for
 
 from modelplex.accounting.records import UsageRecord
+from modelplex.errors import ServerError
 from modelplex.resilience.breaker import BreakerState, BreakerTransition
 from modelplex.router import Router
 from modelplex.server import create_app
@@ -175,6 +176,39 @@ def test_breaker_transitions_count_trips_newest_first() -> None:
     assert snap["breaker_trips"] == {"provider:p": 2}
     assert [(e["from"], e["to"]) for e in snap["breaker_transitions"]] == [
         ("half_open", "open"), ("open", "half_open"), ("closed", "open")]
+
+
+def test_breakers_past_their_recovery_time_are_not_reported_open() -> None:
+    """An OPEN breaker whose recovery time has passed is half-open to the next request: the summary (and
+    so the OPEN BREAKERS KPI, which counts ``state == "open"``) must not keep calling it open."""
+    import asyncio
+
+    from modelplex.resilience import BreakerConfig, BreakerRegistry, FakeClock
+    from modelplex.server.dashboard_routes import summary_payload
+
+    router = Router({"accounting": {"sink": "none"}}, env={})
+    clock = FakeClock()
+    router.breakers = BreakerRegistry(BreakerConfig(failure_threshold=1, recovery_time=60.0), clock=clock)
+    feed = DashboardFeed(clock=clock.wall)
+    feed.attach(router)
+    for key in ("provider:old", "provider:new"):
+        permit = router.breakers.allow_sync(key)
+        assert permit is not None
+        permit.failure(ServerError("boom", status_code=500))
+        clock.advance(30.0)  # provider:old opened 60 s ago now, provider:new 30 s ago
+    body = asyncio.run(summary_payload(router, feed))
+    rows = {b["key"]: b for b in body["breakers"]}
+    assert (rows["provider:new"]["state"], rows["provider:new"]["probe_due"]) == ("open", False)
+    assert rows["provider:new"]["retry_in_s"] == pytest.approx(30.0)
+    assert (rows["provider:old"]["state"], rows["provider:old"]["probe_due"]) == ("half_open", True)
+    assert rows["provider:old"]["retry_in_s"] == 0.0
+    assert [b["key"] for b in body["breakers"]] == ["provider:new", "provider:old"]  # really open first
+    assert sum(1 for b in body["breakers"] if b["state"] == "open") == 1  # what the KPI shows
+    clock.advance(3600.0)  # nobody has called either since: neither is open any more
+    body = asyncio.run(summary_payload(router, feed))
+    assert [b["state"] for b in body["breakers"]] == ["half_open", "half_open"]
+    assert router.breakers.state("provider:old") is BreakerState.OPEN  # reporting decided nothing
+    feed.detach()
 
 
 def test_attach_subscribes_to_the_router_and_detach_undoes_it() -> None:

@@ -180,3 +180,46 @@ def test_dashboard_asks_for_the_admin_key(browser: Any, traffic: dict[str, Any],
     assert page.is_visible("#main") and page.inner_text("#kpi-requests .value") == str(len(traffic["ids"]))
     assert page.evaluate("() => sessionStorage.getItem('modelplex.dashboard.adminKey')") == ADMIN_KEY
     _shot(page, tmp_path, "dashboard-after-login.png")
+
+
+def test_dashboard_shows_breakers_due_for_a_probe_and_a_zero_budget_as_they_are(
+        browser: Any, fake: FakeProviderServer, tmp_path: Path) -> None:
+    """A breaker past its recovery time is half-open ("probe due"), not counted as open; a key whose
+    daily limit is $0 refuses everything, so its budget is shown full and blocked, not at 0%."""
+    import time
+
+    cfg = gateway_config(fake.base_url, routing={"fallback_paths": {"fakeclaude/sonnet": ["fakeai/large"]},
+                                                 "breaker": {"failure_threshold": 2, "recovery_time": 1.0}})
+    app = create_app(cfg, env={})
+    mount_dashboard(app)
+    gw = LiveGateway(app, fake).start()
+    try:
+        key = gw.create_key()
+        blocked_id = gw.create_key(name="blocked", daily_usd=0).split("-")[1]
+        with gw.http() as c:
+            fake.plan.fail_next(Fault("server_error", status=500), times=-1, protocol="anthropic")
+            r = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                       json={"model": "fakeclaude/sonnet", "messages": [{"role": "user", "content": "fall back"}]})
+            assert r.status_code == 200 and r.headers["x-modelplex-fallback"] == "true"
+        time.sleep(1.2)  # past the recovery time; no request has come to move the breakers to half-open
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{gw.url}/dashboard?key={ADMIN_KEY}")
+        page.wait_for_function("() => window.__modelplexDashboard && window.__modelplexDashboard.renders > 0",
+                               timeout=15_000)
+        assert page.inner_text("#kpi-breakers .value") == "0"
+        assert "2 half-open" in page.inner_text("#kpi-breakers")
+        breaker = page.locator('#breakers li[data-breaker-key="provider:fakeclaude"]')
+        assert breaker.get_attribute("data-state") == "half_open"
+        assert "probe due" in breaker.locator(".meta").inner_text()
+        assert "retry in 0.0 s" not in page.inner_text("#breakers")
+        budget = page.locator(f'#budgets [data-scope="key:{blocked_id}:daily"]')
+        assert budget.get_attribute("data-blocked") == "true"
+        text = budget.locator(".top").inner_text()
+        assert "(100%)" in text and "blocked" in text.lower(), text
+        assert "0.0%" not in text
+        _shot(page, tmp_path, "dashboard-probe-due-and-blocked.png")
+        assert errors == []
+    finally:
+        gw.stop()

@@ -139,6 +139,41 @@ def test_usage_filters_feedback_and_performance(live) -> None:
         assert set(perf["recommendations"]) == {"cost_leader", "quality_leader", "balanced_choice"}
 
 
+def test_feedback_says_whether_the_request_was_found(live) -> None:
+    """An unknown request id is not reported as recorded. The usage store has no lookup by request id,
+    so the gateway answers what it can tell: ``attached`` for a request it knows, ``pending`` otherwise
+    (the score still waits for a record with that id: feedback may come first)."""
+    gw = live()
+    key = gw.create_key()
+    rid = chat(gw, key, user="carol").id.removeprefix("chatcmpl-")
+    with gw.http() as h:
+        known = h.post("/api/v1/feedback", headers=ADMIN_HEADERS, json={"request_id": rid, "score": 0.7})
+        assert known.status_code == 202
+        assert known.json() == {"ok": True, "request_id": rid, "score": 0.7, "recorded": True, "status": "attached"}
+        unknown = h.post("/api/v1/feedback", headers=ADMIN_HEADERS, json={"request_id": "nope", "score": 0.5})
+        assert unknown.status_code == 202
+        assert unknown.json() == {"ok": True, "request_id": "nope", "score": 0.5, "recorded": False,
+                                  "status": "pending"}
+    rec = wait_for(lambda: [r for r in gw.usage() if r["request_id"] == rid and r["quality_score"]])
+    assert rec[0]["quality_score"] == pytest.approx(0.7)
+
+
+def test_feedback_status_without_usage_store_or_statistics() -> None:
+    from types import SimpleNamespace
+
+    from modelplex.accounting.performance import PerformanceTracker
+    from modelplex.accounting.records import UsageRecord
+    from modelplex.server.admin import _feedback_status
+
+    assert _feedback_status(SimpleNamespace(performance=None, recorder=None), "r1", 0.5) == "not_recorded"
+    assert _feedback_status(SimpleNamespace(performance=None, recorder=object()), "r1", 0.5) == "pending"
+    perf = PerformanceTracker()
+    router = SimpleNamespace(performance=perf, recorder=None)
+    assert _feedback_status(router, "r1", 0.5) == "pending"
+    perf.observe(UsageRecord("r1", model="fakeai/small", provider="fakeai", latency_ms=5.0))
+    assert _feedback_status(router, "r1", 0.25) == "attached"
+
+
 def test_budgets_global_and_per_key(live) -> None:
     gw = live(budgets={"daily_usd": 100.0})
     rich = gw.create_key(name="rich")

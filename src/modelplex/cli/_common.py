@@ -6,6 +6,14 @@ Owns: ``ConfigOption``/``JsonOption`` (the options every command takes), ``load_
 ``emit_json``, ``console``, ``fail``/``usage_error``, ``parse_value``, and ``handle_errors`` — the one
 place where ``ModelplexError`` and ``OSError`` become ``error: ...`` and exit status 1.
 
+Terminal safety: everything the CLI prints comes from data it does not control (model ids from a
+config or an imported price list, users, tasks and key names from the usage store), so ``console()``
+prints text, never Rich markup (``[bold]`` is shown as typed; emoji codes too), and ``visible``
+shows control characters (ESC, BEL, C1 controls such as CSI, bidirectional overrides) as escapes
+(``\\x1b``, ``\\x9b``, ``\\u202e``) in every string it renders — table cells, titles, headers and lines.
+Styling is done with ``rich.text.Text`` / ``style=`` (never markup). ``emit_json`` and ``error_line``
+escape the same characters.
+
 Must not touch: command logic (each command module owns its own), anything heavy at import time:
 this module is imported while building ``--help``, so the catalog, pydantic, rich and yaml are
 imported inside functions only.
@@ -13,6 +21,7 @@ imported inside functions only.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -57,26 +66,53 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON in the docu
 
 def emit_json(data: Any) -> None:
     """Print ``data`` as indented JSON on stdout (dates and other objects via ``str``)."""
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str).translate(_JSON_VISIBLE) + "\n")
     sys.stdout.flush()
 
 
 PIPED_WIDTH = 400
 """The width tables are laid out for when stdout is not a terminal (so ids are never folded)."""
 
+_BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c not in (0x09, 0x0A)}
+_VISIBLE.update({c: f"\\u{c:04x}" for c in _BIDI})
+"""Characters a terminal would act on instead of showing: C0 controls but tab and newline, DEL, the C1
+controls (0x9b is CSI on some terminals), and the bidirectional marks, embeddings, overrides and
+isolates ("Trojan Source"). Each is shown as its Python escape."""
+_JSON_VISIBLE = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0), *_BIDI)}
+"""The same in JSON (``json.dumps`` escapes the C0 controls itself): ``\\u009b`` is the same string."""
+
+
+def visible(text: object) -> str:
+    """``text`` with every character a terminal would interpret shown as an escape (``\\x1b``)."""
+    return str(text).translate(_VISIBLE)
+
 
 def console() -> Console:
-    """A rich console on stdout (imported on first use)."""
-    from rich.console import Console
-
+    """A rich console on stdout (imported on first use) that prints text as it is: no markup, no emoji
+    codes, and control characters shown as escapes (``visible``) in every string it renders."""
     # plain lines never wrap; tables fit a terminal's width, and piped output (| grep) is never folded
     piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(highlight=False, soft_wrap=True, width=PIPED_WIDTH if piped else None)
+    return _safe_console_class()(highlight=False, markup=False, emoji=False, soft_wrap=True,
+                                 width=PIPED_WIDTH if piped else None)
+
+
+@functools.cache
+def _safe_console_class() -> type[Console]:
+    from rich.console import Console
+
+    class SafeConsole(Console):
+        """Every string printed or put in a table (cells, titles, headers) goes through ``render_str``."""
+
+        def render_str(self, text: str, **kwargs: Any) -> Any:
+            return super().render_str(visible(text), **kwargs)
+
+    return SafeConsole
 
 
 def error_line(message: str) -> None:
     """``error: <message>`` on stderr, as one line (newlines in the message are flattened)."""
-    flat = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    flat = visible(" ".join(part.strip() for part in str(message).splitlines() if part.strip()))
     sys.stderr.write(f"error: {flat}\n")
     sys.stderr.flush()
 

@@ -24,6 +24,7 @@ from modelplex.cli._common import (
     load_catalog_for,
     split_values,
     usage_error,
+    visible,
 )
 
 if TYPE_CHECKING:
@@ -94,8 +95,8 @@ FEATURE_CODES: tuple[tuple[str, str], ...] = (
 
 def _print_table(specs: list[ModelSpec]) -> None:
     from rich import box
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     out = console()
     wide = out.width >= 110  # tier and category only when they fit beside the id
@@ -111,7 +112,7 @@ def _print_table(specs: list[ModelSpec]) -> None:
     table.add_column("caps", no_wrap=True)
     for m in specs:
         codes = "".join(code for cap, code in FEATURE_CODES if cap in m.capabilities)
-        model_id = f"[dim]{escape(m.id)} *[/dim]" if m.deprecated else escape(m.id)
+        model_id = Text(visible(m.id) + " *", style="dim") if m.deprecated else m.id
         row = [model_id, fmt_int(m.context_window), fmt_int(m.max_output_tokens), fmt_usd(m.pricing.input_per_mtok),
                fmt_usd(m.pricing.output_per_mtok)]
         if wide:
@@ -145,16 +146,14 @@ def show_model(
 
 
 def _render(value: object) -> str:
-    from rich.markup import escape
-
     if value is None:
         return "—"
     if isinstance(value, list):
-        return escape(", ".join(str(v) for v in value)) or "—"
+        return ", ".join(str(v) for v in value) or "—"
     if isinstance(value, dict):
-        return escape(", ".join(f"{k}={v}" for k, v in value.items())) or "—"
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
         return f"{value:,}"
-    return escape(str(value))
+    return str(value)

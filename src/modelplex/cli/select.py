@@ -140,7 +140,6 @@ def select_command(
 
 
 def _print(selection: Selection, req: Requirements, explain: bool) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     out = console()
@@ -152,12 +151,12 @@ def _print(selection: Selection, req: Requirements, explain: bool) -> None:
         table.add_column("model", no_wrap=True)
         table.add_column("reason")
         for k, cand in enumerate(selection.candidates, 1):
-            table.add_row(str(k), escape(cand.model.id), escape(cand.reason))
+            table.add_row(str(k), cand.model.id, cand.reason)
         out.print(table)
     if explain and selection.rejected:
         rejected = Table(title=f"{len(selection.rejected):,} rejected", title_justify="left")
         rejected.add_column("model", no_wrap=True)
         rejected.add_column("first unmet requirement")
         for model_id, why in sorted(selection.rejected.items()):
-            rejected.add_row(escape(model_id), escape(why))
+            rejected.add_row(model_id, why)
         out.print(rejected)

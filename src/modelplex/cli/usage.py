@@ -40,6 +40,8 @@ TaskOption = Annotated[str | None, typer.Option("--task", show_default=False, he
 UserOption = Annotated[str | None, typer.Option("--user", show_default=False, help="Only this user's requests.")]
 
 GROUPS = ("model", "provider", "task", "user", "api_key_id", "strategy", "kind", "day")
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+"""The file extensions ``--plot`` writes (matplotlib picks the format from the extension)."""
 WIDE = 118
 """Terminal width from which ``report`` also shows average cost and token columns."""
 
@@ -158,8 +160,9 @@ def report_command(
     by: Annotated[str, typer.Option("--by", help=f"Group by {'|'.join(GROUPS)}.")] = "model",
     task: TaskOption = None,
     user: UserOption = None,
-    plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE.png", dir_okay=False, show_default=False,
-                                              help="Also write a PNG: cost per day by group, and requests.")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", metavar="FILE.png", dir_okay=False, show_default=False,
+        help=f"Also write a chart of cost per day by group, and requests ({', '.join(PLOT_FORMATS)}).")] = None,
     db: DbOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -169,6 +172,8 @@ def report_command(
 
     if by not in GROUPS:
         usage_error(f"expected one of {', '.join(GROUPS)}, got {by!r}", param_hint="'--by'")
+    if plot is not None and plot.suffix.lower() not in PLOT_FORMATS:
+        usage_error(f"expected a file ending in {', '.join(PLOT_FORMATS)}, got {str(plot)!r}", param_hint="'--plot'")
     start, end = _window(since, until)
     filters = {"task": task, "user": user}
     rows = fetch(open_sink(db, config), start, end, **filters)

@@ -49,7 +49,6 @@ def validate_command(
     if as_json:
         emit_json({"model": spec.id, "issues": [i.to_dict() for i in issues]})
     elif issues:
-        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title=f"{spec.id}: {len(issues)} issue{'' if len(issues) == 1 else 's'}",
@@ -58,7 +57,7 @@ def validate_command(
         table.add_column("code")
         table.add_column("message")
         for issue in issues:
-            table.add_row(escape(issue.param), issue.code, escape(issue.message))
+            table.add_row(issue.param, issue.code, issue.message)
         console().print(table)
     else:
         checked = ", ".join(sorted(params)) or "no parameters"

@@ -301,16 +301,28 @@ class BreakerRegistry:
         return max(0.0, cell.claim_blocked_until - now)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        """``{key: {state, failures, opened_at (epoch s | None), retry_in_s}}`` for every known key."""
+        """``{key: {state, failures, opened_at (epoch s | None), retry_in_s, probe_due}}`` for every known
+        key, for reports (health, dashboard, metrics) — not for decisions.
+
+        ``state`` is the state as a caller would find it now: an OPEN breaker whose recovery time has
+        passed is reported ``half_open`` (the next ``allow()`` admits a probe), although it moves there
+        only on that call (``state()`` keeps the decided state). ``probe_due`` is true when the next call
+        would be admitted as a probe (``retry_in_s`` is 0)."""
         out: dict[str, dict[str, Any]] = {}
+        now = self._clock.now()
         for key, cell in self._cells.items():
-            failures = cell.win_fail if cell.config.mode == "rate" and cell.state is BreakerState.CLOSED \
+            state = cell.state
+            failures = cell.win_fail if cell.config.mode == "rate" and state is BreakerState.CLOSED \
                 else cell.failures
+            if state is BreakerState.OPEN and now >= cell.open_until:
+                state = BreakerState.HALF_OPEN  # recovery time elapsed; no call has come to move it yet
+            retry = self.retry_in(key)
             out[key] = {
-                "state": cell.state.value,
+                "state": state.value,
                 "failures": failures,
                 "opened_at": cell.opened_wall,
-                "retry_in_s": self.retry_in(key),
+                "retry_in_s": retry,
+                "probe_due": retry == 0.0,
             }
         return out
 

@@ -407,7 +407,7 @@ def _breakers(router: Router, trips: Mapping[str, int]) -> list[dict[str, Any]]:
         rows.append({"key": key, "kind": kind if name else "other", "name": name or key,
                      "state": str(snap.get("state")), "failures": snap.get("failures", 0),
                      "opened_at": snap.get("opened_at"), "retry_in_s": snap.get("retry_in_s"),
-                     "trips": int(trips.get(key, 0))})
+                     "probe_due": bool(snap.get("probe_due", False)), "trips": int(trips.get(key, 0))})
     order = {"open": 0, "half_open": 1, "closed": 2}
     rows.sort(key=lambda r: (order.get(r["state"], 3), r["kind"] != "provider", r["key"]))
     return rows

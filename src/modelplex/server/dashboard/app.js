@@ -416,7 +416,9 @@
       const meta = [];
       if (b.failures) meta.push(b.failures + " failures");
       if (b.trips) meta.push(b.trips + (b.trips === 1 ? " trip" : " trips"));
-      if (b.state !== "closed" && b.retry_in_s !== null && b.retry_in_s !== undefined) {
+      if (b.probe_due) {
+        meta.push("probe due");  // recovery time over: the next request is the probe
+      } else if (b.state !== "closed" && b.retry_in_s !== null && b.retry_in_s !== undefined) {
         meta.push("retry in " + b.retry_in_s.toFixed(1) + " s");
       }
       list.append(h("li", { "data-breaker-key": b.key, "data-state": b.state },
@@ -451,15 +453,20 @@
       const limit = sc.limit_usd || 0;
       const spent = sc.spent_usd || 0;
       const reserved = sc.reserved_usd || 0;
-      const frac = limit > 0 ? spent / limit : 0;
-      const cls = "budget" + (frac >= 1 ? " over" : frac >= 0.8 ? " warn" : "");
+      // a zero limit refuses every request: the scope is full (100%), not empty (0%)
+      const blocked = !(limit > 0);
+      const frac = blocked ? 1 : spent / limit;
+      const cls = "budget" + (frac >= 1 ? " over" : frac >= 0.8 ? " warn" : "") + (blocked ? " blocked" : "");
       const spentW = Math.min(100, frac * 100);
       const resW = limit > 0 ? Math.min(100 - spentW, (reserved / limit) * 100) : 0;
       const reset = sc.reset_in_s !== null && sc.reset_in_s !== undefined
         ? "resets in " + humanSeconds(sc.reset_in_s) : "";
-      el.append(h("div", { class: cls, "data-scope": sc.scope },
+      const amount = usd(spent) + " of " + usd(limit) + " (" + (frac * 100).toFixed(frac < 0.1 ? 1 : 0) + "%)";
+      el.append(h("div", { class: cls, "data-scope": sc.scope, "data-blocked": blocked ? "true" : "false" },
         h("div", { class: "top" }, h("span", { class: "scope" }, scopeLabel(sc)),
-          h("span", null, usd(spent) + " of " + usd(limit) + " (" + (frac * 100).toFixed(frac < 0.1 ? 1 : 0) + "%)")),
+          h("span", { class: "amount" }, amount,
+            blocked ? h("span", { class: "blocked-label", title: "a $0 limit refuses every request" }, "blocked")
+              : null)),
         h("div", { class: "meter" }, h("div", { class: "spent", style: "width:" + spentW + "%" }),
           h("div", { class: "reserved", style: "left:" + spentW + "%;width:" + resW + "%" })),
         h("div", { class: "foot" }, [reserved ? usd(reserved) + " reserved in flight" : "", reset]
@@ -475,7 +482,7 @@
 
   function fractionOf(sc) {
     if (typeof sc.fraction === "number") return sc.fraction;
-    return sc.limit_usd ? (sc.spent_usd || 0) / sc.limit_usd : 0;
+    return sc.limit_usd > 0 ? (sc.spent_usd || 0) / sc.limit_usd : 1;  // a zero limit is full
   }
 
   function humanSeconds(v) {
