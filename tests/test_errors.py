@@ -24,3 +24,18 @@ def test_text_that_only_shares_the_last_characters_is_left_alone() -> None:
     assert redact("order 7890 shipped; sk-other***7890", [KEY]) == "order 7890 shipped; sk-other***7890"
     assert redact("short secrets are not masked-matched: abc***wxyz", ["abcdefgwxyz"]) == \
         "short secrets are not masked-matched: abc***wxyz"
+
+
+@pytest.mark.parametrize("text", [
+    "you sent key sk-upstream-12345",  # a truncated echo: the key's first characters
+    "key ending upstream-1234567890",  # its last characters
+    'auth "Bearer sk-upstream-1234567890" rejected; partial sk-upstream-123',
+])
+def test_any_part_of_a_key_of_eight_characters_or_more_is_redacted(text: str) -> None:
+    out = redact(text, [KEY])
+    assert "upstream-1" not in out and "m-123" not in out and "***" in out
+
+
+def test_words_that_share_fewer_than_eight_characters_with_a_key_are_kept() -> None:
+    assert redact("the stream refused the request (1234567 tokens, sk-upst)", [KEY]) == \
+        "the stream refused the request (1234567 tokens, sk-upst)"

@@ -530,18 +530,52 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: ("***" if k.lower() in _SECRET_HEADERS else v) for k, v in headers.items()}
 
 
+PARTIAL_ECHO = 8
+"""Consecutive characters of a secret (of length ≥ 12) that ``redact`` treats as an echo of it."""
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each secret (of length ≥ 6) in ``text``, and of each secret's masked
-    form as providers echo it (``sk-proj-ab********wxyz``: a prefix, a run of ``*``/``.``/``•``, the
-    last four characters), which still gives a key's first and last characters away."""
+    """Replace every occurrence of each secret (of length ≥ 6) in ``text``; of each secret's masked form
+    as providers echo it (``sk-proj-ab********wxyz``: a prefix, a run of ``*``/``.``/``•``, the last four
+    characters), which still gives a key's first and last characters away; and of any part of a secret
+    of length ≥ 12 that is ``PARTIAL_ECHO`` characters or longer (a provider quoting the first 20
+    characters of the key it was sent)."""
+    long: list[str] = []
     for s in secrets:
         if not s or len(s) < 6:
             continue
         if s in text:
             text = text.replace(s, "***")
-        if len(s) >= 12 and s[-4:] in text:
-            text = _masked_form(s).sub("***", text)
-    return text
+        if len(s) >= 12:
+            long.append(s)
+            if s[-4:] in text:
+                text = _masked_form(s).sub("***", text)
+    return _redact_parts(text, long) if long and len(text) >= PARTIAL_ECHO else text
+
+
+def _redact_parts(text: str, secrets: list[str]) -> str:
+    """``text`` with every run of ``PARTIAL_ECHO`` or more characters found in one of ``secrets`` masked."""
+    n = PARTIAL_ECHO
+    grams = {sec[i:i + n] for sec in secrets for i in range(len(sec) - n + 1)}
+    covered = bytearray(len(text))
+    hit = False
+    for i in range(len(text) - n + 1):
+        if text[i:i + n] in grams:
+            covered[i:i + n] = b"\x01" * n
+            hit = True
+    if not hit:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if covered[i]:
+            while i < len(text) and covered[i]:
+                i += 1
+            out.append("***")
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 @functools.lru_cache(maxsize=64)
