@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import warnings
 from typing import Any
+
+import pytest
 
 from modelplex.transport import LoopThread, SessionPool
 
@@ -141,11 +145,76 @@ def test_sessions_of_loops_asyncio_run_closed_are_let_go_without_a_warning(caplo
             assert await resp.text() == "ok"
         return session, runner
 
-    session, _runner = asyncio.run(app_and_one_request())  # the loop closes; the session is left open
+    session, _runner = asyncio.run(app_and_one_request())  # asyncio.run's teardown closes the session
+    assert session.closed
+    # a loop closed without finalizing its async generators leaves its session open: let go of it quietly
+    loop = asyncio.new_event_loop()
+    session, runner = loop.run_until_complete(app_and_one_request())
+    loop.run_until_complete(runner.cleanup())
+    loop.close()
     assert pool.has_orphans() and not session.closed
-    with caplog.at_level(logging.ERROR, logger="asyncio"):
+    with caplog.at_level(logging.ERROR, logger="asyncio"), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
         assert asyncio.run(pool.aclose_orphans()) == 1
         del session
         gc.collect()
     assert not pool.has_orphans() and pool.sessions() == []
     assert not [r for r in caplog.records if "Unclosed" in r.getMessage()]
+
+
+def test_a_loop_that_asyncio_run_shuts_down_closes_its_session_on_the_way() -> None:
+    """One ``asyncio.run`` per job: each job's session is closed by its loop's teardown, while that loop
+    still runs (no socket left open until the router closes), and the pool forgets it."""
+    pool = _pool()
+
+    async def job() -> Any:
+        return pool.get()
+
+    first = asyncio.run(job())
+    assert first.closed
+    sessions = [asyncio.run(job()) for _ in range(20)]
+    assert all(s.closed for s in sessions)
+    assert len(pool.sessions()) == 1  # only the last; finished entries are dropped when a new one is made
+
+
+def test_a_session_closed_by_the_router_leaves_no_watcher_behind() -> None:
+    pool = _pool()
+
+    async def job() -> Any:
+        s = pool.get()
+        await pool.aclose_current()
+        return s
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = asyncio.run(job())
+    assert s.closed and pool.sessions() == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_starts_its_own_loop_thread_and_sessions() -> None:
+    pool = _pool()
+    loop_thread = LoopThread()
+
+    async def get() -> Any:
+        return pool.get()
+
+    parent = loop_thread.run(get())
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's loop thread is not here; a call must not hang
+        ok = False
+        try:
+            child = loop_thread.run(get(), timeout=10)
+            ok = child is not parent and not child.closed and loop_thread.started
+        finally:
+            os.write(w, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(w)
+    try:
+        assert os.read(r, 1) == b"1"
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    assert loop_thread.run(get()) is parent  # the parent is untouched
+    loop_thread.stop()

@@ -64,7 +64,7 @@ from modelplex.resilience.throttle import ThrottleRegistry
 from modelplex.selection import Selector
 from modelplex.state import make_state
 from modelplex.state.memory import MemoryState
-from modelplex.transport import LoopThread, SessionFactory, SessionPool
+from modelplex.transport import LoopThread, SessionFactory, SessionPool, after_fork
 from modelplex.types import (
     Attempt,
     ChatRequest,
@@ -171,6 +171,7 @@ class Router:
         self.throttles = ThrottleRegistry(self.clock)
         self.sessions = SessionPool(session_factory)
         self._loop_thread = LoopThread()
+        self._own_recorder = recorder is None
         if recorder is None:
             from modelplex.accounting.recorder import make_recorder
 
@@ -190,6 +191,9 @@ class Router:
         self.on_record: list[Callback] = []
         """Called with each ``UsageRecord`` (every kind, success or failure), e.g. by the dashboard."""
         self._enabled = frozenset(self.providers)
+        self._inherited: list[Any] = []
+        """A parent process's started recorder, in a forked child (see ``_after_fork``)."""
+        after_fork(self)
 
     # ------------------------------------------------------------------ construction
 
@@ -597,6 +601,19 @@ class Router:
         if self.recorder is not None and self._recorder_mode is None:
             self._recorder_mode = "loop"
             await self.recorder.start()
+
+    def _after_fork(self) -> None:
+        """In a forked child: the recorder the parent started has no writer thread here, and its database
+        connection, journal lock and queue are the parent's. A recorder this router built is replaced by
+        a new one from the same settings (its own connection and journal slot; it starts on first use);
+        the parent keeps writing what it queued. An injected recorder is the caller's to manage."""
+        if self._recorder_mode is None or not self._own_recorder or self.recorder is None:
+            return
+        from modelplex.accounting.recorder import make_recorder
+
+        self._inherited.append(self.recorder)
+        self.recorder = make_recorder(self.config.accounting, clock=self.clock, env=self.env)
+        self._recorder_mode = None
 
     def _start_recorder_thread(self) -> None:
         assert self.recorder is not None

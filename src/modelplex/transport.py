@@ -3,16 +3,28 @@
 Owns: ``SessionPool`` (one aiohttp ``ClientSession`` per event loop, created lazily, or a factory
 injected by tests) and ``LoopThread`` (one event loop in a daemon thread; the sync facade submits
 coroutines to it, so sync calls are safe from any number of threads and never call ``asyncio.run``
-inside a running loop, which the seed's factory does).
+inside a running loop, which the seed's factory does); and ``after_fork`` (objects reset in a child
+process).
+
+Loops that end: a session made on a loop that ``asyncio.run`` (or anything else that calls
+``loop.shutdown_asyncgens()``) then closes is closed on that loop as it shuts down, through an async
+generator the loop finalizes, so a program that runs one ``asyncio.run`` per job keeps no sockets open.
+
+Fork: in a child process the parent's loop thread and connections do not exist; objects registered
+with ``after_fork`` start over there (a new loop thread, new sessions) on first use. What they held
+in the parent is kept referenced, never closed or collected in the child: those sockets are the
+parent's too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
-from collections.abc import Callable, Coroutine
+import weakref
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import aiohttp
@@ -32,15 +44,51 @@ def default_session() -> aiohttp.ClientSession:
                                  headers={"User-Agent": "modelplex"})
 
 
+class ForkAware(Protocol):
+    def _after_fork(self) -> None: ...
+
+
+_FORK_AWARE: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def after_fork(obj: ForkAware) -> None:
+    """Call ``obj._after_fork()`` in every child process forked from now on (``obj`` is held weakly)."""
+    _FORK_AWARE.add(obj)
+
+
+def _reset_in_child() -> None:
+    for obj in list(_FORK_AWARE):
+        obj._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_in_child)
+
+
+async def _close_with_loop(loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> AsyncIterator[None]:
+    """Suspended for the session's life; finalized by ``loop.shutdown_asyncgens()`` (``asyncio.run``'s
+    teardown), it closes the session on its own loop while that loop still runs."""
+    try:
+        yield
+    finally:
+        if not session.closed and not loop.is_closed():
+            await session.close()
+
+
 class SessionPool:
-    """A session per running event loop. Sessions are closed by ``aclose``/``close_all``."""
+    """A session per running event loop. Sessions are closed by ``aclose``/``close_all``, or when their
+    loop shuts down its async generators (``asyncio.run``)."""
 
     def __init__(self, factory: SessionFactory | None = None) -> None:
         self._factory = factory or default_session
         self._sessions: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
+        self._closers: dict[int, AsyncIterator[None]] = {}
         self._lock = threading.Lock()
         self._last: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
         """The most recently used entry: most programs use one loop, so this answers without a lookup."""
+        self._inherited: list[Any] = []
+        """A parent process's sessions, in a forked child: kept, never closed or collected there."""
+        after_fork(self)
 
     def get(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -52,9 +100,44 @@ class SessionPool:
             self._last = entry
             return entry[1]
         with self._lock:
+            self._drop_finished()
             session = self._factory()
             self._sessions[id(loop)] = self._last = (loop, session)
+            self._closers[id(loop)] = self._watch(loop, session)
             return session
+
+    @staticmethod
+    def _watch(loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> AsyncIterator[None]:
+        """Start ``_close_with_loop`` on ``loop`` (called on it: its first step registers the generator
+        with the loop, which finalizes it at shutdown) and return it, suspended."""
+        closer = _close_with_loop(loop, session)
+        try:
+            closer.__anext__().send(None)  # type: ignore[attr-defined]
+        except StopIteration:
+            pass
+        return closer
+
+    def _drop_finished(self) -> None:
+        """Forget the entries whose session is closed and whose loop is gone (caller holds the lock)."""
+        for key in [k for k, (loop, session) in self._sessions.items() if session.closed and loop.is_closed()]:
+            del self._sessions[key]
+            self._finish_closer(key)
+
+    def _finish_closer(self, key: int) -> None:
+        """End the loop-shutdown watcher of a session closed otherwise, without its loop (its ``finally``
+        does nothing then), so it is never finalized on a loop that is gone."""
+        closer = self._closers.pop(key, None)
+        if closer is None:
+            return
+        try:
+            closer.aclose().send(None)  # type: ignore[attr-defined]
+        except (StopIteration, RuntimeError):
+            pass
+
+    def _after_fork(self) -> None:
+        self._inherited.append((self._sessions, self._closers, self._last))
+        self._sessions, self._closers, self._last = {}, {}, None
+        self._lock = threading.Lock()
 
     async def aclose_current(self) -> None:
         loop = asyncio.get_running_loop()
@@ -63,6 +146,7 @@ class SessionPool:
             self._last = None
         if entry is not None and not entry[1].closed:
             await entry[1].close()
+        self._finish_closer(id(loop))
 
     def sessions(self) -> list[tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]]:
         return list(self._sessions.values())
@@ -79,6 +163,9 @@ class SessionPool:
             entries = [self._sessions.pop(key) for key in orphans]
             if self._last is not None and self._last[0].is_closed():
                 self._last = None
+            for key in orphans:
+                self._finish_closer(key)
+        entries = [(loop, session) for loop, session in entries if not session.closed]
         for _loop, session in entries:
             connector = session.connector
             session.detach()  # the session counts as closed from here on
@@ -88,6 +175,7 @@ class SessionPool:
 
     def forget(self, loop: asyncio.AbstractEventLoop) -> None:
         self._sessions.pop(id(loop), None)
+        self._finish_closer(id(loop))
         if self._last is not None and self._last[0] is loop:
             self._last = None
 
@@ -100,6 +188,14 @@ class LoopThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._inherited: list[asyncio.AbstractEventLoop] = []
+        """A parent process's loop, in a forked child: its thread is not there; a new one starts on use."""
+        after_fork(self)
+
+    def _after_fork(self) -> None:
+        if self._loop is not None:
+            self._inherited.append(self._loop)
+        self._loop, self._thread, self._lock = None, None, threading.Lock()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

@@ -154,3 +154,51 @@ def test_a_program_that_never_closes_the_router_still_records_every_request(tmp_
             assert conn.execute("SELECT count(*) FROM usage_records").fetchone()[0] == 5
     finally:
         fake.stop_thread()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_router_used_before_fork_works_and_records_in_the_children(tmp_path: Path) -> None:
+    """gunicorn --preload, Celery prefork, multiprocessing: a router used in the parent, then forked. The
+    children's calls used to hang for good (the parent's loop thread is not in the child); each child now
+    starts its own loop, sessions and usage writer, and every call of every process is stored once."""
+    import json
+    import sqlite3
+    import subprocess
+    import sys
+
+    from modelplex.testing.server import FakeProviderServer
+
+    fake = FakeProviderServer(protocols=("openai",)).start_in_thread()
+    try:
+        db = tmp_path / "usage.db"
+        cfg = {"providers": {"openai": {"base_url": fake.base_url + "/v1", "api_key": "sk-fake-123456"}},
+               "accounting": {"sink": "sqlite", "path": str(db), "journal_path": str(tmp_path / "journal.jsonl")}}
+        script = f"""
+import os
+from modelplex import Router
+router = Router.from_config({json.dumps(cfg)})
+m = [{{'role': 'user', 'content': 'hi'}}]
+for _ in range(3):
+    router.complete(m, model='openai/gpt-6-luna')
+pids = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        for _ in range(4):
+            router.complete(m, model='openai/gpt-6-luna')
+        router.close()
+        os._exit(0)
+    pids.append(pid)
+codes = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids]
+router.complete(m, model='openai/gpt-6-luna')
+print(codes)
+"""
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "[0, 0]"
+        assert "Unclosed" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("SELECT count(*), count(DISTINCT request_id) FROM usage_records").fetchone()
+        assert rows == (3 + 2 * 4 + 1, 3 + 2 * 4 + 1)
+    finally:
+        fake.stop_thread()
