@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from modelplex.errors import ConfigError
+from modelplex.server.db import DatabaseUnavailableError
+from modelplex.server.errors import classify
 from modelplex.server.keys import (
     ID_ALPHABET,
     ApiKey,
@@ -176,6 +178,52 @@ async def test_a_read_in_flight_during_a_local_revocation_is_not_cached() -> Non
     assert (await early).active  # it raced the revocation and answers what it read...
     assert not (await manager.lookup(key.id)).active  # ...but that answer was not cached
     assert store.reads == 2
+
+class FlakyStore(MemoryKeyStore):
+    """A memory store that is unreachable (as asyncpg reports a refused connection) while ``down``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        if self.down:
+            raise ConnectionRefusedError(111, "Connection refused")
+        return await super().get(key_id)
+
+
+async def test_an_unreachable_store_serves_keys_as_last_read_and_503s_the_rest(
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = FlakyStore()
+    now = [0.0]
+    manager = KeyManager(store, SECRET, monotonic=lambda: now[0], cache_ttl=5.0)
+    key, _ = await manager.create("k")
+    assert (await manager.lookup(key.id)).active
+    store.down = True
+    now[0] = 60.0  # the cache entry has expired: the store is asked, and does not answer
+    with caplog.at_level("WARNING", logger="modelplex.server"):
+        for _ in range(5):
+            assert (await manager.lookup(key.id)).id == key.id
+        with pytest.raises(DatabaseUnavailableError) as info:
+            await manager.lookup("zzzzzzzz")
+        assert classify(info.value).status == 503 and classify(info.value).code == "database_unavailable"
+        assert classify(info.value).retry_after == 5.0
+        store.down = False
+        now[0] = 120.0
+        assert (await manager.lookup(key.id)).active and await manager.lookup("zzzzzzzz") is None
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and "unreachable" in lines[0] and "is back" in lines[1]
+
+
+async def test_other_store_failures_are_not_taken_for_an_outage() -> None:
+    class Broken(MemoryKeyStore):
+        async def get(self, key_id: str) -> ApiKey | None:
+            raise FileNotFoundError(2, "no such file")
+
+    manager = KeyManager(Broken(), SECRET)
+    with pytest.raises(FileNotFoundError):
+        await manager.lookup("aaaaaaaa")
+
 
 def test_allow_lists_are_globs() -> None:
     key = ApiKey(id="abcdefgh", name="k", digest="", allowed_models=("openai/gpt-4o*",), allowed_tasks=("fast",))

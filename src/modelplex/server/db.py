@@ -9,22 +9,63 @@ refused with a clear error rather than written to.
 The gateway's tables (``gateway_schema``, ``gateway_api_keys``, ``gateway_settings``) live in the
 same database as usage records by default but are created here, not by the accounting migrations.
 
+Also ``DatabaseUnavailableError`` and ``is_unavailable(exc)``: the one test for "the database could
+not be reached" (refused or dropped connections, timeouts, a server shutting down, SQLite's file
+locked past its busy timeout), as opposed to a bug or bad data.
+
 Must not touch: usage tables (accounting owns them), what the rows mean (keys, settings_store).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from modelplex.errors import ConfigError
+from modelplex.errors import ConfigError, ModelplexError
 
 T = TypeVar("T")
+
+
+class DatabaseUnavailableError(ModelplexError):
+    """A database the gateway needs did not answer (the gateway answers 503 with a Retry-After)."""
+
+    retry_after = 5.0
+
+    def __init__(self, what: str, cause: BaseException) -> None:
+        self.what = what
+        self.cause = cause
+        super().__init__(f"{what} is unreachable ({type(cause).__name__})")
+
+
+_NETWORK_ERRNOS = frozenset(getattr(errno, name) for name in (
+    "ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "ENETUNREACH", "ENETDOWN", "EHOSTUNREACH", "EHOSTDOWN",
+    "ETIMEDOUT", "EPIPE") if hasattr(errno, name))
+_SQLITE_UNAVAILABLE = frozenset(getattr(sqlite3, name) for name in ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN")
+                                if hasattr(sqlite3, name))
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says a database could not be reached, not that a query or its data was wrong."""
+    if isinstance(exc, DatabaseUnavailableError | ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    if isinstance(exc, OSError):  # asyncpg passes the socket's own errors on; a file error is not one
+        return exc.errno in _NETWORK_ERRNOS
+    if isinstance(exc, sqlite3.OperationalError):
+        return getattr(exc, "sqlite_errorcode", None) in _SQLITE_UNAVAILABLE
+    asyncpg = sys.modules.get("asyncpg")  # an asyncpg error implies asyncpg is imported
+    if asyncpg is None:
+        return False
+    ex = asyncpg.exceptions
+    return isinstance(exc, ex.PostgresConnectionError | ex.InterfaceError | ex.CannotConnectNowError
+                      | ex.OperatorInterventionError | ex.TooManyConnectionsError)
 
 _SCHEMA_TABLE = ("CREATE TABLE IF NOT EXISTS gateway_schema (component TEXT PRIMARY KEY, "
                  "version INTEGER NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
@@ -103,7 +144,7 @@ class SqliteDB:
 class PostgresDB:
     """An asyncpg pool (lazily imported: the ``[postgres]`` extra). ``schema`` sets the search path."""
 
-    def __init__(self, dsn: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 4) -> None:
+    def __init__(self, dsn: str, *, schema: str | None = None, min_size: int = 0, max_size: int = 4) -> None:
         self.dsn = dsn
         self.schema = schema
         self._min = min_size
@@ -155,4 +196,4 @@ class PostgresDB:
             await pool.close()
 
 
-__all__ = ["PostgresDB", "SqliteDB"]
+__all__ = ["DatabaseUnavailableError", "PostgresDB", "SqliteDB", "is_unavailable"]

@@ -21,6 +21,7 @@ body over ``server.max_body_bytes``                  413     request_too_large
 key RPM/TPM limit                                    429     rate_limit_exceeded
 budget                                               429     budget_exceeded
 every target failed or is cooling down               503     all_targets_failed
+the key store or another database is unreachable     503     database_unavailable
 every target refused the gateway (401/403/404/quota) 502     upstream_error
 upstream timeout                                     504     upstream_timeout
 other upstream failure                               502     upstream_error
@@ -66,6 +67,7 @@ from modelplex.errors import (
     UnsupportedParameterError,
     redact,
 )
+from modelplex.server.db import DatabaseUnavailableError, is_unavailable
 
 
 class GatewayError(Exception):
@@ -173,6 +175,10 @@ def classify(exc: BaseException, secrets: Iterable[str] = ()) -> ErrorInfo:
                          _finite(exc.retry_after))
     if isinstance(exc, ProviderError):
         return _provider_error(exc, secrets)
+    if is_unavailable(exc):  # the gateway's own database (keys, usage, settings), not an upstream
+        what = exc.what if isinstance(exc, DatabaseUnavailableError) else "a database the gateway needs"
+        return ErrorInfo(503, "service_unavailable", f"{what} is unreachable; retry shortly",
+                         "database_unavailable", None, DatabaseUnavailableError.retry_after)
     return ErrorInfo(500, "server_error", "The gateway hit an internal error; see its log.", "internal_error")
 
 

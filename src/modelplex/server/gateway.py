@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from modelplex.errors import UnknownModelError, UnknownTaskError
 from modelplex.resilience.ratelimit import RateLimiter
 from modelplex.server.auth import Authenticator, Principal, Target
+from modelplex.server.db import DatabaseUnavailableError
 from modelplex.server.errors import ErrorInfo, classify, invalid_request
 from modelplex.server.http import DisconnectWatch, WatchScheduler
 from modelplex.server.metrics import GatewayMetrics
@@ -213,6 +214,8 @@ class Gateway:
         if info.status >= 500:
             if info.code == "internal_error":
                 log.error("internal error route=%s request_id=%s", route, request_id, exc_info=exc)
+            elif isinstance(exc, DatabaseUnavailableError):
+                pass  # the key manager says once that the store went away and once that it is back
             else:
                 log.warning("upstream failure route=%s request_id=%s status=%d code=%s error=%s", route,
                             request_id, info.status, info.code, type(exc).__name__)

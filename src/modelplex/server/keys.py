@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 
 from modelplex.errors import ConfigError
-from modelplex.server.db import PostgresDB, SqliteDB
+from modelplex.server.db import DatabaseUnavailableError, PostgresDB, SqliteDB, is_unavailable
 
 log = logging.getLogger("modelplex.server")
 
@@ -405,6 +405,12 @@ class KeyManager:
     within ``cache_ttl``. Concurrent lookups of an id that is not cached share one store read (when
     an entry expires under load, the requests in flight do not each queue a read), and a read that
     was in flight when a key was created or revoked here is not cached.
+
+    When the store cannot be reached (``db.is_unavailable``: PostgreSQL down, SQLite locked past its
+    busy timeout), a lookup answers from the expired cache entry it still holds (the key as last read,
+    revocations from other replicas not seen until the store is back), and an id it never read raises
+    ``DatabaseUnavailableError`` (503 with a Retry-After). One warning says the store went away and
+    one that it came back, not a line per request.
     """
 
     def __init__(self, store: KeyStore, server_secret: bytes, *, clock: Callable[[], float] = time.time,
@@ -421,6 +427,8 @@ class KeyManager:
         self._epoch = 0
         """Bumped by every create and revoke here: a store read started before one is not cached."""
         self._mac = hmac.new(server_secret, digestmod=hashlib.sha256)  # keyed once; copied per digest
+        self._down_since: float | None = None
+        """Monotonic time the store was first found unreachable, while it stays so."""
 
     def digest(self, plaintext: str) -> str:
         """``key_digest(server_secret, plaintext)``."""
@@ -475,13 +483,32 @@ class KeyManager:
 
     async def _load(self, key_id: str) -> ApiKey | None:
         epoch, now = self._epoch, self._mono()
-        key = await self.store.get(key_id)
+        try:
+            key = await self.store.get(key_id)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            return self._stale(key_id, exc)
+        if self._down_since is not None:
+            log.warning("api key store %s is back after %.1fs", self.store.name, now - self._down_since)
+            self._down_since = None
         if epoch == self._epoch:
             self._cache[key_id] = (now + self._ttl, key)
             self._cache.move_to_end(key_id)
             while len(self._cache) > self._size:
                 self._cache.popitem(last=False)
         return key
+
+    def _stale(self, key_id: str, exc: BaseException) -> ApiKey | None:
+        """The last record read for ``key_id`` while the store is unreachable, else the 503 error."""
+        if self._down_since is None:
+            self._down_since = self._mono()
+            log.warning("api key store %s unreachable (%s): serving keys as last read; ids never read get 503",
+                        self.store.name, type(exc).__name__)
+        hit = self._cache.get(key_id)
+        if hit is not None:
+            return hit[1]
+        raise DatabaseUnavailableError(f"the API key store ({self.store.name})", exc) from None
 
     def _loaded(self, key_id: str, task: asyncio.Task[ApiKey | None]) -> None:
         if self._loading.get(key_id) is task:

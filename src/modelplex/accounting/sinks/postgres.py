@@ -81,7 +81,7 @@ def _inserted(status: str) -> int:
 class PostgresSink(UsageSink):
     name: ClassVar[str] = "postgres"
 
-    def __init__(self, dsn: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 4,
+    def __init__(self, dsn: str, *, schema: str | None = None, min_size: int = 0, max_size: int = 4,
                  command_timeout: float = 30.0) -> None:
         if not dsn:
             raise ConfigError("accounting.sink is postgres but no dsn is set", key="accounting.dsn")
