@@ -785,3 +785,52 @@ async def test_fallback_over_unreachable_redis_keeps_working() -> None:
     health = await state.health()
     assert health["degraded"] is True and health["primary"]["ok"] is False
     await state.close()
+
+
+async def test_redis_reports_what_each_budget_key_had_committed(redis_url: str) -> None:
+    state = RedisState(redis_url, prefix=f"mptest:{uuid.uuid4().hex}:", clock=FakeClock(start=1000.0), timeout=5.0)
+    try:
+        assert await state.reserve([("day", 1.0), ("user", 0.5)], 0.2, "r1", 60.0) == (True, None)
+        assert state.last_seen == {"day": pytest.approx(0.2), "user": pytest.approx(0.2)}
+        await state.settle("r1", 0.1)
+        assert await state.reserve([("day", 1.0), ("user", 0.5)], 0.3, "r2", 60.0) == (True, None)
+        assert state.last_seen == {"day": pytest.approx(0.4), "user": pytest.approx(0.4)}
+        assert await state.reserve([("day", 1.0), ("user", 0.5)], 0.3, "r3", 60.0) == (False, "user")
+        assert state.last_seen["user"] == pytest.approx(0.4)  # what was committed when it refused
+    finally:
+        await state.clear()
+        await state.close()
+
+
+class _GoneRedis(RedisState):
+    """A real Redis state that can be made to time out, as a burst or a partition makes it."""
+
+    down = False
+
+    async def _call(self, op: Any, *, timeout: float | None = None) -> Any:
+        if self.down:
+            raise StateUnavailableError("TimeoutError", backend=self.name)
+        return await super()._call(op, timeout=timeout)
+
+
+async def test_a_replica_that_loses_redis_goes_on_from_the_budget_it_last_saw(redis_url: str) -> None:
+    """A timeout used to send reservations to a local count that started at zero: a blip under a burst
+    admitted a whole budget's worth per replica. The local count now starts from Redis' last figure."""
+    clock = FakeClock(start=1000.0)
+    primary = _GoneRedis(redis_url, prefix=f"mptest:{uuid.uuid4().hex}:", clock=clock, timeout=5.0)
+    state = FallbackState(primary, MemoryState(clock), clock=clock, retry_interval=5.0)
+    limit = [("day", 1.0)]
+    try:
+        for i in range(8):  # $0.80 of $1.00 committed in Redis
+            assert (await state.reserve(limit, 0.1, f"a{i}", 60.0))[0]
+            await state.settle(f"a{i}", 0.1)
+        primary.down = True
+        admitted = 0
+        for i in range(10):
+            ok, _failed = await state.reserve(limit, 0.1, f"b{i}", 60.0)
+            admitted += ok
+        assert state.degraded and admitted == 2  # the $0.20 left, not another $1.00
+        primary.down = False
+    finally:
+        await primary.clear()
+        await primary.close()

@@ -32,7 +32,7 @@ import math
 import uuid
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelplex.errors import ModelplexError
@@ -494,12 +494,27 @@ class FallbackState(StateBackend):
                                                  key_ttl=key_ttl))
             except StateUnavailableError:
                 pass
+        await self._seed_local(key_limits, key_ttl)
         ok, failed = await self.local.reserve(key_limits, amount, reservation_id, ttl, key_ttl=key_ttl)
         if ok:
             self._local_rids[reservation_id] = key_ttl
             if len(self._local_rids) > self._max_local:
                 self._local_rids.pop(next(iter(self._local_rids)))
         return ok, failed
+
+    async def _seed_local(self, key_limits: Sequence[tuple[str, float]], key_ttl: float | None) -> None:
+        """Before a reservation is served locally: raise each key's local count to the committed total the
+        primary last reported for it (``last_seen``), so a replica that loses Redis goes on from what the
+        budget had, not from zero. The seed is never merged back (it is the primary's own figure); spend
+        by other replicas since that reading is not known here: that is the outage bound in docs/budgets.md."""
+        seen: Mapping[str, float] = getattr(self.primary, "last_seen", None) or {}
+        for key, _limit in key_limits:
+            total = seen.get(key)
+            if not total:
+                continue
+            spent, reserved = await self.local.usage(key)
+            if spent + reserved < total:
+                await self.local.add_spent(key, total - spent - reserved, key_ttl=key_ttl)
 
     async def _finish(self, op: str, reservation_id: str, actual: float | None) -> bool:
         if reservation_id in self._local_rids:

@@ -84,13 +84,15 @@ if st then
   if st == 'reserved' then return {1, 0} end
   return {0, 0}
 end
+local totals = {}
 for i = 1, n do
   local h = KEYS[1 + i]
   purge(h, KEYS[1 + n + i], now)
   local v = redis.call('HMGET', h, 'spent', 'reserved')
   local spent = tonumber(v[1]) or 0
   local reserved = tonumber(v[2]) or 0
-  if spent + reserved + amount > tonumber(ARGV[7 + i]) + EPS then return {0, i} end
+  if spent + reserved + amount > tonumber(ARGV[7 + i]) + EPS then return {0, i, fmt(spent + reserved)} end
+  totals[i] = fmt(spent + reserved + amount)
 end
 local hold_until = fmt(now + ttl)
 for i = 1, n do
@@ -106,7 +108,7 @@ for i = 1, n do
 end
 redis.call('HSET', KEYS[1], 'state', 'reserved', 'keys', ARGV[8 + n], 'amount', ARGV[2], 'key_px', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], rec_px)
-return {1, 0}
+return {1, 0, unpack(totals)}
 """
 
 # KEYS: record.  ARGV: prefix, rid, now, actual ('' = release)
@@ -198,6 +200,9 @@ def _f(x: float) -> str:
     return repr(float(x))
 
 
+_LAST_SEEN_MAX = 10_000
+
+
 class RedisState(StateBackend):
     """State in Redis, shared by every replica that uses the same URL and prefix."""
 
@@ -222,6 +227,11 @@ class RedisState(StateBackend):
         self._pool: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scripts: dict[str, Any] = {}
+        self.last_seen: dict[str, float] = {}
+        """Each budget key's committed total (spent + reserved) as this process's last reservation on it
+        saw it (at most ``_LAST_SEEN_MAX`` keys, the first seen dropped first): what ``FallbackState``
+        starts a key's local count from when Redis stops answering, so an outage does not reopen the
+        whole budget."""
 
     def __repr__(self) -> str:
         return f"RedisState({redact_url(self.url)!r}, prefix={self.prefix!r})"
@@ -327,8 +337,17 @@ class RedisState(StateBackend):
             str(_px(key_ttl)) if key_ttl is not None else "0", reservation_id, str(len(names)),
             *(_f(limit) for _, limit in limits), orjson.dumps(names).decode(),
         ]
-        ok, failed = await self._call(lambda c: self._scripts["reserve"](keys=keys, args=args, client=c))
+        ok, failed, *totals = await self._call(lambda c: self._scripts["reserve"](keys=keys, args=args, client=c))
         failed = int(failed)
+        seen = self.last_seen
+        if failed and totals:
+            seen[names[failed - 1]] = float(totals[0])
+        else:
+            for name, total in zip(names, totals, strict=False):
+                seen[name] = float(total)
+        if len(seen) > _LAST_SEEN_MAX:
+            for old in list(seen)[: len(seen) - _LAST_SEEN_MAX]:
+                del seen[old]
         return bool(int(ok)), (names[failed - 1] if failed else None)
 
     async def _finish(self, reservation_id: str, actual: str) -> bool:
