@@ -55,10 +55,11 @@ def parse(response_model: type, text: str | None) -> Any:
     try:
         return response_model.model_validate_json(_strip_fences(text))  # type: ignore[attr-defined]
     except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        where = f" at {loc}" if loc else ""  # a JSON syntax error has no location: its message says where
         raise StructuredOutputError(f"answer does not validate: {exc.error_count()} error(s): "
-                                    f"{exc.errors()[0].get('msg', '')} at "
-                                    f"{'.'.join(str(p) for p in exc.errors()[0].get('loc', ()))}",
-                                    raw=text) from exc
+                                    f"{first.get('msg', '')}{where}", raw=text) from exc
 
 
 async def complete_structured(router: Router, messages: list[Message], response_model: type, *,
