@@ -90,6 +90,31 @@ def test_registry_to_config_maps_the_seed_registry() -> None:
         "models": ["groq/openai/gpt-oss-20b", "groq/openai/gpt-oss-20b"]}
 
 
+def test_registry_to_config_keeps_other_providers_catalog_ids() -> None:
+    """Seed names are the provider's (Groq's own names may hold a vendor slash); a name that is already
+    another provider's catalog id is kept, as the docstring says, instead of becoming groq/anthropic/..."""
+    models = registry_to_config({"reasoning": [
+        "llama-3.1-8b-instant",          # bare: a Groq name
+        "openai/gpt-oss-120b",           # a Groq name with a vendor slash, not OpenAI's
+        "groq/openai/gpt-oss-20b",       # already a catalog id
+        "anthropic/claude-sonnet-4-6",   # another provider's catalog id
+        "qwen/qwen3-32b",                # unknown to the catalog: still a Groq name
+        "groq/my-overlay-model",         # unknown, already prefixed
+    ]})["tasks"]["reasoning"]["models"]
+    assert models == ["groq/llama-3.1-8b-instant", "groq/openai/gpt-oss-120b", "groq/openai/gpt-oss-20b",
+                      "anthropic/claude-sonnet-4-6", "groq/qwen/qwen3-32b", "groq/my-overlay-model"]
+    # the catalog decides: with one where anthropic's model is unknown, the name is a Groq name again
+    assert registry_to_config({"fast": ["anthropic/claude-sonnet-4-6"]}, catalog=load_catalog(bundled=False)) \
+        == {"tasks": {"fast": {"models": ["groq/anthropic/claude-sonnet-4-6"]}}}
+    # every name it gives is an exact catalog id (groq/anthropic/claude-sonnet-4-6 was not one)
+    cfg = registry_to_config({"reasoning": ["openai/gpt-oss-120b", "anthropic/claude-sonnet-4-6"],
+                              "fallback": ["openai/gpt-oss-20b"]})
+    catalog = load_catalog()
+    for name in [*cfg["tasks"]["reasoning"]["models"], *cfg["routing"]["universal_fallback"]]:
+        assert catalog.get(name).id == name
+    assert cfg["routing"] == {"universal_fallback": ["groq/openai/gpt-oss-20b"]}
+
+
 async def test_fast_task_returns_the_seed_response(make_router, fake) -> None:
     r = make_router()
     resp = await execute_fast_task([{"role": "user", "content": "What is BizPilot?"}], max_tokens=400,

@@ -79,14 +79,56 @@ def test_job_parsing_rules(router: Router) -> None:
     assert "openai/gpt-4o" not in decision.fallbacks
     assert sel.select_model_for_task("job_parsing", {"job_description": words(120)}) == "openai/gpt-4o-mini"
     assert sel.last_decision.rule == "job_parsing_short_description"
-    # in between: the strategy in force; the task's own default is cost_optimized ...
+    # in between: the strategy in force (routing.default_strategy, balanced) and its job_parsing model ...
     medium = {"job_description": words(500)}
-    assert sel.select_model_for_task("job_parsing", medium) == "openai/gpt-4o-mini"
-    # ... and under the seed's balanced strategy, its job_parsing model
-    assert IntelligentModelSelector(router, strategy="balanced").select_model_for_task("job_parsing", medium) \
-        == "openai/gpt-4o"
-    router.runtime_strategy = "balanced"  # the settings API's switch reaches the selector too
     assert sel.select_model_for_task("job_parsing", medium) == "openai/gpt-4o"
+    # ... a pinned strategy ...
+    assert IntelligentModelSelector(router, strategy="cost_optimized").select_model_for_task(
+        "job_parsing", medium) == "openai/gpt-4o-mini"
+    router.runtime_strategy = "cost_optimized"  # ... and the settings API's switch reaches the selector too
+    assert sel.select_model_for_task("job_parsing", medium) == "openai/gpt-4o-mini"
+
+
+def test_job_parsing_default_rule_uses_the_strategy_in_force(fake: FakeProviderServer) -> None:
+    """docs/migration.md: "otherwise -> the strategy's job_parsing_model" is the strategy in force (the
+    selector's ``strategy_name``) and its ``models.job_parsing``, not the built-in task's own default
+    (cost_optimized), which the planner ranks above routing.default_strategy."""
+    medium = {"job_description": words(500)}
+    r = Router.from_config(config(fake.base_url), catalog=load_catalog(bundled=False), env={}, clock=FakeClock())
+    sel = IntelligentModelSelector(r)
+    assert sel.strategy_name == "balanced"
+    decision = sel.decide("job_parsing", medium)
+    assert decision.rule == "job_parsing_default_strategy"
+    assert decision.strategy == sel.strategy_name == "balanced"
+    assert decision.model == "openai/gpt-4o"  # strategies.balanced.models.job_parsing
+    assert decision.route["strategy"] == "balanced"  # the call is sent with the same strategy
+    assert "strategy in force (balanced)" in decision.reason
+    assert "strategy balanced (default)" in decision.reason  # honest: routing.default_strategy, not the request
+    assert "(request)" not in decision.reason and "task default" not in decision.reason
+    # another routing.default_strategy is followed the same way
+    cfg = config(fake.base_url)
+    cfg["routing"]["default_strategy"] = "cost_optimized"
+    r2 = Router.from_config(cfg, catalog=load_catalog(bundled=False), env={}, clock=FakeClock())
+    sel2 = IntelligentModelSelector(r2)
+    d2 = sel2.decide("job_parsing", medium)
+    assert d2.strategy == sel2.strategy_name == "cost_optimized" and d2.model == "openai/gpt-4o-mini"
+    # MODEL_SELECTION_STRATEGY ranks above the task default in the planner: same strategy, reason says so
+    r3 = Router.from_config(config(fake.base_url), catalog=load_catalog(bundled=False),
+                            env={"MODEL_SELECTION_STRATEGY": "quality_optimized"}, clock=FakeClock())
+    sel3 = IntelligentModelSelector(r3)
+    d3 = sel3.decide("job_parsing", medium)
+    assert d3.strategy == sel3.strategy_name == "quality_optimized"
+    assert "strategy quality_optimized (MODEL_SELECTION_STRATEGY)" in d3.reason
+    # an A/B arm is the user's arm, and the planner keeps it (experiment attribution)
+    cfg4 = config(fake.base_url)
+    cfg4["experiments"] = {"strategy_split": {"balanced": 50, "cost_optimized": 50}}
+    r4 = Router.from_config(cfg4, catalog=load_catalog(bundled=False), env={}, clock=FakeClock())
+    sel4 = IntelligentModelSelector(r4)
+    for user in ("alice", "bob", "carol", "dave"):
+        arm = r4.planner.strategy_for(requested=None, task=None, user=user, request_id="")[0]
+        d4 = sel4.decide("job_parsing", {**medium, "user": user})
+        assert d4.strategy == arm and f"experiment arm {arm}" in d4.reason
+        assert d4.model == ("openai/gpt-4o" if arm == "balanced" else "openai/gpt-4o-mini")
 
 
 # ----------------------------------------------------------------------------- CV generation

@@ -67,3 +67,36 @@ def test_spec_covers_every_admin_route(live) -> None:
             url = path.replace("{key_id}", "abcdefgh")
             assert h.request(method, url).status_code == 401, (method, path)
     assert ADMIN_HEADERS
+
+
+def test_feedback_answer_matches_its_schema_exactly(live) -> None:
+    """``POST /api/v1/feedback`` answers ``{ok, request_id, score, recorded, status}``; the documented
+    ``FeedbackAccepted`` names every field (no more, no fewer) and ``status``'s three values."""
+    import jsonschema_rs
+
+    from modelplex.server.admin import _feedback_status
+
+    schema = admin_spec()["components"]["schemas"]["FeedbackAccepted"]
+    assert set(schema["required"]) == set(schema["properties"]) == {"ok", "request_id", "score", "recorded", "status"}
+    assert schema["properties"]["status"]["enum"] == ["attached", "pending", "not_recorded"]
+    validator = jsonschema_rs.Draft4Validator(schema)
+    gw = live()
+    key = gw.create_key(name="user")
+    with gw.http() as h:
+        r = h.post("/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                   json={"model": "fakeai/small", "messages": [{"role": "user", "content": "hi"}]})
+        rid = r.headers["x-modelplex-request-id"]
+        answers = [h.post("/api/v1/feedback", headers=ADMIN_HEADERS, json={"request_id": i, "score": 0.5})
+                   for i in (rid, "never-seen")]
+    assert [a.status_code for a in answers] == [202, 202]
+    assert [a.json()["status"] for a in answers] == ["attached", "pending"]
+    for a in answers:
+        assert validator.is_valid(a.json()), a.json()
+    # the third status, from a router with neither a usage store nor performance statistics
+    from types import SimpleNamespace
+
+    status = _feedback_status(SimpleNamespace(performance=None, recorder=None), "r1", 0.5)
+    assert validator.is_valid({"ok": True, "request_id": "r1", "score": 0.5, "recorded": False, "status": status})
+    assert not validator.is_valid({"ok": True, "request_id": "r1", "score": 0.5, "recorded": False})
+    assert not validator.is_valid({"ok": True, "request_id": "r1", "score": 0.5, "recorded": False,
+                                   "status": "queued"})

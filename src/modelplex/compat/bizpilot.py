@@ -37,6 +37,7 @@ from modelplex.errors import AllAttemptsFailedError
 from modelplex.types import Message, Response
 
 if TYPE_CHECKING:
+    from modelplex.catalog import Catalog
     from modelplex.router import Router
 
 SEED_TASKS: tuple[str, ...] = ("fast", "reasoning", "summarization", "fallback")
@@ -77,14 +78,37 @@ class TaskExecutionError(AllAttemptsFailedError, RuntimeError):
     diagnostics (``attempts`` lists each target, outcome, error type and status)."""
 
 
-def registry_to_config(model_registry: Mapping[str, Sequence[str]], provider: str = "groq") -> dict[str, Any]:
+def registry_to_config(model_registry: Mapping[str, Sequence[str]], provider: str = "groq", *,
+                       catalog: Catalog | None = None) -> dict[str, Any]:
     """The seed's ``MODEL_REGISTRY`` as modelplex configuration.
 
-    Bare model names get ``provider`` as prefix (the seed is Groq-only); names with a prefix are
-    kept. The ``fallback`` list becomes both the ``fallback`` task and ``routing.universal_fallback``.
+    The seed is Groq-only, so its names are ``provider``'s model names and get ``provider`` as prefix:
+    ``llama-3.1-8b-instant`` -> ``groq/llama-3.1-8b-instant``. Groq's own names may contain a vendor
+    slash (``openai/gpt-oss-120b`` -> ``groq/openai/gpt-oss-120b``), so a slash alone does not make a
+    name a catalog id. A name is kept as it is when it is already a catalog id and not also one of
+    ``provider``'s models: ``groq/openai/gpt-oss-20b``, or another provider's model such as
+    ``anthropic/claude-sonnet-4-6`` (a registry that grew past the seed). A name the catalog does not
+    know is kept when it already starts with ``provider/`` and prefixed otherwise. ``catalog`` is the
+    bundled catalog by default; pass one with your overlay (``load_catalog([overlay])``) when the config
+    adds models under ``models:``.
+    The ``fallback`` list becomes both the ``fallback`` task and ``routing.universal_fallback``.
     """
+    if catalog is None:
+        from modelplex.catalog import load_catalog
+
+        catalog = load_catalog()
+
+    def is_id(name: str) -> bool:
+        spec = catalog.find(name)
+        return spec is not None and spec.id == name
+
     def qualify(name: str) -> str:
-        return name if "/" in name and name.split("/", 1)[0] == provider else f"{provider}/{name}"
+        prefixed = f"{provider}/{name}"
+        if is_id(prefixed):
+            return prefixed  # the provider's model, even when its name has a vendor slash
+        if is_id(name) or name.startswith(f"{provider}/"):
+            return name
+        return prefixed
 
     tasks = {task: {"models": [qualify(m) for m in models]} for task, models in model_registry.items()}
     config: dict[str, Any] = {"tasks": tasks}

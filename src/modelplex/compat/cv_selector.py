@@ -13,8 +13,11 @@ task              seed rule                                     modelplex
 ``job_parsing``   job description > 1,000 words: "better long  ``quality_optimized`` + capability
                   context" model                                ``long_context`` (the task's requirements too)
                   < 200 words: cost-efficient model             ``cost_optimized``
-                  otherwise: the strategy's parsing model       the strategy in force (request, runtime,
-                                                                ``MODEL_SELECTION_STRATEGY``, A/B, task)
+                  otherwise: the strategy's parsing model       the strategy in force, ``strategy_name``
+                                                                (pinned, runtime, ``MODEL_SELECTION_STRATEGY``,
+                                                                A/B, ``routing.default_strategy``; not the
+                                                                built-in task's ``cost_optimized``), and its
+                                                                ``models.job_parsing``
 ``cv_generation`` complexity > 0.8 or > 10 artifacts: premium   ``quality_optimized`` (kept ``experimental``
                   (opus under quality/experimental strategies,  when that is the strategy in force); the
                   sonnet otherwise)                             planner's complexity escalation also applies
@@ -87,6 +90,8 @@ class _Rule:
     strategy: str | None
     why: str
     capabilities: frozenset[str] = frozenset()
+    origin: str | None = None
+    """Where ``strategy`` came from when this module resolved it (the plan's reason says so, not "request")."""
 
 
 def _artifact_count(context: Mapping[str, Any]) -> int:
@@ -148,7 +153,7 @@ class IntelligentModelSelector:
             tokens = count_text(text).tokens
         complexity: float | None = None
         if task_type == "job_parsing":
-            rule = self._parsing_rule(words)
+            rule = self._parsing_rule(words, context.get("user"))
         elif task_type == "cv_generation":
             complexity = score_request(self.router.config.complexity, input_tokens=tokens, message_count=messages,
                                        artifacts=artifacts, requires_creative_writing=creative).score
@@ -159,7 +164,7 @@ class IntelligentModelSelector:
             rule = _Rule(f"{task_type}_default", self.strategy, f"task {task_type} with the strategy in force")
         return self._plan(task_type, rule, complexity, tokens, messages, artifacts, creative, context.get("user"))
 
-    def _parsing_rule(self, words: int) -> _Rule:
+    def _parsing_rule(self, words: int, user: Any) -> _Rule:
         if words > LONG_JOB_WORDS:
             return _Rule("job_parsing_long_description", "quality_optimized",
                          f"long job description ({words:,} words > {LONG_JOB_WORDS:,}): long-context quality model",
@@ -167,8 +172,19 @@ class IntelligentModelSelector:
         if words < SHORT_JOB_WORDS:
             return _Rule("job_parsing_short_description", "cost_optimized",
                          f"short job description ({words:,} words < {SHORT_JOB_WORDS:,}): cost-efficient model")
-        return _Rule("job_parsing_default_strategy", self.strategy,
-                     f"job description of {words:,} words: the strategy's job_parsing model")
+        # The seed's rule: the job_parsing model of the selector's strategy (MODEL_SELECTION_STRATEGY,
+        # default balanced), i.e. the strategy in force for a request with no task default
+        # (``strategy_name``). The built-in task's own default (cost_optimized) is not the seed's
+        # strategy, so it must not outrank routing.default_strategy here.
+        name, _arm, origin = self.router.planner.strategy_for(
+            requested=self.strategy, task=None, user=user if isinstance(user, str) else None, request_id="")
+        why = f"job description of {words:,} words: the job_parsing model of the strategy in force ({name})"
+        if origin == "default":
+            # routing.default_strategy ranks below the task's default in the planner: pass it explicitly.
+            return _Rule("job_parsing_default_strategy", name, why, origin=origin)
+        # request, runtime setting, MODEL_SELECTION_STRATEGY or A/B arm: the planner ranks them above the
+        # task's default and reaches the same strategy itself (keeping the experiment arm on the record).
+        return _Rule("job_parsing_default_strategy", self.strategy, why)
 
     def _generation_rule(self, complexity: float, artifacts: int, user: Any) -> _Rule:
         threshold = self.router.config.complexity.threshold
@@ -216,8 +232,12 @@ class IntelligentModelSelector:
             plan = planner.plan(task=task, strategy=rule.strategy, **features)
             route["task"] = task
         ids = [t.id for t in plan.targets]
+        planned = plan.selection_reason
+        if rule.origin is not None and rule.strategy is not None:
+            # the planner saw the strategy as the request's own; say where it really came from
+            planned = planned.replace(f"strategy {rule.strategy} (request)", f"strategy {rule.strategy} ({rule.origin})", 1)
         return ModelDecision(task=task, model=ids[0], strategy=plan.strategy, rule=rule.tag,
-                             reason=f"{rule.tag}: {rule.why}; {plan.selection_reason}", complexity=complexity,
+                             reason=f"{rule.tag}: {rule.why}; {planned}", complexity=complexity,
                              fallbacks=tuple(ids[1:]), route=route)
 
     # ------------------------------------------------------------------ running the call

@@ -152,9 +152,23 @@ _SCHEMAS: dict[str, Any] = {
                        "score": {"type": "number", "minimum": 0, "maximum": 1},
                        "comment": {"type": "string", "maxLength": 4000, "nullable": True, "pattern": "^[^\\x00]*$"}},
     },
-    "FeedbackAccepted": {"type": "object", "required": ["ok", "request_id", "score", "recorded"],
-                         "properties": {"ok": {"type": "boolean"}, "request_id": {"type": "string"},
-                                        "score": {"type": "number"}, "recorded": {"type": "boolean"}}},
+    "FeedbackAccepted": {
+        "type": "object", "additionalProperties": False,
+        "required": ["ok", "request_id", "score", "recorded", "status"],
+        "properties": {
+            "ok": {"type": "boolean"},
+            "request_id": {"type": "string"},
+            "score": {"type": "number", "minimum": 0, "maximum": 1},
+            "recorded": {"type": "boolean", "description": "True exactly when status is attached."},
+            "status": {"type": "string", "enum": ["attached", "pending", "not_recorded"],
+                       "description": "attached: this process finished the request (within the last 15 "
+                                      "minutes) and the score is attached to it; pending: the request could "
+                                      "not be confirmed (older, another replica, still streaming, or unknown), "
+                                      "the score is stored all the same and shows on the record with that id "
+                                      "if there is or will be one; not_recorded: no usage store and no "
+                                      "performance statistics, the score is kept nowhere."},
+        },
+    },
 }
 
 
@@ -208,7 +222,8 @@ _PATHS: dict[str, Any] = {
         "operationId": "postFeedback", "tags": ["accounting"],
         "summary": "Attach a quality score (0..1) to a finished request.",
         "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("FeedbackCreate")}}},
-        "responses": {"202": _json(_ref("FeedbackAccepted"), "Queued for the usage store and performance stats."),
+        "responses": {"202": _json(_ref("FeedbackAccepted"), "Queued for the usage store and performance stats; "
+                                                              "status says whether the request was found."),
                       "400": _error("Malformed body."), "413": _error("Body too large."), **_COMMON}}},
     "/api/v1/keys": {
         "post": {"operationId": "createKey", "tags": ["keys"],
