@@ -18,6 +18,15 @@ OK: list[list[dict[str, Any]]] = [
       "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
      {"role": "tool", "tool_call_id": "c1", "content": "sunny"}],
     [{"role": "user", "content": "hi", "name": "ann"}],
+    # every image_url form the adapters read: OpenAI's object (any detail) and the bare URL some SDKs send
+    [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/a.png", "detail": d}}
+                                  for d in ("auto", "low", "high", "original")]
+      + [{"type": "image_url", "image_url": "data:image/png;base64,AAAA"},
+         {"type": "image_url", "image_url": {"url": "u", "detail": None}},
+         {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+         {"type": "file", "file": {"file_data": "data:application/pdf;base64,AA", "filename": "a.pdf"}},
+         {"type": "file", "file": {"file_id": "file-1"}},
+         {"type": "document", "source": {"type": "text"}}]}],  # a provider's own block: the adapter's business
 ]
 
 
@@ -40,6 +49,32 @@ def test_well_formed_messages_pass_unchanged(messages: list[dict[str, Any]]) -> 
     ([{"role": "user", "content": "a", "tool_calls": []}], "messages[0].tool_calls", "assistant message"),
     ([{"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "f"}}]}],
      "messages[0].tool_calls[0]", "needs id"),
+    # found by fuzzing the gateway: accepted, then forwarded (or refused later by an adapter, as "upstream")
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": 3}]}],
+     "messages[0].content[0].image_url", "must be {url: string, detail?: auto | low | high | original}"),
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}],
+     "messages[0].content[0].image_url", "{url: string"),
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": ""}]}],
+     "messages[0].content[0].image_url", "{url: string"),
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u", "detail": "max"}}]}],
+     "messages[0].content[0].image_url", "detail?: auto"),
+    ([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text"}]}],
+     "messages[0].content[1].text", "must be a string"),
+    ([{"role": "user", "content": [{"type": "text", "text": 5}]}], "messages[0].content[0].text", "a string"),
+    ([{"role": "user", "content": [{"type": "input_audio", "input_audio": 1}]}],
+     "messages[0].content[0].input_audio", "{data: base64 string"),
+    ([{"role": "user", "content": [{"type": "file", "file": {"filename": "a.pdf"}}]}],
+     "messages[0].content[0].file", "file_data or file_id"),
+    ([{"role": "user", "content": [{"type": "file", "file": {"file_id": 7}}]}],
+     "messages[0].content[0].file", "file_data or file_id"),
+    ([{"role": "user", "content": []}], "messages[0].content", "must not be an empty list"),
+    ([{"role": "user", "content": "a", "name": 5}], "messages[0].name", "must be a string, got int"),
+    ([{"role": "assistant", "content": None,
+       "tool_calls": [{"id": "c", "type": "custom", "function": {"name": "f", "arguments": "{}"}}]}],
+     "messages[0].tool_calls[0].type", "must be 'function'"),
+    ([{"role": "assistant", "content": None,
+       "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": {}}}]}],
+     "messages[0].tool_calls[0]", "arguments (strings)"),
 ])
 def test_malformed_messages_name_the_part(messages: Any, param: str, words: str) -> None:
     with pytest.raises(InvalidRequestError) as e:

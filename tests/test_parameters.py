@@ -22,6 +22,10 @@ TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "ob
     {"response_format": {"type": "json_object"}, "logprobs": True, "top_logprobs": 20},
     {"metadata": {"a": "b"}, "logit_bias": {"1": 2}, "reasoning_effort": "high", "service_tier": "auto"},
     {"dimensions": 256, "user": "u", "timeout": 0.5, "extra_body": {"x": 1}, "temperature": None},
+    {"logit_bias": {"50256": -100, "0": 100, "12": 0.5}, "metadata": {f"k{i}": "v" * 512 for i in range(16)}},
+    {"logit_bias": {}, "metadata": {}},
+    {"tools": [{"type": "function", "function": {"name": "f", "description": "d", "strict": True}}],
+     "response_format": {"type": "json_schema", "json_schema": {"name": "n", "strict": None, "description": "d"}}},
 ])
 def test_well_formed_parameters_pass(params: dict[str, Any]) -> None:
     check_params(params)
@@ -44,6 +48,24 @@ def test_well_formed_parameters_pass(params: dict[str, Any]) -> None:
     ({"dimensions": 0}, "dimensions", "positive integer"),
     ({"extra_body": "x"}, "extra_body", "an object"),
     ({"temprature": 0.1}, "temprature", "unknown parameter 'temprature'"),
+    # found by fuzzing the gateway: accepted and forwarded
+    ({"logit_bias": {"x": "y"}}, "logit_bias", "token ids (strings of digits) to numbers between -100 and 100"),
+    ({"logit_bias": {"1": 200}}, "logit_bias", "between -100 and 100, got dict"),
+    ({"logit_bias": {"1": True}}, "logit_bias", "token ids"),
+    ({"logit_bias": {"-1": 5}}, "logit_bias", "token ids"),
+    ({"logit_bias": {"1": float("nan")}}, "logit_bias", "token ids"),
+    ({"logit_bias": [1, 2]}, "logit_bias", "got list"),
+    ({"metadata": {"a": {"b": 1}}}, "metadata", "string values"),
+    ({"metadata": {"a": 1}}, "metadata", "string values"),
+    ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata", "at most 16"),
+    ({"metadata": {"k" * 65: "v"}}, "metadata", "keys up to 64"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "strict": "no"}}]}, "tools", "strict?: boolean"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "description": 3}}]}, "tools", "description?"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "strict": "yes"}}},
+     "response_format", "strict a boolean"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": ""}}}, "response_format", "json_schema.name"),
+    ({"stop": [1, 2]}, "stop", "list of at most 16 strings"),
+    ({"seed": 1.5}, "seed", "an integer, got 1.5"),
 ])
 def test_refused_parameters_name_the_parameter(params: dict[str, Any], param: str, words: str) -> None:
     with pytest.raises(InvalidRequestError) as err:

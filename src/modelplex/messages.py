@@ -1,8 +1,9 @@
 """The shape check of OpenAI-style chat messages, shared by the router and the gateway.
 
 Owns: ``check_messages(messages)``: a non-empty list of message objects with a known role, string or
-part-list content, ``tool_call_id`` on tool messages and well-formed ``tool_calls`` on assistant
-messages. It checks just enough for a clear, typed error before anything is sent
+part-list content (each OpenAI part type with its field well-formed: ``PART_CHECKS``), a string
+``name``, ``tool_call_id`` on tool messages and well-formed ``tool_calls`` on assistant messages. The
+common case (one user message with string content) returns before any of that. It checks just enough for a clear, typed error before anything is sent
 (``InvalidRequestError`` with ``param`` in the OpenAI API's notation, ``messages[2].role``); what a
 provider accepts beyond that (which part types, which roles in which order) stays the adapters' and
 the providers' business.
@@ -15,11 +16,42 @@ Must not touch: conversion to any wire format (``providers``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from modelplex.errors import InvalidRequestError
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+IMAGE_DETAILS = frozenset({"auto", "low", "high", "original"})
+
+
+def _is_image_url(v: Any) -> bool:
+    """OpenAI's ``{"url", "detail"?}``, or a bare URL string (some SDKs send one; every adapter reads both)."""
+    if isinstance(v, str):
+        return bool(v)
+    return (isinstance(v, dict) and isinstance(v.get("url"), str) and bool(v["url"])
+            and (v.get("detail") is None or v["detail"] in IMAGE_DETAILS))
+
+
+def _is_input_audio(v: Any) -> bool:
+    return isinstance(v, dict) and isinstance(v.get("data"), str) and bool(v["data"]) \
+        and isinstance(v.get("format"), str) and bool(v["format"])
+
+
+def _is_file(v: Any) -> bool:
+    return isinstance(v, dict) and (isinstance(v.get("file_data"), str) or isinstance(v.get("file_id"), str)) \
+        and all(v.get(k) is None or isinstance(v[k], str) for k in ("file_data", "file_id", "filename"))
+
+
+PART_CHECKS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
+    "text": ("text", lambda v: isinstance(v, str), "a string"),
+    "image_url": ("image_url", _is_image_url, "{url: string, detail?: auto | low | high | original} (or the URL as a string)"),
+    "input_audio": ("input_audio", _is_input_audio, "{data: base64 string, format: string such as wav or mp3}"),
+    "file": ("file", _is_file, "{file_data or file_id: string, filename?: string}"),
+}
+"""The OpenAI content part types: the field each carries, its check and what it should have been. Other
+types (a provider's own blocks) are the adapters' business."""
 
 
 def check_messages(messages: Any) -> list[dict[str, Any]]:
@@ -50,13 +82,22 @@ def _check_message(i: int, m: Any) -> None:
         if role != "assistant":
             raise InvalidRequestError(f"{where}.content is required for role {role!r}", f"{where}.content")
     elif isinstance(content, list):
+        if not content:
+            raise InvalidRequestError(f"{where}.content must not be an empty list", f"{where}.content")
         for j, part in enumerate(content):
             if not isinstance(part, dict) or not isinstance(part.get("type"), str):
                 raise InvalidRequestError(f"{where}.content[{j}] must be an object with a 'type'",
                                           f"{where}.content[{j}]")
+            check = PART_CHECKS.get(part["type"])
+            if check is not None and not check[1](part.get(check[0])):
+                raise InvalidRequestError(f"{where}.content[{j}].{check[0]} must be {check[2]}",
+                                          f"{where}.content[{j}].{check[0]}")
     elif not isinstance(content, str):
         raise InvalidRequestError(f"{where}.content must be a string, a list of parts or null, got "
                                   f"{type(content).__name__}", f"{where}.content")
+    name = m.get("name")
+    if name is not None and not isinstance(name, str):
+        raise InvalidRequestError(f"{where}.name must be a string, got {type(name).__name__}", f"{where}.name")
     if role == "tool" and not isinstance(m.get("tool_call_id"), str):
         raise InvalidRequestError(f"{where}.tool_call_id is required for role 'tool'", f"{where}.tool_call_id")
     calls = m.get("tool_calls")
@@ -70,9 +111,12 @@ def _check_message(i: int, m: Any) -> None:
                     or not isinstance(fn.get("arguments", ""), str) or not isinstance(tc.get("id"), str):
                 raise InvalidRequestError(f"{where}.tool_calls[{j}] needs id and function.name/arguments (strings)",
                                           f"{where}.tool_calls[{j}]")
+            if tc.get("type", "function") != "function":
+                raise InvalidRequestError(f"{where}.tool_calls[{j}].type must be 'function'",
+                                          f"{where}.tool_calls[{j}].type")
 
 
-__all__ = ["ROLES", "check_messages"]
+__all__ = ["PART_CHECKS", "ROLES", "check_embedding_input", "check_messages"]
 
 
 def check_embedding_input(value: Any) -> list[str]:

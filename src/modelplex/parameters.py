@@ -55,7 +55,16 @@ def _is_tools(v: Any) -> bool:
             return False
         if fn.get("parameters") is not None and not isinstance(fn["parameters"], Mapping):
             return False
+        if not _optional_fields(fn):
+            return False
     return True
+
+
+def _optional_fields(spec: Mapping[str, Any]) -> bool:
+    """``description`` (a string) and ``strict`` (a boolean), when set, in a function or a JSON schema
+    format: a provider would read ``strict: "no"`` as true."""
+    return (spec.get("description") is None or isinstance(spec["description"], str)) and (
+        spec.get("strict") is None or isinstance(spec["strict"], bool))
 
 
 def _is_tool_choice(v: Any) -> bool:
@@ -75,9 +84,31 @@ def _is_response_format(v: Any) -> bool:
         return True
     if kind == "json_schema":
         js = v.get("json_schema")
-        return isinstance(js, Mapping) and isinstance(js.get("name"), str) and (
-            js.get("schema") is None or isinstance(js["schema"], Mapping))
+        return isinstance(js, Mapping) and isinstance(js.get("name"), str) and bool(js["name"]) and (
+            js.get("schema") is None or isinstance(js["schema"], Mapping)) and _optional_fields(js)
     return False
+
+
+LOGIT_BIAS_RANGE = (-100, 100)
+
+
+def _is_logit_bias(v: Any) -> bool:
+    """Token ids (strings of digits, as JSON object keys are) to biases in [-100, 100]."""
+    if not isinstance(v, Mapping):
+        return False
+    low, high = LOGIT_BIAS_RANGE
+    return all(isinstance(k, str) and k.isascii() and k.isdigit() and is_number(b) and low <= b <= high
+               for k, b in v.items())
+
+
+METADATA_MAX_KEYS, METADATA_MAX_KEY, METADATA_MAX_VALUE = 16, 64, 512
+
+
+def _is_metadata(v: Any) -> bool:
+    """OpenAI's request metadata: at most 16 string keys (64 characters) with string values (512)."""
+    return isinstance(v, Mapping) and len(v) <= METADATA_MAX_KEYS and all(
+        isinstance(k, str) and len(k) <= METADATA_MAX_KEY and isinstance(x, str) and len(x) <= METADATA_MAX_VALUE
+        for k, x in v.items())
 
 
 def _is_str(v: Any) -> bool:
@@ -103,15 +134,19 @@ VALUE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "n": (lambda v: is_int(v) and v == 1, "1 (one choice per request)"),
     "logprobs": (_is_bool, "a boolean"),
     "top_logprobs": (lambda v: is_int(v) and 0 <= v <= TOP_LOGPROBS_MAX, f"an integer between 0 and {TOP_LOGPROBS_MAX}"),
-    "logit_bias": (_is_object, "an object"),
+    "logit_bias": (_is_logit_bias, "an object mapping token ids (strings of digits) to numbers between "
+                                   f"{LOGIT_BIAS_RANGE[0]} and {LOGIT_BIAS_RANGE[1]}"),
     "parallel_tool_calls": (_is_bool, "a boolean"),
     "reasoning_effort": (_is_str, "a string"),
     "service_tier": (_is_str, "a string"),
-    "metadata": (_is_object, "an object"),
+    "metadata": (_is_metadata, f"an object of at most {METADATA_MAX_KEYS} string values (keys up to "
+                               f"{METADATA_MAX_KEY} characters, values up to {METADATA_MAX_VALUE})"),
     "stop": (_is_stop, "a string or a list of at most 16 strings"),
-    "tools": (_is_tools, "a list of function tools ({type: function, function: {name, parameters}})"),
+    "tools": (_is_tools, "a list of function tools ({type: function, function: {name, parameters?, "
+                         "description?: string, strict?: boolean}})"),
     "tool_choice": (_is_tool_choice, "none, auto, required or {type: function, function: {name}}"),
-    "response_format": (_is_response_format, "{type: text | json_object | json_schema (with json_schema.name)}"),
+    "response_format": (_is_response_format, "{type: text | json_object | json_schema (with json_schema.name; "
+                                             "schema an object, strict a boolean)}"),
     "dimensions": (is_positive_int, "a positive integer"),
     "user": (_is_str, "a string"),
     "timeout": (lambda v: is_number(v) and v > 0, "a positive number of seconds"),

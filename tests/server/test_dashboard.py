@@ -317,6 +317,15 @@ def test_bad_parameters_are_400s(dash: Callable[..., LiveGateway]) -> None:
             r = c.get("/dashboard/api/summary", params=params, headers=ADMIN_HEADERS)
             assert r.status_code == 400, params
             assert r.json()["error"]["param"] == next(iter(params))
+        # as on /api/v1: an unknown query parameter, or one given twice, is a 400 too
+        r = c.get("/dashboard/api/summary?window=60&foo=1", headers=ADMIN_HEADERS)
+        assert r.status_code == 400 and r.headers["cache-control"] == "no-store"
+        err = r.json()["error"]
+        assert (err["code"], err["param"]) == ("unknown_parameter", "foo") and "expected decisions, window" in err["message"]
+        r = c.get("/dashboard/api/summary?window=60&window=120", headers=ADMIN_HEADERS)
+        assert r.status_code == 400 and (r.json()["error"]["code"], r.json()["error"]["param"]) == ("invalid_value", "window")
+        assert c.get("/dashboard/api/summary?foo=1").status_code == 401  # the admin key is checked first
+        assert c.get("/dashboard/api/summary?window=60&decisions=5", headers=ADMIN_HEADERS).status_code == 200
 
 
 def test_summary_reflects_traffic_fallbacks_and_open_breakers(dash: Callable[..., LiveGateway],

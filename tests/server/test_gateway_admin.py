@@ -4,7 +4,9 @@ Prometheus series; the start-up refusal without an admin key; and no secret in a
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import time
 
 import openai
 import pytest
@@ -137,6 +139,59 @@ def test_usage_filters_feedback_and_performance(live) -> None:
         assert perf["model_performance"]["fakeai/small"]["avg_quality_score"] == pytest.approx(0.9)
         assert perf["model_performance"]["fakeai/large"]["success_rate"] == 1.0
         assert set(perf["recommendations"]) == {"cost_leader", "quality_leader", "balanced_choice"}
+
+
+def test_every_admin_operation_refuses_unknown_and_repeated_query_parameters(live) -> None:
+    gw = live()
+    key_id = gw.create_key().split("-")[1]
+    operations = [("GET", "/api/v1/keys"), ("POST", "/api/v1/keys"), ("GET", f"/api/v1/keys/{key_id}"),
+                  ("DELETE", f"/api/v1/keys/{key_id}"), ("GET", "/api/v1/budgets"),
+                  ("GET", "/api/v1/models/performance"), ("GET", "/api/v1/models/settings"),
+                  ("PUT", "/api/v1/models/settings"), ("GET", "/api/v1/usage"), ("POST", "/api/v1/feedback"),
+                  ("GET", "/api/v1/openapi.json")]
+    with gw.http() as h:
+        for method, path in operations:
+            r = h.request(method, path, params={"foo": "1"}, headers=ADMIN_HEADERS)
+            assert r.status_code == 400, (method, path, r.text)
+            err = r.json()["error"]
+            assert err["code"] == "unknown_parameter" and err["param"] == "foo", (method, path, err)
+            assert "unknown query parameter(s): foo" in err["message"]
+        assert "expected include_revoked" in h.get("/api/v1/keys?foo=1", headers=ADMIN_HEADERS).text
+        assert "this operation takes none" in h.get("/api/v1/budgets?foo=1", headers=ADMIN_HEADERS).text
+        # the admin key is still checked first
+        assert h.get("/api/v1/keys?foo=1", headers={"authorization": "Bearer nope"}).status_code == 401
+        for path, name in (("/api/v1/usage?limit=1&limit=2", "limit"), ("/api/v1/keys?include_revoked=true"
+                           "&include_revoked=false", "include_revoked"), ("/api/v1/models/performance?task=a&task=b",
+                                                                          "task")):
+            r = h.get(path, headers=ADMIN_HEADERS)
+            assert r.status_code == 400, path
+            err = r.json()["error"]
+            assert err["code"] == "invalid_value" and err["param"] == name
+            assert f"query parameter '{name}' is given 2 times; give it once" == err["message"]
+        # what they do take still works
+        assert h.get("/api/v1/keys?include_revoked=false", headers=ADMIN_HEADERS).status_code == 200
+        assert h.get("/api/v1/models/performance?task=fast", headers=ADMIN_HEADERS).status_code == 200
+        assert h.get("/api/v1/keys", headers=ADMIN_HEADERS).status_code == 200
+        assert h.get("/health?foo=1").status_code == 200  # probes and scrapers are not the admin API
+
+
+def test_usage_echoes_the_resolved_window_and_explains_an_unencoded_plus(live) -> None:
+    gw = live()
+    with gw.http() as h:
+        got = h.get("/api/v1/usage", params={"since": "7d", "user": "alice"}, headers=ADMIN_HEADERS).json()
+        since = dt.datetime.fromisoformat(got["filters"]["since"])
+        assert since.utcoffset() == dt.timedelta(0) and set(got["filters"]) == {"since", "user"}
+        assert abs(since.timestamp() - (time.time() - 7 * 86400)) < 60
+        got = h.get("/api/v1/usage?since=2026-12-07T00:00:00%2B05:00&until=1796601600", headers=ADMIN_HEADERS).json()
+        assert got["filters"] == {"since": "2026-12-06T19:00:00+00:00", "until": "2026-12-07T00:00:00+00:00"}
+        assert h.get("/api/v1/usage", headers=ADMIN_HEADERS).json()["filters"] == {}
+        for raw in ("2026-12-07T00:00:00+05:00", "2026-12-07T00:00+0530", "2026-12-07 10:00:00.5+05:00"):
+            r = h.get(f"/api/v1/usage?until={raw}", headers=ADMIN_HEADERS)  # '+' unencoded: the server reads ' '
+            assert r.status_code == 400, raw
+            err = r.json()["error"]
+            assert err["param"] == "until" and "write '+' as %2B in a URL" in err["message"], raw
+        r = h.get("/api/v1/usage?since=yesterday", headers=ADMIN_HEADERS).json()["error"]
+        assert "%2B" not in r["message"] and "ISO 8601" in r["message"]
 
 
 def test_feedback_says_whether_the_request_was_found(live) -> None:

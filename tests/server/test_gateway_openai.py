@@ -224,6 +224,42 @@ def test_models_lists_enabled_models_and_tasks_filtered_by_the_key(live) -> None
         narrow.models.retrieve("fakeclaude/sonnet")
 
 
+def test_a_deprecated_model_is_not_listed_and_retrieving_it_says_why(live) -> None:
+    """/v1/models lists no deprecated model (a request naming one is served by its replacement); retrieving
+    one is still a 404, saying it is deprecated, with its retirement date and the replacement, and only to
+    a key that may use the model (and the replacement only when the key may use that too)."""
+    old = {**gateway_models()[0], "id": "fakeai/old", "aliases": ["old"],
+           "deprecation": {"deprecated": True, "date": "2027-01-14", "replacement": "fakeai/large"}}
+    gone = {**gateway_models()[0], "id": "fakeai/gone", "deprecation": {"deprecated": True}}
+    gw = live(models=[*gateway_models(), old, gone])
+    everything = client(gw, gw.create_key())
+    assert not {"fakeai/old", "fakeai/gone"} & {m.id for m in everything.models.list()}
+    for name in ("fakeai/old", "old"):
+        with pytest.raises(openai.NotFoundError) as err:
+            everything.models.retrieve(name)
+        body = err.value.body
+        assert body["code"] == "model_not_found" and body["param"] == "model"
+        assert body["message"] == ("The model 'fakeai/old' is deprecated (retirement date 2027-01-14) and is not "
+                                   "listed; requests naming it are served by its replacement, 'fakeai/large'.")
+        assert body["suggestions"] == ["fakeai/large"]
+    with pytest.raises(openai.NotFoundError) as err:
+        everything.models.retrieve("fakeai/gone")
+    assert err.value.body["message"] == "The model 'fakeai/gone' is deprecated and is not listed."
+    assert "suggestions" not in err.value.body
+    # a key that may use the old model but not its replacement is not told the replacement
+    no_large = client(gw, gw.create_key(allowed_models=["fakeai/old", "fakeai/small"]))
+    with pytest.raises(openai.NotFoundError) as err:
+        no_large.models.retrieve("fakeai/old")
+    assert "deprecated" in err.value.body["message"] and "large" not in str(err.value.body)
+    # a key that may not use it learns nothing, exactly as for a model that does not exist
+    narrow = client(gw, gw.create_key(allowed_models=["fakeclaude/*"]))
+    for name in ("fakeai/old", "fakeai/nope"):
+        with pytest.raises(openai.NotFoundError) as err:
+            narrow.models.retrieve(name)
+        assert err.value.body["message"] == f"The model {name!r} does not exist or this key may not use it."
+        assert "suggestions" not in err.value.body
+
+
 # ------------------------------------------------------------------------------------------ errors
 
 
@@ -316,6 +352,53 @@ def test_400s_malformed_json_forbidden_fields_and_unknown_params(live) -> None:
             assert r.status_code == 400, (name, value)
             assert r.json()["error"]["param"] == name and r.json()["error"]["type"] == "invalid_request_error"
     assert not [c for c in gw.fake.captured if c.protocol == "openai"]  # nothing reached the upstream
+
+
+def test_fuzzed_bodies_that_were_forwarded_are_400s_naming_the_param(live) -> None:
+    """Shapes a fuzzer got past the gateway (forwarded upstream, or refused there as an upstream error):
+    each is a 400 invalid_request_error naming the part, and nothing is sent."""
+    vision = {**gateway_models()[0], "id": "fakeai/vision", "capabilities": [*CAPS, "vision"]}
+    gw = live(models=[*gateway_models(), vision])
+    auth = {"authorization": f"Bearer {gw.create_key()}"}
+
+    def user(*parts):
+        return [{"role": "user", "content": list(parts)}]
+
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    cases = [
+        ({"messages": user({"type": "image_url", "image_url": 3})}, "messages[0].content[0].image_url"),
+        ({"messages": user({"type": "image_url", "image_url": {"url": "https://x/a.png", "detail": "max"}})},
+         "messages[0].content[0].image_url"),
+        ({"messages": user({"type": "text"})}, "messages[0].content[0].text"),
+        ({"messages": user({"type": "file", "file": 1})}, "messages[0].content[0].file"),
+        ({"messages": user()}, "messages[0].content"),
+        ({"messages": [{"role": "user", "content": "a", "name": 5}]}, "messages[0].name"),
+        ({"messages": [*MSG, {"role": "assistant", "content": None, "tool_calls": [{**call, "type": "banana"}]}]},
+         "messages[1].tool_calls[0].type"),
+        ({"messages": [*MSG, {"role": "tool", "content": "r"}]}, "messages[1].tool_call_id"),
+        ({"logit_bias": {"x": "y"}}, "logit_bias"),
+        ({"logit_bias": {"50256": 101}}, "logit_bias"),
+        ({"metadata": {"a": {"b": 1}}}, "metadata"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "strict": "no"}}]}, "tools"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "strict": "yes"}}},
+         "response_format"),
+        ({"stop": [1, 2]}, "stop"),
+        ({"seed": 1.5}, "seed"),
+    ]
+    with gw.http() as h:
+        for extra, param in cases:
+            r = h.post("/v1/chat/completions", headers=auth, json={"model": "fakeai/vision", "messages": MSG, **extra})
+            assert r.status_code == 400, (extra, r.text)
+            err = r.json()["error"]
+            assert err["param"] == param and err["type"] == "invalid_request_error", (extra, err)
+        ok = {"model": "fakeai/vision", "logit_bias": {"50256": -100}, "messages": user(
+            {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "https://x/a.png",
+                                                                                 "detail": "low"}},
+            {"type": "image_url", "image_url": "https://x/b.png"})}  # a bare URL: some SDKs send one
+        r = h.post("/v1/chat/completions", headers=auth, json=ok)
+        assert r.status_code == 200, r.text
+    sent = [c for c in gw.fake.captured if c.protocol == "openai"]
+    assert len(sent) == 1 and sent[0].json["logit_bias"] == {"50256": -100}  # only the well-formed one
 
 
 def test_503_when_every_target_is_down_with_retry_after(live) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelplex.accounting.reports import parse_when
+from modelplex.accounting.reports import iso, parse_when
 from modelplex.errors import ConfigError
 from modelplex.policy.strategies import resolve_strategy_name
 from modelplex.server.errors import (
@@ -64,6 +64,8 @@ DEFAULT_LIMIT = 100
 MAX_RATE = 1_000_000_000
 MAX_USD = 1e12
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SPACE_FOR_PLUS = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)? \d{2}(?::?\d{2})?$")
+"""An ISO date-time whose ``+HH:MM`` offset arrived as `` HH:MM``: an unencoded '+' in a query string."""
 
 
 def json_response(obj: Any, status: int = 200) -> Response:
@@ -77,15 +79,38 @@ def _error_response(gw: Gateway, exc: BaseException, route: str) -> Response:
                     headers=headers)
 
 
-def admin_endpoint(gw: Gateway, fn: Handler, *, route: str, auth: bool = True
+def check_query(request: Request, allowed: Iterable[str]) -> None:
+    """400 for a query parameter the operation does not take (``unknown_parameter``, the first unknown
+    name in ``param``) or one given more than once (``invalid_value``: ``?limit=1&limit=2`` would
+    otherwise mean whichever the parser kept). Every admin and dashboard API operation calls it."""
+    names = [name for name, _ in request.query_params.multi_items()]
+    if not names:
+        return
+    allowed = frozenset(allowed)
+    unknown = sorted({n for n in names if n not in allowed})
+    if unknown:
+        expected = f"expected {', '.join(sorted(allowed))}" if allowed else "this operation takes none"
+        raise invalid_request(f"unknown query parameter(s): {', '.join(unknown)}; {expected}", param=unknown[0],
+                              code="unknown_parameter")
+    if len(set(names)) < len(names):
+        repeated = next(n for i, n in enumerate(names) if n in names[:i])
+        raise invalid_request(f"query parameter {repeated!r} is given {names.count(repeated)} times; give it once",
+                              param=repeated, code="invalid_value")
+
+
+def admin_endpoint(gw: Gateway, fn: Handler, *, route: str, auth: bool = True, query: Iterable[str] | None = ()
                    ) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a handler with the admin-key check, error rendering and metrics."""
+    """Wrap a handler with the admin-key check, the query check (``query``: the parameters it takes;
+    ``None``: not checked), error rendering and metrics."""
+    allowed = None if query is None else frozenset(query)
 
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
         try:
             if auth:
                 gw.auth.admin(RequestHead(request.scope))
+            if allowed is not None:
+                check_query(request, allowed)
             response = await fn(gw, request)
         except Exception as exc:
             response = _error_response(gw, exc, route)
@@ -170,6 +195,11 @@ def _query_time(request: Request, name: str, now: float) -> float | None:
         try:
             return parse_when(value, now=now)
         except ValueError:
+            if _SPACE_FOR_PLUS.search(value):
+                raise invalid_request(f"'{name}' has a space where its UTC offset's sign belongs: a '+' in a URL "
+                                      "query reads as a space, so write '+' as %2B in a URL "
+                                      "(2026-12-07T00:00:00%2B05:00), or give the time in UTC with Z",
+                                      param=name) from None
             raise invalid_request(f"'{name}' must be epoch seconds, a duration before now (7d, 24h, 30m), "
                                   "'now', or an ISO 8601 date or date-time", param=name) from None
     if not math.isfinite(t):
@@ -272,14 +302,12 @@ async def put_settings(gw: Gateway, request: Request) -> Response:
 
 
 USAGE_FILTERS = ("model", "provider", "task", "user")
-_USAGE_PARAMS = frozenset({"since", "until", "limit", "order", *USAGE_FILTERS})
+USAGE_PARAMS = frozenset({"since", "until", "limit", "order", *USAGE_FILTERS})
+PERFORMANCE_PARAMS = frozenset({"task"})
+LIST_KEYS_PARAMS = frozenset({"include_revoked"})
 
 
 async def usage(gw: Gateway, request: Request) -> Response:
-    unknown = sorted(set(request.query_params) - _USAGE_PARAMS)
-    if unknown:
-        raise invalid_request(f"unknown query parameter(s): {', '.join(unknown)}; expected "
-                              f"{', '.join(sorted(_USAGE_PARAMS))}", param=unknown[0])
     now = gw.router.clock.wall()
     since = _query_time(request, "since", now)
     until = _query_time(request, "until", now)
@@ -288,10 +316,12 @@ async def usage(gw: Gateway, request: Request) -> Response:
     if order not in ("desc", "asc"):
         raise invalid_request("'order' must be desc (the latest records first) or asc", param="order")
     filters = {name: v for name in USAGE_FILTERS if (v := _query_text(request, name)) is not None}
+    # the answer echoes the window as resolved (``7d`` -> the instant it meant), in ISO 8601 UTC
+    echo = {**{k: iso(t) for k, t in (("since", since), ("until", until)) if t is not None}, **filters}
     recorder = gw.router.recorder
     sink = getattr(recorder, "sink", None) if recorder is not None else None
     if sink is None:
-        return json_response({"object": "list", "data": [], "enabled": False, "filters": filters, "order": order,
+        return json_response({"object": "list", "data": [], "enabled": False, "filters": echo, "order": order,
                               "has_more": False, "summary": _summary([]),
                               "detail": "usage recording is disabled (accounting.sink: none)"})
     flush = getattr(recorder, "flush", None)
@@ -302,7 +332,7 @@ async def usage(gw: Gateway, request: Request) -> Response:
             pass
     rows = await sink.query(since, until, limit=limit, newest_first=order == "desc", with_attempts=True, **filters)
     summary = _summary(await sink.aggregate(since, until, by="model", **filters))
-    return json_response({"object": "list", "data": rows, "enabled": True, "filters": filters, "order": order,
+    return json_response({"object": "list", "data": rows, "enabled": True, "filters": echo, "order": order,
                           "has_more": summary["requests"] > len(rows), "summary": summary})
 
 
@@ -460,25 +490,28 @@ async def metrics(gw: Gateway, request: Request) -> Response:
 def admin_routes(gw: Gateway) -> list[Route]:
     """The admin, health and metrics routes of one gateway."""
 
-    def r(path: str, fn: Handler, methods: list[str], route: str, *, auth: bool = True) -> Route:
-        return Route(path, admin_endpoint(gw, fn, route=route, auth=auth), methods=methods, name=route)
+    def r(path: str, fn: Handler, methods: list[str], route: str, *, auth: bool = True,
+          query: Iterable[str] | None = ()) -> Route:
+        return Route(path, admin_endpoint(gw, fn, route=route, auth=auth, query=query), methods=methods, name=route)
 
+    # every /api/v1 operation names the query parameters it takes: any other is a 400 (``check_query``);
+    # health and metrics (probes, scrapers) are left as they are
     return [
         r("/api/v1/openapi.json", openapi, ["GET"], "admin_openapi", auth=False),
-        r("/api/v1/models/performance", performance, ["GET"], "admin_performance"),
+        r("/api/v1/models/performance", performance, ["GET"], "admin_performance", query=PERFORMANCE_PARAMS),
         r("/api/v1/models/settings", get_settings, ["GET"], "admin_settings"),
         r("/api/v1/models/settings", put_settings, ["PUT"], "admin_settings_put"),
-        r("/api/v1/usage", usage, ["GET"], "admin_usage"),
+        r("/api/v1/usage", usage, ["GET"], "admin_usage", query=USAGE_PARAMS),
         r("/api/v1/budgets", budgets, ["GET"], "admin_budgets"),
         r("/api/v1/feedback", feedback, ["POST"], "admin_feedback"),
         r("/api/v1/keys", create_key, ["POST"], "admin_keys_create"),
-        r("/api/v1/keys", list_keys, ["GET"], "admin_keys_list"),
+        r("/api/v1/keys", list_keys, ["GET"], "admin_keys_list", query=LIST_KEYS_PARAMS),
         r("/api/v1/keys/{key_id}", get_key, ["GET"], "admin_keys_get"),
         r("/api/v1/keys/{key_id}", revoke_key, ["DELETE"], "admin_keys_revoke"),
-        r("/health", health, ["GET"], "health", auth=False),
-        r("/health/ready", ready, ["GET"], "health_ready", auth=False),
-        r("/metrics", metrics, ["GET"], "metrics", auth=False),
+        r("/health", health, ["GET"], "health", auth=False, query=None),
+        r("/health/ready", ready, ["GET"], "health_ready", auth=False, query=None),
+        r("/metrics", metrics, ["GET"], "metrics", auth=False, query=None),
     ]
 
 
-__all__ = ["admin_routes", "settings_payload"]
+__all__ = ["admin_routes", "check_query", "settings_payload"]

@@ -43,6 +43,7 @@ from starlette.routing import BaseRoute, Route
 
 from modelplex.accounting.performance import percentile
 from modelplex.accounting.sinks.base import attribution
+from modelplex.server.admin import check_query
 from modelplex.server.errors import classify, invalid_request, openai_error_body, retry_after_header
 from modelplex.server.http import RequestHead
 
@@ -67,6 +68,8 @@ TOP_SERIES = 8
 LATENCY_RESERVOIR = 2000
 """Latency samples kept per (bucket, model); beyond it, reservoir sampling keeps percentiles honest."""
 NO_MODEL = "(none called)"
+SUMMARY_PARAMS = frozenset({"window", "decisions"})
+"""The query parameters of ``/dashboard/api/summary``; any other (or one given twice) is a 400, as on ``/api/v1``."""
 
 ASSET_TYPES = {
     "app.js": "text/javascript; charset=utf-8",
@@ -506,6 +509,7 @@ def dashboard_routes(router: Router, *, gateway: Gateway | None = None, feed: Da
         try:
             if gw is not None:
                 gw.auth.admin(RequestHead(request.scope))
+            check_query(request, SUMMARY_PARAMS)
             window = _int_param(request, "window", DEFAULT_WINDOW_S, 60, feed.retention_s)
             count = _int_param(request, "decisions", DEFAULT_DECISIONS, 0, MAX_DECISIONS)
             auth = "disabled" if gw is None or gw.no_auth else "enabled"

@@ -29,6 +29,7 @@ from modelplex.parameters import VALUE_CHECKS, is_number, is_positive_int, value
 from modelplex.server.auth import Principal, check_target
 from modelplex.server.errors import (
     ErrorInfo,
+    GatewayError,
     invalid_request,
     not_found,
     openai_error_object,
@@ -388,6 +389,40 @@ def model_entries(gw: Gateway, principal: Principal) -> list[dict[str, Any]]:
     return out
 
 
+def _hidden_model(gw: Gateway, principal: Principal, wanted: str) -> Exception:
+    """The 404 for a model ``GET /v1/models/{model}`` does not list. A deprecated model that the key may
+    use, at an enabled provider, is hidden from the list because requests naming it are served by its
+    replacement: the answer says so (retirement date, and the replacement when the key may use that
+    too, also in ``suggestions``). Anything else gets the one message that reveals nothing."""
+    generic = not_found(f"The model {wanted!r} does not exist or this key may not use it.",
+                        code="model_not_found", param="model")
+    catalog = gw.router.catalog
+    spec = catalog.find(wanted)
+    key = principal.key
+    enabled = gw.router.enabled_providers()
+    if spec is None or not spec.deprecation.deprecated or spec.provider not in enabled \
+            or (key is not None and not key.allows_model(spec.id)):
+        return generic
+    dep = spec.deprecation
+    message = f"The model {spec.id!r} is deprecated"
+    if dep.date is not None:
+        message += f" (retirement date {dep.date.isoformat()})"
+    message += " and is not listed"
+    target, seen = spec, {spec.id}
+    while target.deprecation.deprecated and target.deprecation.replacement:  # as catalog.migrate follows them
+        nxt = catalog.find(target.deprecation.replacement)
+        if nxt is None or nxt.id in seen:
+            break
+        seen.add(nxt.id)
+        target = nxt
+    usable = target is not spec and not target.deprecation.deprecated and target.provider in enabled \
+        and (key is None or key.allows_model(target.id))
+    if usable:
+        message += f"; requests naming it are served by its replacement, {target.id!r}"
+    return GatewayError(404, message + ".", type="not_found_error", code="model_not_found", param="model",
+                        extra={"suggestions": [target.id]} if usable else None)
+
+
 class Models:
     """``GET /v1/models`` and ``GET /v1/models/{model}``."""
 
@@ -412,8 +447,7 @@ class Models:
                     spec = gw.router.catalog.find(wanted)
                     match = next((e for e in entries if spec is not None and e["id"] == spec.id), None)
                 if match is None:
-                    raise not_found(f"The model {wanted!r} does not exist or this key may not use it.",
-                                    code="model_not_found", param="model")
+                    raise _hidden_model(gw, principal, wanted)
                 await send_json(send, 200, match)
             gw.metrics.observe(self.route, 200, time.perf_counter() - started)
         except asyncio.CancelledError:
