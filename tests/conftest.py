@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -102,3 +102,16 @@ async def fake_provider() -> AsyncIterator[object]:
         yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture
+def threaded_fake() -> Iterator[object]:
+    """A fake OpenAI + Anthropic provider on loopback in a thread of its own, for tests whose code under
+    test runs its own event loop (the sync API, a live gateway)."""
+    from modelplex.testing.server import FakeProviderServer
+
+    server = FakeProviderServer(protocols=("openai", "anthropic")).start_in_thread()
+    try:
+        yield server
+    finally:
+        server.stop_thread()

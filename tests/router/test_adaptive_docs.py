@@ -32,15 +32,6 @@ def blocks(lang: str) -> list[str]:
 
 
 @pytest.fixture
-def threaded_fake() -> Iterator[FakeProviderServer]:
-    server = FakeProviderServer(protocols=("openai", "anthropic")).start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop_thread()
-
-
-@pytest.fixture
 def build(threaded_fake: FakeProviderServer, make_config) -> Iterator[Any]:
     routers: list[Router] = []
 

@@ -14,12 +14,8 @@ from modelplex.testing.server import FakeProviderServer
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeProviderServer]:
-    server = FakeProviderServer(protocols=("openai", "anthropic")).start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop_thread()
+def fake(threaded_fake: FakeProviderServer) -> FakeProviderServer:
+    return threaded_fake
 
 
 @pytest.fixture
