@@ -834,3 +834,28 @@ async def test_a_replica_that_loses_redis_goes_on_from_the_budget_it_last_saw(re
     finally:
         await primary.clear()
         await primary.close()
+
+
+async def test_a_call_in_flight_when_the_episode_began_does_not_end_it(
+        flaky: tuple[FallbackState, FlakyState, MemoryState, FakeClock]) -> None:
+    """A reply to a call sent before the primary failed says nothing about it now: only a probe, sent
+    while degraded, ends the episode (a burst otherwise ended each episode within 0.1 s)."""
+    state, primary, _local, _clock = flaky
+    gate = asyncio.Event()
+    slow_get = primary.get
+
+    async def gated_get(key: str) -> Any:
+        value = await slow_get(key)
+        await gate.wait()
+        return value
+
+    primary.get = gated_get  # type: ignore[method-assign]
+    in_flight = asyncio.get_running_loop().create_task(state.get("k"))
+    await asyncio.sleep(0)
+    primary.down = True
+    await state.incr("n")  # fails on the primary: degraded, served locally
+    assert state.degraded
+    primary.down = False
+    gate.set()
+    await in_flight
+    assert state.degraded  # still: the episode ends with a probe after retry_interval, or health()

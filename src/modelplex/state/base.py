@@ -270,8 +270,9 @@ class FallbackState(StateBackend):
 
     The first ``StateUnavailableError`` flips the wrapper to *degraded*: one warning is logged and
     calls go straight to ``local`` for ``retry_interval`` seconds (no per-call timeout while Redis
-    is down). After that, one call at a time tries the primary again; the first success ends the
-    episode (logged), and so does a successful ``health()``.
+    is down). After that, one call at a time tries the primary again; the first success of such a
+    probe ends the episode (logged), and so does a successful ``health()``; a call that was already
+    in flight when the episode began does not (it answered before the trouble).
 
     While degraded, state is per replica: breakers, rate limits and budgets are enforced on each
     replica's own counts. Once the primary answers again:
@@ -452,7 +453,8 @@ class FallbackState(StateBackend):
         finally:
             if probing:
                 self._probing = False
-        self._recover()
+        if probing:  # a call that started before the episode proves nothing about the primary now
+            self._recover()
         return result
 
     async def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
