@@ -531,50 +531,41 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 PARTIAL_ECHO = 8
-"""Consecutive characters of a secret (of length ≥ 12) that ``redact`` treats as an echo of it."""
+"""Leading characters of a secret (of length ≥ 12) that ``redact`` treats as an echo of it."""
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """Replace every occurrence of each secret (of length ≥ 6) in ``text``; of each secret's masked form
     as providers echo it (``sk-proj-ab********wxyz``: a prefix, a run of ``*``/``.``/``•``, the last four
-    characters), which still gives a key's first and last characters away; and of any part of a secret
-    of length ≥ 12 that is ``PARTIAL_ECHO`` characters or longer (a provider quoting the first 20
-    characters of the key it was sent)."""
-    long: list[str] = []
+    characters), which still gives a key's first and last characters away; and of a secret's first
+    ``PARTIAL_ECHO`` or more characters (a provider quoting the start of the key it was sent). Only
+    leading runs count: a secret such as ``sk-no-key-required`` shares words with ordinary messages."""
     for s in secrets:
         if not s or len(s) < 6:
             continue
         if s in text:
             text = text.replace(s, "***")
         if len(s) >= 12:
-            long.append(s)
             if s[-4:] in text:
                 text = _masked_form(s).sub("***", text)
-    return _redact_parts(text, long) if long and len(text) >= PARTIAL_ECHO else text
+            if s[:PARTIAL_ECHO] in text:
+                text = _redact_prefixes(text, s)
+    return text
 
 
-def _redact_parts(text: str, secrets: list[str]) -> str:
-    """``text`` with every run of ``PARTIAL_ECHO`` or more characters found in one of ``secrets`` masked."""
-    n = PARTIAL_ECHO
-    grams = {sec[i:i + n] for sec in secrets for i in range(len(sec) - n + 1)}
-    covered = bytearray(len(text))
-    hit = False
-    for i in range(len(text) - n + 1):
-        if text[i:i + n] in grams:
-            covered[i:i + n] = b"\x01" * n
-            hit = True
-    if not hit:
-        return text
+def _redact_prefixes(text: str, secret: str) -> str:
+    """``text`` with each run that repeats ``secret``'s first ``PARTIAL_ECHO`` or more characters masked."""
+    head = secret[:PARTIAL_ECHO]
     out: list[str] = []
     i = 0
-    while i < len(text):
-        if covered[i]:
-            while i < len(text) and covered[i]:
-                i += 1
-            out.append("***")
-        else:
-            out.append(text[i])
-            i += 1
+    while (j := text.find(head, i)) >= 0:
+        k = PARTIAL_ECHO
+        while j + k < len(text) and k < len(secret) and text[j + k] == secret[k]:
+            k += 1
+        out.append(text[i:j])
+        out.append("***")
+        i = j + k
+    out.append(text[i:])
     return "".join(out)
 
 

@@ -12,13 +12,16 @@ generator the loop finalizes, so a program that runs one ``asyncio.run`` per job
 
 Fork: in a child process the parent's loop thread and connections do not exist; objects registered
 with ``after_fork`` start over there (a new loop thread, new sessions) on first use. What they held
-in the parent is kept referenced, never closed or collected in the child: those sockets are the
-parent's too.
+in the parent is disowned, never closed in the child: those sockets, and the epoll instance the
+parent's loop polls them with, are shared with the parent, and a close here would unregister them
+there. The parent's loops get a selector that ignores unregistrations, and its sessions are detached
+with their connection pools emptied, so nothing collected in the child reaches the parent's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import weakref
@@ -58,7 +61,49 @@ def after_fork(obj: ForkAware) -> None:
 
 def _reset_in_child() -> None:
     for obj in list(_FORK_AWARE):
-        obj._after_fork()
+        try:
+            obj._after_fork()
+        except Exception:  # one object that cannot start over must not stop the others
+            logging.getLogger("modelplex.transport").exception("resetting %r after fork failed", obj)
+
+
+class _NullSelector:
+    """Stands in, in a forked child, for the selector of a parent's loop: the epoll instance is shared
+    with the parent, so a transport closed here must not unregister the parent's sockets from it."""
+
+    def get_key(self, fileobj: Any) -> Any:
+        raise KeyError(fileobj)
+
+    def unregister(self, fileobj: Any) -> Any:
+        raise KeyError(fileobj)
+
+    def close(self) -> None:
+        pass
+
+
+def _disown_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Make a parent's loop inert in a forked child: whatever is closed on it later (a session or a
+    Redis connection collected here) touches nothing the parent still uses."""
+    if hasattr(loop, "_selector"):
+        loop._selector = _NullSelector()  # type: ignore[attr-defined]
+
+
+def _disown_session(session: Any) -> None:
+    """Drop a parent's session in a forked child without closing its connections (closing them here would
+    act on the parent's sockets and poller): detached, its connector marked closed and emptied."""
+    connector = getattr(session, "connector", None)
+    try:
+        session.detach()
+    except Exception:
+        pass
+    if connector is not None:
+        conns = getattr(connector, "_conns", None)
+        if isinstance(conns, dict):
+            conns.clear()
+        try:
+            connector._closed = True
+        except AttributeError:
+            pass
 
 
 if hasattr(os, "register_at_fork"):
@@ -135,7 +180,10 @@ class SessionPool:
             pass
 
     def _after_fork(self) -> None:
-        self._inherited.append((self._sessions, self._closers, self._last))
+        for loop, session in self._sessions.values():
+            _disown_loop(loop)
+            _disown_session(session)
+        self._inherited.append(self._closers)  # suspended generators: never finalized here
         self._sessions, self._closers, self._last = {}, {}, None
         self._lock = threading.Lock()
 
@@ -194,6 +242,7 @@ class LoopThread:
 
     def _after_fork(self) -> None:
         if self._loop is not None:
+            _disown_loop(self._loop)
             self._inherited.append(self._loop)
         self._loop, self._thread, self._lock = None, None, threading.Lock()
 

@@ -32,6 +32,7 @@ from modelplex.errors import (
     StreamInterruptedError,
 )
 from modelplex.providers import adapter_class
+from modelplex.providers._openai_wire import clean_messages as wire_clean
 from modelplex.providers.base import ProviderConfig, iter_sse
 from modelplex.providers.openai_compat import OpenAIAdapter
 from modelplex.testing.faults import Behavior, Fault
@@ -151,9 +152,14 @@ def test_anthropic_only_marks_are_stripped_for_strict_vendors() -> None:
     OpenAI-compatible server answers 400 to unknown keys."""
     req = ChatRequest(messages=CACHED_MESSAGES, params={"tools": CACHED_TOOLS})
     body = orjson.loads(adapter().chat_to_wire(req, spec()).body or b"")  # type: ignore[arg-type]
-    assert body["messages"] == [{"role": "system", "content": [{"type": "text", "text": "policy"}]},
+    assert body["messages"] == [{"role": "system", "content": "policy"},  # text parts only: one string
                                 {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
                                 {"role": "tool", "tool_call_id": "c1", "content": "r"}]
+    mixed = [{"role": "user", "content": [{"type": "text", "text": "see", "cache_control": {"type": "ephemeral"}},
+                                          {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]
+    sent = orjson.loads(adapter().chat_to_wire(ChatRequest(messages=mixed), spec()).body or b"")  # type: ignore[arg-type]
+    assert sent["messages"][0]["content"] == [{"type": "text", "text": "see"},
+                                              {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]
     assert body["tools"] == [{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}]
     assert "cache_control" in CACHED_MESSAGES[0]["content"][0] and "cache_control" in CACHED_TOOLS[0]  # not mutated
 
@@ -163,7 +169,15 @@ def test_a_vendor_that_takes_cache_control_keeps_it_on_parts_and_tools() -> None
     a = adapter("https://openrouter.ai/api/v1", name="openrouter", profile={"cache_control": True})
     body = orjson.loads(a.chat_to_wire(req, spec("anthropic/claude-sonnet-4.5", "openrouter")).body or b"")  # type: ignore[arg-type]
     assert body["messages"][0] == CACHED_MESSAGES[0] and body["tools"] == CACHED_TOOLS
-    assert body["messages"][1] == {"role": "user", "content": "q"}  # message-level marks are not OpenRouter's form
+    # a mark on the message itself moves to its last part, where OpenRouter reads it
+    assert body["messages"][1] == {"role": "user", "content": [{"type": "text", "text": "q",
+                                                                "cache_control": {"type": "ephemeral"}}]}
+    assert body["messages"][2] == {"role": "assistant", "content": "a"} and body["messages"][3]["content"] == "r"
+
+
+def test_messages_without_marks_are_passed_through_untouched() -> None:
+    parts = {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
+    assert wire_clean([parts])[0] is parts and wire_clean([parts], cache_control=True)[0] is parts
 
 
 def test_the_bundled_openrouter_profile_takes_cache_control() -> None:

@@ -393,7 +393,8 @@ def test_cache_control_reaches_claude_and_not_a_strict_openai_upstream(live) -> 
     c.messages.create(model="fakeai/small", **ask)
     oai = [cap for cap in gw.fake.captured if cap.protocol == "openai"][-1].json
     assert "cache_control" not in json.dumps(oai)
-    assert oai["messages"][0] == {"role": "system", "content": [{"type": "text", "text": policy}]}
+    assert oai["messages"][0] == {"role": "system", "content": policy}  # a plain string again, as before the mark
+    assert oai["messages"][1] == {"role": "user", "content": "Question?"}
 
 
 def test_tool_error_flag_reaches_claude(live) -> None:

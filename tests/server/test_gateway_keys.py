@@ -185,8 +185,10 @@ class FlakyStore(MemoryKeyStore):
     def __init__(self) -> None:
         super().__init__()
         self.down = False
+        self.calls = 0
 
     async def get(self, key_id: str) -> ApiKey | None:
+        self.calls += 1
         if self.down:
             raise ConnectionRefusedError(111, "Connection refused")
         return await super().get(key_id)
@@ -202,15 +204,20 @@ async def test_an_unreachable_store_serves_keys_as_last_read_and_503s_the_rest(
     store.down = True
     now[0] = 60.0  # the cache entry has expired: the store is asked, and does not answer
     with caplog.at_level("WARNING", logger="modelplex.server"):
+        calls = store.calls
         for _ in range(5):
             assert (await manager.lookup(key.id)).id == key.id
         with pytest.raises(DatabaseUnavailableError) as info:
             await manager.lookup("zzzzzzzz")
+        assert store.calls == calls + 1  # asked once; within Retry-After no lookup waits on it again
+        now[0] = 66.0
+        assert (await manager.lookup(key.id)).id == key.id and store.calls == calls + 2  # then once more
         assert classify(info.value).status == 503 and classify(info.value).code == "database_unavailable"
         assert classify(info.value).retry_after == 5.0
         store.down = False
         now[0] = 120.0
         assert (await manager.lookup(key.id)).active and await manager.lookup("zzzzzzzz") is None
+        assert manager._down_since is None
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2 and "unreachable" in lines[0] and "is back" in lines[1]
 

@@ -76,24 +76,43 @@ CLIENT_ONLY_PARAMS: frozenset[str] = frozenset({"timeout"})
 def clean_messages(messages: list[Message], *, cache_control: bool = False) -> list[dict[str, Any]]:
     """The messages as the wire takes them. Messages that need no change are passed through unchanged.
 
-    ``cache_control`` marks (Anthropic's prompt-caching breakpoints, on content parts) are kept only for
-    a vendor whose profile says it takes them (``cache_control: true``, as OpenRouter does); strict
-    OpenAI-compatible servers answer 400 to the unknown key."""
+    ``cache_control`` marks (Anthropic's prompt-caching breakpoints) are kept only for a vendor whose
+    profile says it takes them (``cache_control: true``, as OpenRouter does), on content parts, where
+    such vendors read them: a mark on a message itself moves to its last part. Otherwise they are
+    removed, since strict OpenAI-compatible servers answer 400 to the unknown key, and a content list
+    left with text parts only is sent as one string (as Anthropic-style callers' cached system prompts
+    would have been without the mark)."""
     keep = MESSAGE_KEYS.issuperset
-    if cache_control:
-        return [m if keep(m) else {k: v for k, v in m.items() if k in MESSAGE_KEYS}  # type: ignore[misc]
-                for m in messages]
-    return [m if keep(m) and type(m.get("content")) is not list else _wire_message(m)  # type: ignore[misc]
-            for m in messages]
+    return [m if keep(m) and (type(c := m.get("content")) is not list or not _has_marked_parts(c))
+            else _wire_message(m, cache_control) for m in messages]
 
 
-def _wire_message(m: Message) -> dict[str, Any]:
-    """``m`` with only the wire's keys, and its content parts without ``cache_control``."""
+def _has_marked_parts(content: Any) -> bool:
+    if type(content) is not list:
+        return False
+    for p in content:
+        if "cache_control" in p if type(p) is dict else _is_mapping(p) and "cache_control" in p:
+            return True
+    return False
+
+
+def _wire_message(m: Message, cache_control: bool) -> dict[str, Any]:
+    """``m`` with only the wire's keys, its ``cache_control`` marks kept on parts or removed (see above)."""
     out = {k: v for k, v in m.items() if k in MESSAGE_KEYS}
     content = out.get("content")
-    if type(content) is list and any(_is_mapping(p) and "cache_control" in p for p in content):
-        out["content"] = [{k: v for k, v in p.items() if k != "cache_control"} if _is_mapping(p) else p
-                          for p in content]
+    if cache_control:
+        mark = m.get("cache_control")
+        if mark is not None and isinstance(content, str) and content:
+            out["content"] = [{"type": "text", "text": content, "cache_control": mark}]
+        elif mark is not None and type(content) is list and content and _is_mapping(content[-1]):
+            out["content"] = [*content[:-1], {**content[-1], "cache_control": mark}]
+        return out
+    if _has_marked_parts(content):
+        parts = [{k: v for k, v in p.items() if k != "cache_control"} if _is_mapping(p) else p for p in content]
+        if all(_is_mapping(p) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in parts):
+            out["content"] = "\n\n".join(p["text"] for p in parts)
+        else:
+            out["content"] = parts
     return out
 
 

@@ -931,8 +931,7 @@ class AnthropicAdapter(Adapter):
             generic = class_for_status(status)
             kind = generic if issubclass(generic, BadRequestError) or status in (404, 409) else BadRequestError
         message = err.get("message") if isinstance(err.get("message"), str) else ""
-        if kind is None and etype == "invalid_request_error" and status in (400, 413) \
-                and CONTEXT_MESSAGE.search(message):
+        if kind is None and etype == "invalid_request_error" and status == 400 and CONTEXT_MESSAGE.search(message):
             kind = ContextWindowExceededError
         if kind is None:
             kind = _TYPE_CLASSES.get(etype or "")

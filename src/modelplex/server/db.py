@@ -59,13 +59,15 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, OSError):  # asyncpg passes the socket's own errors on; a file error is not one
         return exc.errno in _NETWORK_ERRNOS
     if isinstance(exc, sqlite3.OperationalError):
-        return getattr(exc, "sqlite_errorcode", None) in _SQLITE_UNAVAILABLE
+        code = getattr(exc, "sqlite_errorcode", None)
+        return isinstance(code, int) and (code & 0xFF) in _SQLITE_UNAVAILABLE  # extended codes: SQLITE_BUSY_*
     asyncpg = sys.modules.get("asyncpg")  # an asyncpg error implies asyncpg is imported
     if asyncpg is None:
         return False
     ex = asyncpg.exceptions
-    return isinstance(exc, ex.PostgresConnectionError | ex.InterfaceError | ex.CannotConnectNowError
-                      | ex.OperatorInterventionError | ex.TooManyConnectionsError)
+    # not InterfaceError: it also reports the caller's own mistakes (wrong argument count, a busy connection)
+    return isinstance(exc, ex.PostgresConnectionError | ex.CannotConnectNowError | ex.OperatorInterventionError
+                      | ex.TooManyConnectionsError)
 
 _SCHEMA_TABLE = ("CREATE TABLE IF NOT EXISTS gateway_schema (component TEXT PRIMARY KEY, "
                  "version INTEGER NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
@@ -141,6 +143,11 @@ class SqliteDB:
         await asyncio.to_thread(shut)
 
 
+CONNECT_TIMEOUT_S = 5.0
+"""How long a new PostgreSQL connection may take (asyncpg's default is 60 s): a lookup waiting on an
+unreachable host holds its request that long."""
+
+
 class PostgresDB:
     """An asyncpg pool (lazily imported: the ``[postgres]`` extra). ``schema`` sets the search path."""
 
@@ -163,7 +170,7 @@ class PostgresDB:
                                           "'modelplex[postgres]'") from None
                     settings = {"search_path": self.schema} if self.schema else None
                     self._pool = await asyncpg.create_pool(self.dsn, min_size=self._min, max_size=self._max,
-                                                           server_settings=settings)
+                                                           server_settings=settings, timeout=CONNECT_TIMEOUT_S)
         return self._pool
 
     async def ensure(self, component: str, version: int, statements: Sequence[str]) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -227,7 +228,7 @@ class RedisState(StateBackend):
         self._pool: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scripts: dict[str, Any] = {}
-        self.last_seen: dict[str, float] = {}
+        self.last_seen: OrderedDict[str, float] = OrderedDict()
         """Each budget key's committed total (spent + reserved) as this process's last reservation on it
         saw it (at most ``_LAST_SEEN_MAX`` keys, the first seen dropped first): what ``FallbackState``
         starts a key's local count from when Redis stops answering, so an outage does not reopen the
@@ -345,9 +346,8 @@ class RedisState(StateBackend):
         else:
             for name, total in zip(names, totals, strict=False):
                 seen[name] = float(total)
-        if len(seen) > _LAST_SEEN_MAX:
-            for old in list(seen)[: len(seen) - _LAST_SEEN_MAX]:
-                del seen[old]
+        while len(seen) > _LAST_SEEN_MAX:
+            seen.popitem(last=False)
         return bool(int(ok)), (names[failed - 1] if failed else None)
 
     async def _finish(self, reservation_id: str, actual: str) -> bool:
@@ -412,6 +412,7 @@ class RedisState(StateBackend):
                 await c.unlink(*batch)
 
         await self._call(op, timeout=max(30.0, self._timeout))
+        self.last_seen.clear()
 
     async def close(self) -> None:
         client, pool = self._client, self._pool
