@@ -485,3 +485,20 @@ async def test_sqlite_value_by_value_path_stores_batches_of_any_size(tmp_path: P
     assert await _write_with(tmp_path / "v.db", recs + recs[:3], json_rows=False) == [n]
     records, attempts = _stored(tmp_path / "v.db")
     assert len(records) == n and len(attempts) == sum(1 + i % 2 for i in range(n))
+
+
+async def test_query_pages_by_keyset_without_skipping_records_that_share_a_timestamp(sink: UsageSink) -> None:
+    """``after`` = the last row's (ts, request_id): every record once, in order, even with equal timestamps."""
+    records = [UsageRecord(f"p{i}", ts=D0 + (i // 3), task="fast", cost_usd=0.001) for i in range(8)]
+    await sink.write_batch(records)
+    for newest_first in (True, False):
+        seen: list[str] = []
+        after = None
+        while True:
+            page = await sink.query(limit=3, newest_first=newest_first, after=after, task="fast")
+            seen += [d["request_id"] for d in page]
+            if len(page) < 3:
+                break
+            after = (page[-1]["ts"], page[-1]["request_id"])
+        expected = [f"p{i}" for i in range(8)]
+        assert seen == (expected[::-1] if newest_first else expected)

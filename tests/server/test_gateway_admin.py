@@ -123,7 +123,8 @@ def test_usage_filters_feedback_and_performance(live) -> None:
                        {"usr": "alice"}, {"order": "newest"}):
             assert h.get("/api/v1/usage", params=params, headers=ADMIN_HEADERS).status_code == 400, params
         typo = h.get("/api/v1/usage", params={"usr": "alice"}, headers=ADMIN_HEADERS).json()["error"]
-        assert typo["param"] == "usr" and "expected limit, model, order, provider, since, task, until, user" in typo["message"]
+        assert typo["param"] == "usr" and \
+            "expected cursor, limit, model, order, provider, since, task, until, user" in typo["message"]
         rid = first.id.removeprefix("chatcmpl-")
         r = h.post("/api/v1/feedback", headers=ADMIN_HEADERS, json={"request_id": rid, "score": 0.9,
                                                                    "comment": "good"})
@@ -173,6 +174,30 @@ def test_every_admin_operation_refuses_unknown_and_repeated_query_parameters(liv
         assert h.get("/api/v1/models/performance?task=fast", headers=ADMIN_HEADERS).status_code == 200
         assert h.get("/api/v1/keys", headers=ADMIN_HEADERS).status_code == 200
         assert h.get("/health?foo=1").status_code == 200  # probes and scrapers are not the admin API
+
+
+def test_usage_pages_follow_next_cursor_to_the_end(live) -> None:
+    gw = live()
+    key = gw.create_key()
+    for _ in range(5):
+        chat(gw, key)
+    rows = wait_for(lambda: len(gw.usage()) == 5 and gw.usage())
+    with gw.http() as h:
+        for order, expected in (("desc", [r["request_id"] for r in rows]),
+                                ("asc", [r["request_id"] for r in reversed(rows)])):
+            seen: list[str] = []
+            params: dict[str, object] = {"limit": 2, "order": order}
+            while True:
+                page = h.get("/api/v1/usage", params=params, headers=ADMIN_HEADERS).json()
+                seen += [r["request_id"] for r in page["data"]]
+                assert page["summary"]["requests"] == 5
+                if not page["has_more"]:
+                    assert page["next_cursor"] is None
+                    break
+                params["cursor"] = page["next_cursor"]
+            assert seen == expected, order
+        bad = h.get("/api/v1/usage", params={"cursor": "not-a-cursor"}, headers=ADMIN_HEADERS)
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "cursor"
 
 
 def test_usage_echoes_the_resolved_window_and_explains_an_unencoded_plus(live) -> None:

@@ -6,7 +6,8 @@ Owns the handlers behind the routes below; their shapes are written down in ``se
 * ``GET  /api/v1/models/performance[?task=]`` — the seed's performance payload (``PerformanceTracker``);
 * ``GET  /api/v1/models/settings``, ``PUT /api/v1/models/settings`` — the routing strategy at run time
   (validated, applied to ``router.runtime_strategy``, persisted by ``SettingsStore``);
-* ``GET  /api/v1/usage`` — stored usage records, filtered (since, until, model, provider, task, user, limit);
+* ``GET  /api/v1/usage`` — stored usage records, filtered (since, until, model, provider, task, user, limit),
+  paged by ``cursor`` (the previous page's ``next_cursor``: keyset on ``(ts, request_id)``);
 * ``GET  /api/v1/budgets`` — every budget scope with spend, holds and reset time;
 * ``POST /api/v1/feedback`` — a quality score for a finished request;
 * ``POST/GET /api/v1/keys``, ``GET/DELETE /api/v1/keys/{id}`` — inference keys (the plaintext is in
@@ -23,6 +24,8 @@ Must not touch: the serving routes, the router's logic, storage internals.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 import time
@@ -302,7 +305,7 @@ async def put_settings(gw: Gateway, request: Request) -> Response:
 
 
 USAGE_FILTERS = ("model", "provider", "task", "user")
-USAGE_PARAMS = frozenset({"since", "until", "limit", "order", *USAGE_FILTERS})
+USAGE_PARAMS = frozenset({"since", "until", "limit", "order", "cursor", *USAGE_FILTERS})
 PERFORMANCE_PARAMS = frozenset({"task"})
 LIST_KEYS_PARAMS = frozenset({"include_revoked"})
 
@@ -330,10 +333,34 @@ async def usage(gw: Gateway, request: Request) -> Response:
             await flush()
         except RuntimeError:  # recorder not started (e.g. the app's lifespan did not run)
             pass
-    rows = await sink.query(since, until, limit=limit, newest_first=order == "desc", with_attempts=True, **filters)
+    paging: dict[str, Any] = {}
+    raw_cursor = _query_text(request, "cursor")
+    if raw_cursor is not None:
+        paging["after"] = _decode_cursor(raw_cursor)
+    rows = await sink.query(since, until, limit=limit + 1, newest_first=order == "desc", with_attempts=True,
+                            **paging, **filters)
+    has_more = len(rows) > limit
+    rows = rows[:limit]
     summary = _summary(await sink.aggregate(since, until, by="model", **filters))
     return json_response({"object": "list", "data": rows, "enabled": True, "filters": echo, "order": order,
-                          "has_more": summary["requests"] > len(rows), "summary": summary})
+                          "has_more": has_more, "next_cursor": _encode_cursor(rows[-1]) if has_more else None,
+                          "summary": summary})
+
+
+def _encode_cursor(row: dict[str, Any]) -> str:
+    """The opaque ``cursor`` that continues a listing after ``row``: its ``(ts, request_id)``."""
+    return base64.urlsafe_b64encode(orjson.dumps([row["ts"], row["request_id"]])).decode().rstrip("=")
+
+
+def _decode_cursor(text: str) -> tuple[float, str]:
+    try:
+        ts, rid = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if isinstance(ts, bool) or not isinstance(ts, int | float) or not isinstance(rid, str):
+            raise ValueError
+        return float(ts), rid
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise invalid_request("'cursor' is not one this API gave (use next_cursor from the previous page, with "
+                              "the same filters and order)", param="cursor") from None
 
 
 def _summary(groups: list[dict[str, Any]]) -> dict[str, Any]:

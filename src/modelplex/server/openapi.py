@@ -132,6 +132,9 @@ _SCHEMAS: dict[str, Any] = {
             "object": {"type": "string", "enum": ["list"]},
             "order": {"type": "string", "enum": ["desc", "asc"]},
             "has_more": {"type": "boolean", "description": "More records match than this page holds."},
+            "next_cursor": {"type": ["string", "null"],
+                            "description": "Pass as cursor (same filters and order) for the next page; null on "
+                                           "the last page."},
             "data": {"type": "array", "items": {"type": "object", "required": ["request_id", "ts"],
                                                 "properties": {"request_id": {"type": "string"},
                                                                "ts": {"type": "number"}}}},
@@ -211,6 +214,8 @@ _PATHS: dict[str, Any] = {
             _query("user", _TEXT, "End-user id."),
             _query("limit", {"type": "integer", "minimum": 1, "maximum": 10_000}, "At most this many (default 100)."),
             _query("order", {"type": "string", "enum": ["desc", "asc"]}, "desc (default): the latest first."),
+            _query("cursor", {"type": "string"}, "The previous page's next_cursor: the records after its last "
+                                                 "one, in the same order (none skipped or repeated)."),
         ],
         "responses": {"200": _json(_ref("Usage"), "Matching records and their totals."),
                       "400": _error("Bad query, or a parameter not listed here."), **_COMMON}}},

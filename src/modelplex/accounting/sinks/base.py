@@ -83,6 +83,10 @@ class FeedbackEntry:
 # ------------------------------------------------------------------------------------------ rows
 
 
+Cursor = tuple[float, str]
+"""A record's place in the listing order: its ``(ts, request_id)``."""
+
+
 def attribution(model: str | None, provider: str | None, attempts: Sequence[Mapping[str, Any]]
                 ) -> tuple[str | None, str | None]:
     """The (model, provider) a request is charged to: the one that served it, or, when nothing
@@ -340,10 +344,15 @@ class SQLBuilder:
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
     def select_records(self, since: float | None, until: float | None, filters: Mapping[str, Any],
-                       limit: int | None, newest_first: bool = False) -> tuple[str, list[Any]]:
+                       limit: int | None, newest_first: bool = False, after: Cursor | None = None
+                       ) -> tuple[str, list[Any]]:
         cols = ", ".join("COALESCE(f.score, r.quality_score)" if c == "quality_score" else f"r.{c}"
                          for c in RECORD_COLUMNS)
         where, params = self.where(since, until, filters)
+        if after is not None:
+            params += [float(after[0]), str(after[1])]
+            a, b = self.placeholder(len(params) - 1), self.placeholder(len(params))
+            where += (" AND " if where else " WHERE ") + f"(r.ts, r.request_id) {'<' if newest_first else '>'} ({a}, {b})"
         sql = (f"SELECT {cols}, f.comment FROM usage_records r "
                f"LEFT JOIN usage_feedback f ON f.request_id = r.request_id{where} "
                + ("ORDER BY r.ts DESC, r.request_id DESC" if newest_first else "ORDER BY r.ts, r.request_id"))
@@ -458,10 +467,13 @@ class UsageSink(ABC):
 
     @abstractmethod
     async def query(self, since: float | None = None, until: float | None = None, *, limit: int | None = None,
-                    with_attempts: bool = False, newest_first: bool = False, **filters: Any) -> list[dict[str, Any]]:
+                    with_attempts: bool = False, newest_first: bool = False, after: Cursor | None = None,
+                    **filters: Any) -> list[dict[str, Any]]:
         """Record dicts in ``[since, until)``, oldest first (``newest_first``: the latest first, so that
         ``limit`` keeps the latest), matching ``filters`` (``FILTERS``). ``attempts`` is filled only when
-        ``with_attempts`` is set."""
+        ``with_attempts`` is set. ``after``: the ``(ts, request_id)`` of the last record of the previous
+        page; only records past it in this order are returned (keyset paging: no record is skipped or
+        repeated, however many share a timestamp)."""
 
     @abstractmethod
     async def aggregate(self, since: float | None = None, until: float | None = None, *, by: str = "model",

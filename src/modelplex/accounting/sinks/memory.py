@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from modelplex.accounting.records import UsageRecord
 from modelplex.accounting.sinks.base import (
+    Cursor,
     FeedbackEntry,
     UsageSink,
     aggregate_dicts,
@@ -69,10 +70,15 @@ class MemorySink(UsageSink):
         return rows
 
     async def query(self, since: float | None = None, until: float | None = None, *, limit: int | None = None,
-                    with_attempts: bool = False, newest_first: bool = False, **filters: Any) -> list[dict[str, Any]]:
+                    with_attempts: bool = False, newest_first: bool = False, after: Cursor | None = None,
+                    **filters: Any) -> list[dict[str, Any]]:
         rows = self._select(since, until, check_filters(filters), with_attempts)
         if newest_first:
             rows.reverse()
+        if after is not None:
+            mark = (float(after[0]), str(after[1]))
+            rows = [d for d in rows if ((d["ts"], d["request_id"]) < mark if newest_first
+                                        else (d["ts"], d["request_id"]) > mark)]
         return rows if limit is None else rows[: max(0, int(limit))]
 
     async def aggregate(self, since: float | None = None, until: float | None = None, *, by: str = "model",
@@ -114,7 +120,8 @@ class NullSink(UsageSink):
         return None
 
     async def query(self, since: float | None = None, until: float | None = None, *, limit: int | None = None,
-                    with_attempts: bool = False, newest_first: bool = False, **filters: Any) -> list[dict[str, Any]]:
+                    with_attempts: bool = False, newest_first: bool = False, after: Cursor | None = None,
+                    **filters: Any) -> list[dict[str, Any]]:
         check_filters(filters)
         return []
 

@@ -24,6 +24,7 @@ from modelplex.accounting.records import UsageRecord
 from modelplex.accounting.sinks.base import (
     ATTEMPT_COLUMNS,
     RECORD_COLUMNS,
+    Cursor,
     FeedbackEntry,
     SQLBuilder,
     UsageSink,
@@ -162,9 +163,10 @@ class PostgresSink(UsageSink):
     # ------------------------------------------------------------------ reads
 
     async def query(self, since: float | None = None, until: float | None = None, *, limit: int | None = None,
-                    with_attempts: bool = False, newest_first: bool = False, **filters: Any) -> list[dict[str, Any]]:
+                    with_attempts: bool = False, newest_first: bool = False, after: Cursor | None = None,
+                    **filters: Any) -> list[dict[str, Any]]:
         f = check_filters(filters)
-        sql, params = SQL.select_records(since, until, f, limit, newest_first)
+        sql, params = SQL.select_records(since, until, f, limit, newest_first, after)
         pool = self._require()
         async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             out = [row_to_dict(tuple(row)[:-1], row[-1]) for row in await conn.fetch(sql, *params)]

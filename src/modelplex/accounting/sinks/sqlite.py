@@ -39,6 +39,7 @@ from modelplex.accounting.records import UsageRecord
 from modelplex.accounting.sinks.base import (
     ATTEMPT_COLUMNS,
     RECORD_COLUMNS,
+    Cursor,
     FeedbackEntry,
     SQLBuilder,
     UsageSink,
@@ -320,9 +321,10 @@ class SQLiteSink(UsageSink):
     # ------------------------------------------------------------------ reads
 
     async def query(self, since: float | None = None, until: float | None = None, *, limit: int | None = None,
-                    with_attempts: bool = False, newest_first: bool = False, **filters: Any) -> list[dict[str, Any]]:
+                    with_attempts: bool = False, newest_first: bool = False, after: Cursor | None = None,
+                    **filters: Any) -> list[dict[str, Any]]:
         f = check_filters(filters)
-        sql, params = SQL.select_records(since, until, f, limit, newest_first)
+        sql, params = SQL.select_records(since, until, f, limit, newest_first, after)
         asql, aparams = SQL.select_attempts(since, until, f)
 
         def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
