@@ -46,6 +46,10 @@ Decisions:
   to a larger window. ``ModelTimeoutException`` (408) is a
   ``RequestTimeoutError``; ``ModelNotReadyException`` and ``ServiceUnavailableException`` are
   ``OverloadedError``.
+* Known gap: reasoning blocks come back as text only (``usage.provider_details["reasoning"]``), without
+  their ``signature`` or redacted content, and an assistant message's ``thinking_blocks`` are not sent.
+  Claude on Bedrock with thinking on therefore refuses a tool-use continuation (its final assistant turn
+  must open with the signed reasoning); without thinking, or on the Anthropic API, tool use works.
 * Guardrail interventions (``stopReason`` ``guardrail_intervened``/``content_filtered``) are 200s with
   ``finish_reason="content_filter"``.
 * ``health_to_wire`` is ``None``: bedrock-runtime has no cheap read-only call (listing models is the
