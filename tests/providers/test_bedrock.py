@@ -881,3 +881,58 @@ def test_importing_the_adapter_does_not_load_botocore() -> None:
             "print('botocore' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------ signed reasoning (Claude's thinking)
+
+SIGNED = {"type": "thinking", "thinking": "Check the tool first.", "signature": "EqQBsigBedrock"}
+REDACTED = {"type": "redacted_thinking", "data": "RWNyeXB0ZWQ="}
+
+
+def test_signed_reasoning_comes_back_as_thinking_blocks() -> None:
+    payload = orjson.dumps({"output": {"message": {"role": "assistant", "content": [
+        {"reasoningContent": {"reasoningText": {"text": "Check the tool first.", "signature": "EqQBsigBedrock"}}},
+        {"reasoningContent": {"redactedContent": "RWNyeXB0ZWQ="}},
+        {"toolUse": {"toolUseId": "tooluse_1", "name": "get_weather", "input": {"city": "Oslo"}}}]}},
+        "stopReason": "tool_use", "usage": {"inputTokens": 20, "outputTokens": 30}})
+    resp = make().chat_from_wire(payload, CLAUDE_THINKING)
+    assert resp.provider_details["thinking_blocks"] == [SIGNED, REDACTED]
+    assert resp.usage.provider_details["reasoning"] == "Check the tool first." and resp.tool_calls
+
+
+def test_streamed_reasoning_comes_whole_as_each_block_closes() -> None:
+    def ev(name: str, obj: dict[str, Any]) -> tuple[str, bytes]:
+        return name, orjson.dumps(obj)
+
+    chunks = decode([
+        ev("messageStart", {"role": "assistant"}),
+        ev("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "Check the "}}}),
+        ev("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "tool first."}}}),
+        ev("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "EqQBsigBedrock"}}}),
+        ev("contentBlockStop", {"contentBlockIndex": 0}),
+        ev("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": "Sunny."}}),
+        ev("contentBlockStop", {"contentBlockIndex": 1}),
+        ev("messageStop", {"stopReason": "end_turn"}),
+        ev("metadata", {"usage": {"inputTokens": 5, "outputTokens": 9}, "metrics": {"latencyMs": 10}})])
+    assert "".join(c.reasoning_delta for c in chunks) == "Check the tool first."
+    whole = [c.raw["thinking_block"] for c in chunks if isinstance(c.raw, dict) and "thinking_block" in c.raw]
+    assert whole == [SIGNED]
+    assert "".join(c.delta for c in chunks) == "Sunny."
+
+
+def test_thinking_blocks_go_back_first_in_the_turn_only_when_claude_thinks() -> None:
+    msgs = [{"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "content": None, "thinking_blocks": [SIGNED, REDACTED], "tool_calls": [
+                {"id": "tooluse_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "tooluse_1", "content": "-3C"}]
+    on = body_of(ChatRequest(messages=msgs, params={"reasoning_effort": "low", "max_tokens": 4000}), CLAUDE_THINKING)
+    assert on["messages"][1]["content"][:2] == [
+        {"reasoningContent": {"reasoningText": {"text": "Check the tool first.", "signature": "EqQBsigBedrock"}}},
+        {"reasoningContent": {"redactedContent": "RWNyeXB0ZWQ="}}]
+    assert "toolUse" in on["messages"][1]["content"][2]
+    off = body_of(ChatRequest(messages=msgs), CLAUDE_THINKING)
+    assert [list(b) for b in off["messages"][1]["content"]] == [["toolUse"]]
+    with pytest.raises(BadRequestError, match="thinking_blocks"):
+        body_of(ChatRequest(messages=[{"role": "assistant", "content": "a", "thinking_blocks": [{"type": "x"}]},
+                                      {"role": "user", "content": "b"}], params={"reasoning_effort": "low"}),
+                CLAUDE_THINKING)

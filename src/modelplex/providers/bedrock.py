@@ -46,10 +46,11 @@ Decisions:
   to a larger window. ``ModelTimeoutException`` (408) is a
   ``RequestTimeoutError``; ``ModelNotReadyException`` and ``ServiceUnavailableException`` are
   ``OverloadedError``.
-* Known gap: reasoning blocks come back as text only (``usage.provider_details["reasoning"]``), without
-  their ``signature`` or redacted content, and an assistant message's ``thinking_blocks`` are not sent.
-  Claude on Bedrock with thinking on therefore refuses a tool-use continuation (its final assistant turn
-  must open with the signed reasoning); without thinking, or on the Anthropic API, tool use works.
+* Reasoning: the text is in ``usage.provider_details["reasoning"]``; signed reasoning and redacted
+  content also come as Anthropic-shaped ``Response.provider_details["thinking_blocks"]`` (streamed: a
+  chunk with ``raw={"thinking_block": ...}`` as each block closes). An assistant message's
+  ``thinking_blocks`` go back as ``reasoningContent`` blocks opening its turn when the request has
+  Claude's thinking on (a tool-use continuation with thinking needs them), and are dropped otherwise.
 * Guardrail interventions (``stopReason`` ``guardrail_intervened``/``content_filtered``) are 200s with
   ``finish_reason="content_filter"``.
 * ``health_to_wire`` is ``None``: bedrock-runtime has no cheap read-only call (listing models is the
@@ -329,6 +330,8 @@ class BedrockAdapter(Adapter):
             _set_path(additional, name, top_k)
         if additional:
             body["additionalModelRequestFields"] = additional
+        if "thinking" not in additional and any("thinking_blocks" in m for m in req.messages):
+            _drop_reasoning(messages)  # signed reasoning goes back only to a request that thinks
         metadata = params.get("metadata")
         if isinstance(metadata, Mapping) and metadata:
             body["requestMetadata"] = {str(k): str(v) for k, v in metadata.items()}
@@ -559,6 +562,7 @@ class BedrockStreamDecoder(StreamDecoder):
         self._model = model
         self._tools: dict[int, int] = {}  # contentBlockIndex -> tool ordinal
         self._json_blocks: set[int] = set()
+        self._reasoning: dict[int, dict[str, str]] = {}  # contentBlockIndex -> text / signature / redacted
         self._stop: str | None = None
         self._done = False
 
@@ -583,6 +587,8 @@ class BedrockStreamDecoder(StreamDecoder):
             return self._block_start(obj)
         if event == "contentBlockDelta":
             return self._block_delta(obj)
+        if event == "contentBlockStop":
+            return self._block_stop(obj)
         if event == "messageStop":
             self._stop = str(obj.get("stopReason") or "")
             return ()
@@ -629,9 +635,28 @@ class BedrockStreamDecoder(StreamDecoder):
             ordinal = self._tools.setdefault(block, len(self._tools))
             return (StreamChunk(tool_calls=[ToolCallDelta(index=ordinal, arguments=partial)], raw=obj),)
         reasoning = delta.get("reasoningContent")
-        if isinstance(reasoning, Mapping) and isinstance(reasoning.get("text"), str):
-            return (StreamChunk(reasoning_delta=reasoning["text"], raw=obj),)
+        if isinstance(reasoning, Mapping):
+            kept = self._reasoning.setdefault(block, {})
+            for key in ("text", "signature", "redactedContent"):
+                if isinstance(reasoning.get(key), str):
+                    kept[key] = kept.get(key, "") + reasoning[key]
+            if isinstance(reasoning.get("text"), str):
+                return (StreamChunk(reasoning_delta=reasoning["text"], raw=obj),)
         return ()
+
+    def _block_stop(self, obj: Mapping[str, Any]) -> Iterable[StreamChunk]:
+        """A reasoning block, whole, as it closes (``raw={"thinking_block": ...}``, Anthropic's shape, as the
+        Anthropic decoder gives it), when it was signed or redacted: the one a continuation sends back."""
+        kept = self._reasoning.pop(int(obj.get("contentBlockIndex") or 0), None)
+        if not kept:
+            return ()
+        if "redactedContent" in kept:
+            whole = {"type": "redacted_thinking", "data": kept["redactedContent"]}
+        elif "signature" in kept:
+            whole = {"type": "thinking", "thinking": kept.get("text", ""), "signature": kept["signature"]}
+        else:
+            return ()
+        return (StreamChunk(raw={"thinking_block": whole}),)
 
     def close(self) -> Iterable[StreamChunk]:
         if self._done:
@@ -674,7 +699,9 @@ def to_messages(messages: Iterable[Message], bad: BadRequestFactory) -> tuple[li
             blocks, docs = content_blocks(msg.get("content"), bad, docs)
             add("user", blocks)
         elif role == "assistant":
-            blocks, docs = content_blocks(msg.get("content"), bad, docs)
+            blocks = reasoning_blocks(msg.get("thinking_blocks"), bad)
+            more, docs = content_blocks(msg.get("content"), bad, docs)
+            blocks += more
             for call in msg.get("tool_calls") or ():
                 fn = call.get("function") or {}
                 if not fn.get("name"):
@@ -691,6 +718,47 @@ def to_messages(messages: Iterable[Message], bad: BadRequestFactory) -> tuple[li
         if turn["role"] == "user":  # tool results open the turn that follows a tool use (stable sort)
             turn["content"].sort(key=lambda b: "toolResult" not in b)
     return system, out
+
+
+def reasoning_blocks(value: Any, bad: BadRequestFactory) -> list[dict[str, Any]]:
+    """An assistant message's ``thinking_blocks`` (Anthropic's shape, as ``Response.provider_details`` gives
+    them) -> Converse ``reasoningContent`` blocks: signed reasoning text, or the redacted content."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise bad("thinking_blocks must be a list of thinking blocks")
+    out: list[dict[str, Any]] = []
+    for b in value:
+        kind = b.get("type") if isinstance(b, Mapping) else None
+        if kind == "thinking" and isinstance(b.get("thinking"), str) and isinstance(b.get("signature"), str):
+            out.append({"reasoningContent": {"reasoningText": {"text": b["thinking"], "signature": b["signature"]}}})
+        elif kind == "redacted_thinking" and isinstance(b.get("data"), str):
+            out.append({"reasoningContent": {"redactedContent": b["data"]}})
+        else:
+            raise bad("thinking_blocks entries must be thinking blocks (thinking and signature) or "
+                      "redacted_thinking blocks (data)")
+    return out
+
+
+def thinking_blocks(block: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A Converse ``reasoningContent`` block -> Anthropic's thinking block (``None`` when unsigned: it could
+    not be sent back)."""
+    rc = block.get("reasoningContent")
+    if not isinstance(rc, Mapping):
+        return None
+    rt = rc.get("reasoningText")
+    if isinstance(rt, Mapping) and isinstance(rt.get("text"), str) and isinstance(rt.get("signature"), str):
+        return {"type": "thinking", "thinking": rt["text"], "signature": rt["signature"]}
+    if isinstance(rc.get("redactedContent"), str):
+        return {"type": "redacted_thinking", "data": rc["redactedContent"]}
+    return None
+
+
+def _drop_reasoning(messages: list[dict[str, Any]]) -> None:
+    """Remove sent-back reasoning blocks (the request has thinking off)."""
+    for turn in messages:
+        if turn.get("role") == "assistant":
+            turn["content"] = [b for b in turn["content"] if "reasoningContent" not in b]
 
 
 def content_blocks(content: Any, bad: BadRequestFactory, docs: int) -> tuple[list[dict[str, Any]], int]:
@@ -875,6 +943,7 @@ def parse_converse(data: Mapping[str, Any], *, model_id: str, provider: str, inv
         raise invalid("response has no output.message.content")
     text: list[str] = []
     reasoning: list[str] = []
+    thinking: list[dict[str, Any]] = []
     calls: list[ToolCall] = []
     json_output: str | None = None
     for block in message["content"]:
@@ -894,6 +963,9 @@ def parse_converse(data: Mapping[str, Any], *, model_id: str, provider: str, inv
             rt = block["reasoningContent"].get("reasoningText")
             if isinstance(rt, Mapping) and isinstance(rt.get("text"), str):
                 reasoning.append(rt["text"])
+            signed = thinking_blocks(block)
+            if signed is not None:
+                thinking.append(signed)
     stop = data.get("stopReason")
     finish = STOP_REASONS.get(str(stop), "unknown") if stop else "stop"
     if json_output is not None and not calls:
@@ -908,7 +980,8 @@ def parse_converse(data: Mapping[str, Any], *, model_id: str, provider: str, inv
         usage.provider_details["stop_reason"] = stop
     content = json_output if json_output is not None else "".join(text)
     return Response(content=content if content or not calls else None, model=model_id, provider=provider,
-                    usage=usage, finish_reason=finish, tool_calls=calls, raw=data)
+                    usage=usage, finish_reason=finish, tool_calls=calls, raw=data,
+                    provider_details={"thinking_blocks": thinking} if thinking else {})
 
 
 def parse_usage(raw: Any) -> Usage | None:
