@@ -174,10 +174,10 @@ def check_params(params: Mapping[str, Any]) -> None:
             raise InvalidRequestError(f"unknown parameter {name!r}; known parameters: {', '.join(VALUE_CHECKS)}",
                                       name)
         if value is not None and not check[0](value):
-            raise InvalidRequestError(f"'{name}' must be {check[1]}, got {_shown(value)}", name)
+            raise InvalidRequestError(f"'{name}' must be {check[1]}, got {shown_value(value)}", name)
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
     """A mistyped value as an error shows it: numbers and booleans as they are, anything else by its type
     (a string or an object may be long, or hold what should not be echoed into a log)."""
     if isinstance(value, bool | int | float):

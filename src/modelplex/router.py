@@ -880,8 +880,10 @@ class Router:
 
     # ------------------------------------------------------------------ misc
 
-    def feedback(self, request_id: str, score: float, comment: str | None = None) -> None:
+    def feedback(self, request_id: str, score: float, comment: str | None = None) -> bool:
         """Attach a quality score (0..1) to a finished request; feeds performance stats and ``adaptive``.
+        Returns whether the performance statistics knew the request (this process finished it within
+        their feedback window); the score is queued for the usage store either way.
 
         ``InvalidRequestError`` (a ``ValueError``, ``param`` naming the argument) unless ``request_id`` is a
         non-empty string, ``score`` a real number (not a bool or a string) from 0 to 1 (NaN and infinities
@@ -889,24 +891,25 @@ class Router:
         import math
         from numbers import Real
 
-        def _shown_arg(value: Any) -> str:  # as parameters.check_params shows a mistyped value
-            return repr(value) if isinstance(value, bool | int | float) else type(value).__name__
+        from modelplex.parameters import shown_value
 
         if not isinstance(request_id, str) or not request_id:
-            shown = "an empty string" if request_id == "" else _shown_arg(request_id)
+            shown = "an empty string" if request_id == "" else shown_value(request_id)
             raise InvalidRequestError(f"'request_id' must be a non-empty string, got {shown}", "request_id")
         if not isinstance(score, Real) or isinstance(score, bool) or not math.isfinite(float(score)) \
                 or not 0.0 <= float(score) <= 1.0:
-            raise InvalidRequestError(f"'score' must be a number from 0 to 1, got {_shown_arg(score)}", "score")
+            raise InvalidRequestError(f"'score' must be a number from 0 to 1, got {shown_value(score)}", "score")
         if comment is not None and not isinstance(comment, str):
-            raise InvalidRequestError(f"'comment' must be None or a string, got {_shown_arg(comment)}", "comment")
+            raise InvalidRequestError(f"'comment' must be None or a string, got {shown_value(comment)}", "comment")
         score = float(score)
         if self.recorder is not None and hasattr(self.recorder, "feedback"):
             self.recorder.feedback(request_id, score, comment)
+        known = False
         if self.performance is not None and hasattr(self.performance, "feedback"):
-            self.performance.feedback(request_id, score)
+            known = bool(self.performance.feedback(request_id, score))
         if self.adaptive is not None:
             self.adaptive.feedback(request_id, score)
+        return known
 
     async def awarm_up(self, models: list[str] | None = None) -> dict[str, bool]:
         """Pre-open connections to each model's provider (health checks); returns provider -> ok."""

@@ -245,13 +245,13 @@ def test_feedback_status_without_usage_store_or_statistics() -> None:
     from modelplex.accounting.records import UsageRecord
     from modelplex.server.admin import _feedback_status
 
-    assert _feedback_status(SimpleNamespace(performance=None, recorder=None), "r1", 0.5) == "not_recorded"
-    assert _feedback_status(SimpleNamespace(performance=None, recorder=object()), "r1", 0.5) == "pending"
+    assert _feedback_status(SimpleNamespace(performance=None, recorder=None), False) == "not_recorded"
+    assert _feedback_status(SimpleNamespace(performance=None, recorder=object()), False) == "pending"
     perf = PerformanceTracker()
     router = SimpleNamespace(performance=perf, recorder=None)
-    assert _feedback_status(router, "r1", 0.5) == "pending"
+    assert _feedback_status(router, perf.feedback("r1", 0.5)) == "pending"
     perf.observe(UsageRecord("r1", model="fakeai/small", provider="fakeai", latency_ms=5.0))
-    assert _feedback_status(router, "r1", 0.25) == "attached"
+    assert _feedback_status(router, perf.feedback("r1", 0.25)) == "attached"
 
 
 def test_budgets_global_and_per_key(live) -> None:

@@ -95,7 +95,7 @@ def test_feedback_answer_matches_its_schema_exactly(live) -> None:
     # the third status, from a router with neither a usage store nor performance statistics
     from types import SimpleNamespace
 
-    status = _feedback_status(SimpleNamespace(performance=None, recorder=None), "r1", 0.5)
+    status = _feedback_status(SimpleNamespace(performance=None, recorder=None), False)
     assert validator.is_valid({"ok": True, "request_id": "r1", "score": 0.5, "recorded": False, "status": status})
     assert not validator.is_valid({"ok": True, "request_id": "r1", "score": 0.5, "recorded": False})
     assert not validator.is_valid({"ok": True, "request_id": "r1", "score": 0.5, "recorded": False,

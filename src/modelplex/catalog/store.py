@@ -418,6 +418,19 @@ class Catalog:
 
     # ------------------------------------------------------------------ deprecation
 
+    def replacement_of(self, spec: ModelSpec) -> ModelSpec:
+        """Where ``spec``'s replacement chain ends (cycle-safe): the first model on it that is current or
+        has no replacement in the catalog; ``spec`` itself when it has none. No warning (``migrate`` warns)."""
+        target = spec
+        seen = {spec.id}
+        while target.deprecation.deprecated and target.deprecation.replacement:
+            nxt = self.find(target.deprecation.replacement)
+            if nxt is None or nxt.id in seen:
+                break
+            seen.add(nxt.id)
+            target = nxt
+        return target
+
     def migrate(self, model: str | ModelSpec) -> ModelSpec:
         """The model to use instead of a deprecated one, following replacement chains (cycle-safe).
 
@@ -427,14 +440,7 @@ class Catalog:
         spec = self._resolve(model)
         if not spec.deprecation.deprecated:
             return spec
-        target = spec
-        seen = {spec.id}
-        while target.deprecation.deprecated and target.deprecation.replacement:
-            nxt = self.find(target.deprecation.replacement)
-            if nxt is None or nxt.id in seen:
-                break
-            seen.add(nxt.id)
-            target = nxt
+        target = self.replacement_of(spec)
         with self._warn_lock:
             first = spec.id not in self._warned
             self._warned.add(spec.id)

@@ -125,6 +125,7 @@ from modelplex.providers.base import (
     WireRequest,
     add_turn,
     portable_tool_id,
+    thinking_blocks_of,
 )
 from modelplex.types import Response, StreamChunk, TokenCount, ToolCall, ToolCallDelta, Usage
 
@@ -383,25 +384,6 @@ class _Converter:
             block["cache_control"] = message["cache_control"]
         return block
 
-    def thinking_blocks(self, value: Any) -> list[dict[str, Any]]:
-        """An assistant message's ``thinking_blocks`` (as ``Response.provider_details`` gives them), to open
-        its turn: a tool-use continuation with thinking on must start with the turn's signed thinking."""
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.bad("thinking_blocks must be a list of thinking blocks")
-        out: list[dict[str, Any]] = []
-        for b in value:
-            kind = b.get("type") if isinstance(b, Mapping) else None
-            if kind == "thinking" and isinstance(b.get("thinking"), str) and isinstance(b.get("signature"), str):
-                out.append({"type": "thinking", "thinking": b["thinking"], "signature": b["signature"]})
-            elif kind == "redacted_thinking" and isinstance(b.get("data"), str):
-                out.append({"type": "redacted_thinking", "data": b["data"]})
-            else:
-                raise self.bad("thinking_blocks entries must be thinking blocks (thinking and signature) or "
-                               "redacted_thinking blocks (data)")
-        return out
-
     # ---------------------------------------------------------------- messages
 
     def convert(self, messages: list[Message]) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
@@ -428,7 +410,7 @@ class _Converter:
                 _mark_last(blocks, cache)
                 add("user", blocks)
             elif role == "assistant":
-                blocks = self.thinking_blocks(message.get("thinking_blocks")) if self.thinking else []
+                blocks = thinking_blocks_of(message.get("thinking_blocks"), self.bad) if self.thinking else []
                 blocks += self.blocks(message.get("content"))
                 blocks += [self.tool_use(tc) for tc in message.get("tool_calls") or ()]
                 _mark_last(blocks, cache)

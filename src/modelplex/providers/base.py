@@ -29,6 +29,7 @@ import orjson
 from modelplex.errors import (
     APIConnectionError,
     APITimeoutError,
+    BadRequestError,
     InvalidResponseError,
     ProviderError,
     StreamInterruptedError,
@@ -196,6 +197,27 @@ def portable_tool_id(tool_id: str) -> str:
     if _TOOL_ID_OK.fullmatch(tool_id):
         return tool_id
     return "toolu_" + hashlib.blake2b(tool_id.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def thinking_blocks_of(value: Any, bad: Callable[[str], BadRequestError]) -> list[dict[str, Any]]:
+    """An assistant message's ``thinking_blocks`` (Anthropic's shape, as ``Response.provider_details`` gives
+    them), checked and copied: signed ``thinking`` blocks and ``redacted_thinking`` blocks, nothing else.
+    The Anthropic and Bedrock adapters send them back, each in its own form."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise bad("thinking_blocks must be a list of thinking blocks")
+    out: list[dict[str, Any]] = []
+    for b in value:
+        kind = b.get("type") if isinstance(b, Mapping) else None
+        if kind == "thinking" and isinstance(b.get("thinking"), str) and isinstance(b.get("signature"), str):
+            out.append({"type": "thinking", "thinking": b["thinking"], "signature": b["signature"]})
+        elif kind == "redacted_thinking" and isinstance(b.get("data"), str):
+            out.append({"type": "redacted_thinking", "data": b["data"]})
+        else:
+            raise bad("thinking_blocks entries must be thinking blocks (thinking and signature) or "
+                      "redacted_thinking blocks (data)")
+    return out
 
 
 def load_json_object(payload: bytes, invalid: Callable[[str], InvalidResponseError], *,

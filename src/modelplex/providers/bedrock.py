@@ -110,6 +110,7 @@ from modelplex.providers.base import (
     add_turn,
     load_json_object,
     portable_tool_id,
+    thinking_blocks_of,
 )
 from modelplex.types import (
     ChatRequest,
@@ -721,26 +722,14 @@ def to_messages(messages: Iterable[Message], bad: BadRequestFactory) -> tuple[li
 
 
 def reasoning_blocks(value: Any, bad: BadRequestFactory) -> list[dict[str, Any]]:
-    """An assistant message's ``thinking_blocks`` (Anthropic's shape, as ``Response.provider_details`` gives
-    them) -> Converse ``reasoningContent`` blocks: signed reasoning text, or the redacted content."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise bad("thinking_blocks must be a list of thinking blocks")
-    out: list[dict[str, Any]] = []
-    for b in value:
-        kind = b.get("type") if isinstance(b, Mapping) else None
-        if kind == "thinking" and isinstance(b.get("thinking"), str) and isinstance(b.get("signature"), str):
-            out.append({"reasoningContent": {"reasoningText": {"text": b["thinking"], "signature": b["signature"]}}})
-        elif kind == "redacted_thinking" and isinstance(b.get("data"), str):
-            out.append({"reasoningContent": {"redactedContent": b["data"]}})
-        else:
-            raise bad("thinking_blocks entries must be thinking blocks (thinking and signature) or "
-                      "redacted_thinking blocks (data)")
-    return out
+    """An assistant message's ``thinking_blocks`` (``base.thinking_blocks_of``) -> Converse
+    ``reasoningContent`` blocks: signed reasoning text, or the redacted content."""
+    return [{"reasoningContent": {"reasoningText": {"text": b["thinking"], "signature": b["signature"]}}}
+            if b["type"] == "thinking" else {"reasoningContent": {"redactedContent": b["data"]}}
+            for b in thinking_blocks_of(value, bad)]
 
 
-def thinking_blocks(block: Mapping[str, Any]) -> dict[str, Any] | None:
+def thinking_block_of(block: Mapping[str, Any]) -> dict[str, Any] | None:
     """A Converse ``reasoningContent`` block -> Anthropic's thinking block (``None`` when unsigned: it could
     not be sent back)."""
     rc = block.get("reasoningContent")
@@ -963,7 +952,7 @@ def parse_converse(data: Mapping[str, Any], *, model_id: str, provider: str, inv
             rt = block["reasoningContent"].get("reasoningText")
             if isinstance(rt, Mapping) and isinstance(rt.get("text"), str):
                 reasoning.append(rt["text"])
-            signed = thinking_blocks(block)
+            signed = thinking_block_of(block)
             if signed is not None:
                 thinking.append(signed)
     stop = data.get("stopReason")

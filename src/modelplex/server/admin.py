@@ -392,14 +392,13 @@ async def feedback(gw: Gateway, request: Request) -> Response:
         raise invalid_request(f"'comment' must be null or a string of at most {MAX_COMMENT} characters",
                               param="comment")
     router = gw.router
-    status = _feedback_status(router, request_id, float(score))
-    router.feedback(request_id, float(score), comment)
-    return json_response({"ok": True, "request_id": request_id, "score": float(score),
-                          "recorded": status == "attached", "status": status}, status=202)
+    known = router.feedback(request_id, float(score), comment)
+    return json_response({"ok": True, "request_id": request_id, "score": float(score), "recorded": known,
+                          "status": _feedback_status(router, known)}, status=202)
 
 
-def _feedback_status(router: Any, request_id: str, score: float) -> str:
-    """What ``router.feedback`` will do with a score, as far as this process can tell:
+def _feedback_status(router: Any, known: bool) -> str:
+    """What became of a score, as far as this process can tell (``known``: what ``router.feedback`` said):
 
     * ``attached``: the request is known (the performance tracker holds the requests this process
       finished in the last ``feedback_max_age_s``, 15 minutes by default): the score is attached to it;
@@ -409,14 +408,11 @@ def _feedback_status(router: Any, request_id: str, score: float) -> str:
       one (feedback may arrive before its record); an id that never existed leaves an unattached row;
     * ``not_recorded``: no usage store and no performance statistics: the score is kept nowhere.
     """
+    if known:
+        return "attached"
     perf = router.performance
-    if perf is not None and hasattr(perf, "feedback"):
-        # PerformanceTracker.feedback says whether it knew the request. router.feedback calls it again
-        # right after with the same score, which changes nothing (it is idempotent).
-        if perf.feedback(request_id, score):
-            return "attached"
-        return "pending"
-    return "pending" if router.recorder is not None else "not_recorded"
+    tracked = perf is not None and hasattr(perf, "feedback")
+    return "pending" if tracked or router.recorder is not None else "not_recorded"
 
 
 _KEY_FIELDS = {"name", "allowed_models", "allowed_tasks", "rpm", "tpm", "daily_usd", "monthly_usd",

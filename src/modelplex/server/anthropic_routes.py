@@ -375,6 +375,11 @@ def _stop_sequence(raw: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _with_sequence(reason: str, sequence: str | None) -> tuple[str, str | None]:
+    """Anthropic's ``stop_reason`` and ``stop_sequence``: a matched sequence makes ``end_turn`` ``stop_sequence``."""
+    return ("stop_sequence", sequence) if reason == "end_turn" and sequence is not None else (reason, None)
+
+
 def message_object(resp: Response, request_id: str, *, thinking: bool = False) -> dict[str, Any]:
     content: list[dict[str, Any]] = _thinking_blocks(resp) if thinking else []
     if resp.content:
@@ -384,10 +389,10 @@ def message_object(resp: Response, request_id: str, *, thinking: bool = False) -
     for tc in resp.tool_calls:
         content.append({"type": "tool_use", "id": tc.id, "name": tc.name, "input": _tool_input(tc.arguments)})
     reason = "refusal" if resp.refusal else stop_reason(resp.finish_reason, bool(resp.tool_calls))
-    sequence = _stop_sequence(resp.provider_details) if reason == "end_turn" else None
+    reason, sequence = _with_sequence(reason, _stop_sequence(resp.provider_details))
     return {"id": f"msg_{request_id}", "type": "message", "role": "assistant", "model": resp.model,
-            "content": content, "stop_reason": "stop_sequence" if sequence is not None else reason,
-            "stop_sequence": sequence, "usage": anthropic_usage(resp.usage)}
+            "content": content, "stop_reason": reason, "stop_sequence": sequence,
+            "usage": anthropic_usage(resp.usage)}
 
 
 class AnthropicEventEncoder(EndTracking):
@@ -433,13 +438,18 @@ class AnthropicEventEncoder(EndTracking):
             out += self._event(b"ping", {"type": "ping"})
         return out
 
+    def _thinking_open(self) -> bytes:
+        """Open a thinking block unless one is open."""
+        if self._open == "thinking":
+            return b""
+        return self._open_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+
     def _thought(self, c: StreamChunk) -> bytes:
         """Thinking as Anthropic streams it: ``thinking_delta`` events, then the block's ``signature_delta``
         when the upstream signed it (a redacted block arrives whole)."""
         out = b""
         if c.reasoning_delta:
-            if self._open != "thinking":
-                out += self._open_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            out += self._thinking_open()
             out += self._event(b"content_block_delta", {"type": "content_block_delta", "index": self._index,
                                                         "delta": {"type": "thinking_delta",
                                                                   "thinking": c.reasoning_delta}})
@@ -448,8 +458,7 @@ class AnthropicEventEncoder(EndTracking):
             out += self._open_block("redacted", {"type": "redacted_thinking", "data": str(block.get("data") or "")})
             out += self._close()
         elif isinstance(block, dict) and block.get("signature"):
-            if self._open != "thinking":  # a signed block whose text was empty (display omitted)
-                out += self._open_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            out += self._thinking_open()  # open already, unless its text was empty (display omitted)
             out += self._event(b"content_block_delta", {"type": "content_block_delta", "index": self._index,
                                                         "delta": {"type": "signature_delta",
                                                                   "signature": str(block["signature"])}})
@@ -488,11 +497,10 @@ class AnthropicEventEncoder(EndTracking):
         if not self._pinged:
             out += self._event(b"ping", {"type": "ping"})
         used = self.usage or Usage()
-        reason = "refusal" if self._refused else stop_reason(self.finish_reason, self._any_tool)
-        sequence = self._stop_sequence if reason == "end_turn" else None
+        reason, sequence = _with_sequence("refusal" if self._refused else
+                                          stop_reason(self.finish_reason, self._any_tool), self._stop_sequence)
         out += self._event(b"message_delta", {"type": "message_delta",
-                                              "delta": {"stop_reason": reason if sequence is None else "stop_sequence",
-                                                        "stop_sequence": sequence},
+                                              "delta": {"stop_reason": reason, "stop_sequence": sequence},
                                               "usage": anthropic_usage(used),
                                               "modelplex": stream_extension(self._request_id, self.cost_usd, used)})
         return out + self._event(b"message_stop", {"type": "message_stop"})

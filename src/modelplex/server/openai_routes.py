@@ -408,13 +408,7 @@ def _hidden_model(gw: Gateway, principal: Principal, wanted: str) -> Exception:
     if dep.date is not None:
         message += f" (retirement date {dep.date.isoformat()})"
     message += " and is not listed"
-    target, seen = spec, {spec.id}
-    while target.deprecation.deprecated and target.deprecation.replacement:  # as catalog.migrate follows them
-        nxt = catalog.find(target.deprecation.replacement)
-        if nxt is None or nxt.id in seen:
-            break
-        seen.add(nxt.id)
-        target = nxt
+    target = catalog.replacement_of(spec)
     usable = target is not spec and not target.deprecation.deprecated and target.provider in enabled \
         and (key is None or key.allows_model(target.id))
     if usable:
