@@ -16,7 +16,7 @@ from modelplex.accounting.journal import Journal
 from modelplex.accounting.recorder import UsageRecorder, journal_path, make_recorder
 from modelplex.accounting.records import UsageRecord
 from modelplex.accounting.sinks import MemorySink, UsageSink
-from modelplex.accounting.sinks.base import FeedbackEntry
+from modelplex.accounting.sinks.base import FeedbackEntry, pack_record, record_dict
 from modelplex.accounting.sinks.sqlite import SQLiteSink
 from modelplex.config import AccountingConfig
 from modelplex.resilience.clock import FakeClock
@@ -32,12 +32,26 @@ def rec(i: int, **kw: Any) -> UsageRecord:
                                   "detail": None}], attempt_count=1, **kw)
 
 
+@pytest.fixture(autouse=True, params=["records", "packed"])
+def _queued_as(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs twice: with a ``FlakySink`` that takes records as they are, and with one whose
+    ``packer`` makes the recorder queue them packed (as the SQLite sink does), so that spilling,
+    replay, rejection and shutdown are checked on both kinds of queued item."""
+    monkeypatch.setattr(FlakySink, "packs", request.param == "packed")
+    return str(request.param)
+
+
 class FlakySink(UsageSink):
     """Wraps a real sink; ``down`` makes every call fail like a lost connection; ``half_then``
     writes half of the next batch and then raises (``"raise"``) or hangs forever (``"hang"``:
-    the writer is killed while it waits)."""
+    the writer is killed while it waits). With ``packs`` the recorder queues records packed, and
+    ``write_packed`` (the base class's) unpacks them into ``write_batch``."""
 
     name = "flaky"
+    packs = False
+
+    def packer(self) -> Any:
+        return pack_record if self.packs else None
 
     def __init__(self, inner: UsageSink) -> None:
         self.inner = inner
@@ -438,3 +452,44 @@ def test_make_recorder_from_config(tmp_path: Path) -> None:
     assert journal_path(AccountingConfig(sink="memory")) is None
     assert journal_path(AccountingConfig(sink="memory", journal_path="/x/j")) == "/x/j"
     assert journal_path(AccountingConfig(sink="postgres", dsn="postgresql://h/db")) == "modelplex-usage.journal.jsonl"
+
+
+async def test_records_are_queued_packed_for_a_sink_that_packs_them(tmp_path: Path) -> None:
+    """The SQLite sink packs: the queue holds bytes (which the garbage collector does not track), except for
+    a record JSON cannot carry exactly, queued as it is; both reach the database as given."""
+    db = tmp_path / "usage.db"
+    r = UsageRecorder(SQLiteSink(db), batch_size=100, flush_interval=60)
+    await r.start()
+    plain = [rec(i, user=f"u{i}", tags=["t", "é"]) for i in range(3)]
+    nul = rec(3, user="a\x00b")
+    for x in (*plain, nul):
+        r.record(x)
+    assert [type(i).__name__ for i in r._queue] == ["bytes", "bytes", "bytes", "UsageRecord"]
+    await r.flush()
+    stored = {d["request_id"]: d for d in await r.sink.query(with_attempts=True)}
+    assert [stored[x.request_id] for x in (*plain, nul)] == [
+        {**record_dict(x), "feedback_comment": None} for x in (*plain, nul)]
+    assert r.stats()["written"] == 4
+    await r.aclose()
+
+
+async def test_packed_records_spilled_while_the_sink_is_down_are_journaled_as_records(tmp_path: Path) -> None:
+    flaky = FlakySink(MemorySink())
+    flaky.packs = True
+    journal = Journal(tmp_path / "j")
+    r = UsageRecorder(flaky, journal=journal, batch_size=5, flush_interval=60, retry_interval=3600)
+    await r.start()
+    flaky.down = True
+    for i in range(7):
+        r.record(rec(i))
+    assert all(type(i) is bytes for i in r._queue)
+    await r.flush()
+    await r.aclose(close_sink=False)
+    assert (r.stats()["spilled"], r.stats()["dropped"]) == (7, 0)
+    flaky.down = False
+    r2 = UsageRecorder(flaky, journal=Journal(tmp_path / "j"), batch_size=5, flush_interval=60)
+    await r2.start()
+    await r2.flush()
+    assert await ids_in(flaky.inner) == [f"req-{i:04d}" for i in range(7)]
+    assert r2.stats()["replayed"] == 7
+    await r2.aclose()

@@ -419,6 +419,53 @@ async def test_sqlite_json_rows_store_exactly_what_binding_each_value_stores(tmp
     assert len(via_json[0]) == len(recs) and len(via_json[1]) == sum(len(r.attempts) for r in recs)
 
 
+async def test_sqlite_packed_rows_store_exactly_what_binding_each_value_stores(tmp_path: Path) -> None:
+    """Records packed by the sink's packer (what the recorder queues) and written with ``write_packed`` store
+    the same values with the same storage classes as the value-by-value path, and a repeat writes nothing."""
+    from modelplex.accounting.sinks.sqlite import SQLiteSink
+
+    recs = _awkward_records()
+    s = SQLiteSink(tmp_path / "packed.db")
+    await s.start()
+    try:
+        if not s.json_rows:
+            pytest.skip("this SQLite does not read JSON rows back exactly (or lacks json_each and ->>)")
+        packer = s.packer()
+        assert packer is not None
+        packed = [packer(r) for r in recs]
+        assert all(isinstance(p, bytes) for p in packed)
+        assert [await s.write_packed(packed), await s.write_packed(packed[:2])] == [len(recs), 0]
+    finally:
+        await s.close()
+    await _write_with(tmp_path / "bound.db", recs, json_rows=False)
+    assert _stored(tmp_path / "packed.db") == _stored(tmp_path / "bound.db")
+
+
+def test_packed_records_round_trip_and_what_json_cannot_carry_is_not_packed() -> None:
+    from modelplex.accounting.sinks.base import pack_record, record_dict, unpack_record
+
+    for r in _awkward_records():
+        packed = pack_record(r)
+        assert packed is not None
+        assert record_dict(unpack_record(packed)) == record_dict(r)
+    assert unpack_record(pack_record(_awkward_records()[-2]) or b"") == _awkward_records()[-2]
+    for bad in (UsageRecord("n", ts=D0, user="a\x00b"), UsageRecord("f", ts=D0, ttft_ms=float("nan")),
+                UsageRecord("i", ts=D0, attempts=[attempt("m", "error", latency=float("inf"))]),
+                UsageRecord("s", ts=D0, tags=["\ud800"]), UsageRecord("b", ts=D0, input_tokens=2 ** 70)):
+        assert pack_record(bad) is None, bad.request_id
+
+
+async def test_a_sink_without_a_packer_gets_packed_records_unpacked(tmp_path: Path) -> None:
+    from modelplex.accounting.sinks.base import pack_record
+
+    m = MemorySink()
+    assert m.packer() is None
+    recs = _awkward_records()
+    assert await m.write_packed([p for p in map(pack_record, recs) if p is not None]) == len(recs)
+    got = {d["request_id"]: d for d in await m.query(with_attempts=True, limit=100)}
+    assert [got[r.request_id] for r in recs] == [{**record_dict(r), "feedback_comment": None} for r in recs]
+
+
 @pytest.mark.parametrize("json_rows", [True, False])
 async def test_sqlite_either_path_reads_back_as_written(tmp_path: Path, json_rows: bool) -> None:
     from modelplex.accounting.sinks.sqlite import SQLiteSink

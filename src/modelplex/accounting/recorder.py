@@ -42,13 +42,13 @@ import asyncio
 import logging
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelplex.accounting.journal import Journal
 from modelplex.accounting.records import UsageRecord
-from modelplex.accounting.sinks.base import FeedbackEntry, UsageSink
+from modelplex.accounting.sinks.base import FeedbackEntry, UsageSink, unpack_record
 from modelplex.resilience.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -56,7 +56,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelplex.accounting.recorder")
 
-Item = UsageRecord | FeedbackEntry
+Item = UsageRecord | FeedbackEntry | bytes
+"""What the queue holds: a record, a feedback entry, or a record packed by the sink's ``packer``."""
 
 LOG_EVERY = 60.0
 """Seconds between two log lines of the same kind (counts in between are summed)."""
@@ -82,6 +83,8 @@ class UsageRecorder:
         self.write_timeout = write_timeout
 
         self._queue: deque[Item] = deque()
+        self._packer: Callable[[UsageRecord], bytes | None] | None = None
+        """The started sink's ``packer()``: records are queued packed (bytes the collector ignores)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._wake: asyncio.Event | None = None
@@ -137,6 +140,17 @@ class UsageRecorder:
         if self._closed or len(q) >= self.queue_size:
             self._overflow(item, "recorder closed" if self._closed else "queue full")
             return
+        packer = self._packer
+        if packer is not None and type(item) is UsageRecord:
+            try:
+                packed = packer(item)
+            except Exception:  # the record stays as it is; the sink judges it when written
+                packed = None
+            if packed is not None:
+                q.append(packed)
+                if len(q) >= self.batch_size:
+                    self._signal()
+                return
         q.append(item)
         if len(q) >= self.batch_size:
             self._signal()
@@ -211,6 +225,7 @@ class UsageRecorder:
             await self.sink.start()
             self._sink_started = True
             self._sink_ok = True
+            self._packer = self.sink.packer()
         except Exception as exc:
             self.failed_batches += 1
             self._mark_down(exc)
@@ -409,19 +424,23 @@ class UsageRecorder:
 
     async def _send(self, batch: Sequence[Item]) -> int:
         """Write one batch to the sink; returns rows newly written. Raises what the sink raises."""
+        packed = [i for i in batch if type(i) is bytes]
         records = [i for i in batch if isinstance(i, UsageRecord)]
         feedback = [i for i in batch if isinstance(i, FeedbackEntry)]
         new = 0
-        if records:
-            coro = self.sink.write_batch(records)
-            new = await (asyncio.wait_for(coro, self.write_timeout) if self.write_timeout else coro)
-            self.written += new
-            self.duplicates += len(records) - new
+        for rows, write in ((packed, self.sink.write_packed), (records, self.sink.write_batch)):
+            if rows:
+                n = await self._timed(write(rows))  # type: ignore[operator]
+                self.written += n
+                self.duplicates += len(rows) - n
+                new += n
         if feedback:
-            coro2 = self.sink.add_feedback_batch(feedback)
-            await (asyncio.wait_for(coro2, self.write_timeout) if self.write_timeout else coro2)
+            await self._timed(self.sink.add_feedback_batch(feedback))
             self.feedback_written += len(feedback)
         return new
+
+    async def _timed(self, coro: Any) -> Any:
+        return await (asyncio.wait_for(coro, self.write_timeout) if self.write_timeout else coro)
 
     async def _deliver(self, batch: Sequence[Item]) -> None:
         """``_send``; when the sink rejects the data itself (``sink.is_data_error``), retry one item
@@ -446,6 +465,7 @@ class UsageRecorder:
                 self._reject(item, exc)
 
     def _reject(self, item: Item, exc: BaseException) -> None:
+        item = _unpacked(item)
         with self._lock:
             self.rejected += 1
         where = ""
@@ -491,6 +511,7 @@ class UsageRecorder:
             if not self._sink_started:
                 await self.sink.start()
                 self._sink_started = True
+                self._packer = self.sink.packer()
         except Exception as exc:
             self.failed_batches += 1
             self._mark_down(exc)
@@ -563,7 +584,7 @@ class UsageRecorder:
             self._count_drop(len(items), f"{why} and no journal is configured")
             return False
         try:
-            journal.append(items)
+            journal.append([_unpacked(i) for i in items])
         except Exception as exc:
             self._count_drop(len(items), f"{why}; journal write failed ({type(exc).__name__}: {exc})")
             return False
@@ -593,6 +614,11 @@ class UsageRecorder:
 
     def __repr__(self) -> str:
         return f"UsageRecorder(sink={self.sink.name}, queue={len(self._queue)}/{self.queue_size})"
+
+
+def _unpacked(item: Item) -> UsageRecord | FeedbackEntry:
+    """A queued item as the journal and the logs take it: a packed record unpacked."""
+    return unpack_record(item) if type(item) is bytes else item  # type: ignore[return-value]
 
 
 DEFAULT_PG_JOURNAL = "modelplex-usage.journal.jsonl"

@@ -117,12 +117,60 @@ def _opt_float(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
+def attempt_values(r: UsageRecord) -> list[tuple[Any, ...]]:
+    """``r.attempts`` as ``usage_attempts`` rows without their first two columns (``ATTEMPT_FIELDS`` order)."""
+    return [(a.get("target") or "", a.get("provider") or "", a.get("outcome") or "", a.get("error_type"),
+             a.get("status_code"), float(a.get("latency_ms") or 0.0), int(a.get("retry") or 0), a.get("detail"))
+            for a in r.attempts]
+
+
 def attempt_rows(r: UsageRecord) -> list[tuple[Any, ...]]:
     """``r.attempts`` as ``usage_attempts`` rows, in ``ATTEMPT_COLUMNS`` order."""
     rid = r.request_id
-    return [(rid, i, a.get("target") or "", a.get("provider") or "", a.get("outcome") or "", a.get("error_type"),
-             a.get("status_code"), float(a.get("latency_ms") or 0.0), int(a.get("retry") or 0), a.get("detail"))
-            for i, a in enumerate(r.attempts)]
+    return [(rid, i, *values) for i, values in enumerate(attempt_values(r))]
+
+
+# ------------------------------------------------------------------------------------------ packed records
+
+_PACKED_FLOATS = tuple(i for i, c in enumerate(RECORD_COLUMNS) if c in (
+    "ts", "cost_usd", "provider_cost_usd", "latency_ms", "ttft_ms", "quality_score"))
+_ATTEMPT_LATENCY = ATTEMPT_FIELDS.index("latency_ms")
+
+
+def pack_record(r: UsageRecord) -> bytes | None:
+    """``r`` as one JSON array: its ``usage_records`` row (``RECORD_COLUMNS`` order) and, as one more
+    element, its attempts (``attempt_values``). ``None`` when it has no such row (a field of the wrong
+    type: the sink refuses it when written) or JSON would not carry it exactly: a value orjson refuses
+    (a lone surrogate, an integer beyond 64 bits, an unknown type), a string with NUL
+    (SQLite's JSON text ends there) or a non-finite float (orjson writes ``null``).
+
+    A sink that stores packed records (``UsageSink.packer``) lets the recorder queue these bytes instead
+    of the record: bytes are not tracked by the garbage collector, while a queued record holds four
+    tracked objects that outlive many young collections and so trigger them (docs/performance.md)."""
+    try:
+        row = record_row(r)
+        attempts = attempt_values(r)
+        data = orjson.dumps((*row, attempts))
+    except (TypeError, ValueError, AttributeError):  # orjson's JSONEncodeError is a TypeError
+        return None
+    if b"\\u0000" in data:
+        return None
+    total = 0.0
+    for i in _PACKED_FLOATS:
+        v = row[i]
+        if v is not None:
+            total += v
+    for a in attempts:
+        total += a[_ATTEMPT_LATENCY]
+    return data if total - total == 0.0 else None  # a sum is finite only if every term is
+
+
+def unpack_record(data: bytes) -> UsageRecord:
+    """The record ``pack_record`` packed (attempt strings normalized as stored: ``None`` -> ``""``)."""
+    *row, attempts = orjson.loads(data)
+    d = row_to_dict(row)
+    d["attempts"] = [dict(zip(ATTEMPT_FIELDS, a, strict=True)) for a in attempts]
+    return record_from_dict(d)
 
 
 def row_to_dict(row: Sequence[Any], feedback_comment: str | None = None) -> dict[str, Any]:
@@ -456,6 +504,16 @@ class UsageSink(ABC):
     async def write_batch(self, records: Sequence[UsageRecord]) -> int:
         """Write records and their attempts, idempotently on ``request_id``; returns rows newly written."""
 
+    def packer(self) -> Callable[[UsageRecord], bytes | None] | None:
+        """How this sink wants records queued, once started: a function packing a record into bytes
+        (``None`` for a record it cannot pack), given to ``write_packed``; or ``None`` (the default):
+        records are queued as they are and given to ``write_batch``."""
+        return None
+
+    async def write_packed(self, packed: Sequence[bytes]) -> int:
+        """``write_batch`` for records packed by ``packer()``. By default they are unpacked."""
+        return await self.write_batch([unpack_record(p) for p in packed])
+
     @abstractmethod
     async def add_feedback(self, request_id: str, score: float, comment: str | None = None,
                            ts: float | None = None) -> None:
@@ -527,8 +585,10 @@ __all__ = [
     "attribution",
     "cost_tracking_dicts",
     "day_of",
+    "pack_record",
     "performance_dicts",
     "record_dict",
     "record_from_dict",
     "record_row",
+    "unpack_record",
 ]

@@ -49,6 +49,7 @@ from modelplex.accounting.sinks.base import (
     check_filters,
     check_group,
     normalize_view_row,
+    pack_record,
     record_row,
     row_to_dict,
     sort_cost_tracking,
@@ -74,7 +75,14 @@ def _json_insert(table: str, columns: Sequence[str], conflict: str) -> str:
 
 
 _JSON_INSERT_RECORDS = _json_insert("usage_records", RECORD_COLUMNS, "request_id")
+"""Also the records of packed rows (``pack_record``): their last element, the attempts, is not read."""
 _JSON_INSERT_ATTEMPTS = _json_insert("usage_attempts", ATTEMPT_COLUMNS, "request_id, idx")
+_PACKED_INSERT_ATTEMPTS = (
+    f"INSERT INTO usage_attempts ({', '.join(ATTEMPT_COLUMNS)}) SELECT r.value ->> 0, a.key, "
+    + ", ".join(f"a.value ->> {i}" for i in range(len(ATTEMPT_COLUMNS) - 2))
+    + f" FROM json_each(?) AS r, json_each(r.value, '$[{len(RECORD_COLUMNS)}]') AS a WHERE true "
+    "ON CONFLICT (request_id, idx) DO NOTHING")
+"""The attempts of packed rows: each row's last element, joined to the row's request id."""
 _RECORD_FLOATS = operator.itemgetter(*(i for i, c in enumerate(RECORD_COLUMNS) if c in (
     "ts", "cost_usd", "provider_cost_usd", "latency_ms", "ttft_ms", "quality_score")))
 _ATTEMPT_FLOATS = operator.itemgetter(ATTEMPT_COLUMNS.index("latency_ms"), ATTEMPT_COLUMNS.index("latency_ms"))
@@ -118,6 +126,19 @@ def _as_json(rows: Sequence[tuple[Any, ...]], floats: operator.itemgetter[Any]) 
         return None
     total = sum(filter(_not_none, itertools.chain.from_iterable(map(floats, rows))), 0.0)
     return data if total - total == 0.0 else None
+
+
+def _transaction(conn: sqlite3.Connection, fn: Callable[[], T]) -> T:
+    """``fn()`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        out = fn()
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return out
 
 
 @functools.cache
@@ -259,6 +280,10 @@ class SQLiteSink(UsageSink):
 
     # ------------------------------------------------------------------ writes
 
+    def packer(self) -> Callable[[UsageRecord], bytes | None] | None:
+        """``pack_record`` once the writer has found that this SQLite reads JSON back exactly."""
+        return pack_record if self.json_rows else None
+
     async def write_batch(self, records: Sequence[UsageRecord]) -> int:
         if not records:
             return 0
@@ -268,20 +293,39 @@ class SQLiteSink(UsageSink):
             rows = [record_row(r) for r in batch]
             attempts = [row for r in batch if r.attempts for row in attempt_rows(r)]
             json_rows = self.json_rows
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+
+            def insert() -> int:
                 before = conn.total_changes
                 self._insert(conn, rows, json_rows, _JSON_INSERT_RECORDS, _RECORD_FLOATS, _INSERT_RECORDS)
                 new = conn.total_changes - before
                 if attempts:
                     self._insert(conn, attempts, json_rows, _JSON_INSERT_ATTEMPTS, _ATTEMPT_FLOATS,
                                  _INSERT_ATTEMPTS)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return new
+                return new
+
+            return _transaction(conn, insert)
+
+        return await self._write(write)
+
+    async def write_packed(self, packed: Sequence[bytes]) -> int:
+        """Packed rows (``pack_record``) joined into one JSON array, which both statements unpack."""
+        if not packed:
+            return 0
+        if not self.json_rows:
+            return await super().write_packed(packed)
+        batch = list(packed)
+
+        def write(conn: sqlite3.Connection) -> int:
+            payload = b"[" + b",".join(batch) + b"]"
+
+            def insert() -> int:
+                before = conn.total_changes
+                conn.execute(_JSON_INSERT_RECORDS, (payload,))
+                new = conn.total_changes - before
+                conn.execute(_PACKED_INSERT_ATTEMPTS, (payload,))
+                return new
+
+            return _transaction(conn, insert)
 
         return await self._write(write)
 
@@ -300,14 +344,7 @@ class SQLiteSink(UsageSink):
         rows = [(e.request_id, float(e.score), e.comment, float(e.ts)) for e in entries]
 
         def write(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(_UPSERT_FEEDBACK, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            _transaction(conn, lambda: conn.executemany(_UPSERT_FEEDBACK, rows))
 
         await self._write(write)
 
