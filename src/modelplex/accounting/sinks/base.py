@@ -21,6 +21,7 @@ Must not touch: queueing, journaling (recorder, journal), configuration loading.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -132,8 +133,8 @@ def attempt_rows(r: UsageRecord) -> list[tuple[Any, ...]]:
 
 # ------------------------------------------------------------------------------------------ packed records
 
-_PACKED_FLOATS = tuple(i for i, c in enumerate(RECORD_COLUMNS) if c in (
-    "ts", "cost_usd", "provider_cost_usd", "latency_ms", "ttft_ms", "quality_score"))
+_PACKED_FLOATS = operator.itemgetter(*(RECORD_COLUMNS.index(c) for c in (
+    "ts", "cost_usd", "provider_cost_usd", "latency_ms", "ttft_ms", "quality_score")))
 _ATTEMPT_LATENCY = ATTEMPT_FIELDS.index("latency_ms")
 
 
@@ -155,14 +156,11 @@ def pack_record(r: UsageRecord) -> bytes | None:
         return None
     if b"\\u0000" in data:
         return None
-    total = 0.0
-    for i in _PACKED_FLOATS:
-        v = row[i]
-        if v is not None:
-            total += v
+    ts, cost, provider_cost, latency, ttft, quality = _PACKED_FLOATS(row)
+    total = ts + cost + latency + (provider_cost or 0.0) + (ttft or 0.0) + (quality or 0.0)
     for a in attempts:
         total += a[_ATTEMPT_LATENCY]
-    return data if total - total == 0.0 else None  # a sum is finite only if every term is
+    return data if total - total == 0.0 else None  # a sum is finite only if every term is (nan is truthy)
 
 
 def unpack_record(data: bytes) -> UsageRecord:
