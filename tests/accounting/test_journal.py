@@ -71,6 +71,21 @@ def test_torn_last_line_is_skipped_and_counted(tmp_path: Path) -> None:
     j.close()
 
 
+def test_an_entry_appended_after_a_torn_last_line_is_kept(tmp_path: Path) -> None:
+    """A new owner appending to a file whose last line a crash cut (the sink down at restart) ends that
+    line first: the new entry is not glued to the torn bytes and lost with them."""
+    path = tmp_path / "j.jsonl"
+    path.write_bytes(encode(rec(1)) + encode(rec(2))[:25])
+    j = Journal(path)
+    j.append([rec(3)])
+    j.append_nowait(rec(4))
+    j.sync()
+    files = j.rotate()
+    assert [e.request_id for e in j.read(files[0])] == ["r1", "r3", "r4"]
+    assert j.corrupt_lines == 1
+    j.close()
+
+
 def test_owners_sharing_a_path_take_slots(tmp_path: Path) -> None:
     first = Journal(tmp_path / "j.jsonl")
     first.append([rec(1)])

@@ -13,7 +13,7 @@ import pytest
 from modelplex.accounting.migrate import apply_sqlite, latest_version, migrations, split_sqlite
 from modelplex.accounting.records import UsageRecord
 from modelplex.accounting.sinks import MemorySink, NullSink, UsageSink, make_sink
-from modelplex.accounting.sinks.base import attribution, record_dict, record_from_dict
+from modelplex.accounting.sinks.base import FeedbackEntry, attribution, record_dict, record_from_dict
 from modelplex.config import AccountingConfig
 from modelplex.errors import ConfigError
 
@@ -90,6 +90,32 @@ async def sink(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
             await conn.close()
 
 
+async def test_a_value_the_store_cannot_index_is_set_aside_not_the_sink(sink: UsageSink, tmp_path: Path) -> None:
+    """A 16,000-character random ``user`` exceeds PostgreSQL's index row limit (program limit exceeded,
+    SQLSTATE 54000): the recorder must set that one record aside and store the rest, not mark the sink
+    down and journal every later batch behind it."""
+    import secrets
+
+    from modelplex.accounting.journal import Journal
+    from modelplex.accounting.recorder import UsageRecorder
+
+    r = UsageRecorder(sink, journal=Journal(tmp_path / "j"), batch_size=10, flush_interval=60)
+    await r.start()
+    recs = history()
+    huge = UsageRecord("huge", ts=D0, user=secrets.token_urlsafe(12_000), cost_usd=0.001, latency_ms=1.0)
+    for x in (*recs[:2], huge, *recs[2:]):
+        r.record(x)
+    await r.flush()
+    s = r.stats()
+    stored = {d["request_id"] for d in await sink.query(limit=100)}
+    assert {x.request_id for x in recs} <= stored
+    assert (s["sink_ok"], s["failed_batches"], s["spilled"]) == (True, 0, 0)
+    assert s["written"] + s["rejected"] == len(recs) + 1
+    if sink.name == "postgres":
+        assert s["rejected"] == 1 and "huge" not in stored
+    await r.aclose(close_sink=False)
+
+
 async def test_round_trip(sink: UsageSink) -> None:
     recs = history()
     assert await sink.write_batch(recs) == 5
@@ -147,6 +173,9 @@ async def test_feedback(sink: UsageSink) -> None:
     await sink.add_feedback("r1", 0.6, None, D0 + 5000)  # the latest wins
     got = {d["request_id"]: d for d in await sink.query()}
     assert got["r1"]["quality_score"] == 0.6 and got["r1"]["feedback_comment"] is None
+    await sink.add_feedback_batch([FeedbackEntry("r1", 0.1, "older, replayed late", D0 + 4500)])
+    got = {d["request_id"]: d for d in await sink.query()}
+    assert got["r1"]["quality_score"] == 0.6  # by its time, not by when it arrived
     # feedback may arrive before its record
     await sink.add_feedback("late", 0.9, "early bird", D0)
     await sink.write_batch([UsageRecord("late", ts=D0 + 1, model="m/x", provider="m")])

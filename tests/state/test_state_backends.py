@@ -706,6 +706,40 @@ async def test_fallback_merge_retried_after_a_lost_reply_is_applied_once(
     assert (await state.health())["pending_merge_usd"] == 0.0
 
 
+async def test_fallback_releases_a_primary_hold_its_timed_out_reserve_may_have_left(
+        flaky: tuple[FallbackState, FlakyState, MemoryState, FakeClock]) -> None:
+    """A reserve whose reply is lost (applied in Redis, then a timeout) is served locally; the primary's hold
+    of the same id is released once the primary answers, so it does not block the budget's room."""
+    state, primary, local, clock = flaky
+    real_reserve = primary.reserve
+
+    async def applied_then_timed_out(*args: Any, **kwargs: Any) -> tuple[bool, str | None]:
+        await real_reserve(*args, **kwargs)
+        raise StateUnavailableError("timed out", backend="flaky")
+
+    primary.reserve = applied_then_timed_out  # type: ignore[method-assign]
+    assert await state.reserve([("b", 10.0)], 4.0, "r1", 60.0) == (True, None)
+    assert await primary.usage("b") == (0.0, 4.0)  # the hold the lost reply left behind
+    primary.reserve = real_reserve  # type: ignore[method-assign]
+    assert await state.settle("r1", 3.0) is True  # settled where it was served
+    clock.advance(5.0)
+    await state.get("x")  # the primary answers: the episode ends, the carry-over runs
+    await state.flush()
+    assert await primary.usage("b") == (pytest.approx(3.0), 0.0)  # merged spend, and no hold left
+    assert await local.usage("b") == (3.0, 0.0)
+
+
+async def test_fallback_close_carries_over_what_the_outage_left_if_the_primary_is_back(
+        flaky: tuple[FallbackState, FlakyState, MemoryState, FakeClock]) -> None:
+    state, primary, _, _clock = flaky
+    await _outage_spend(state, primary)
+    primary.down = False  # back, but the retry time has not come: nothing probed it yet
+    assert state.degraded is True and state.pending_merge_usd > 0
+    await state.close()
+    assert await primary.usage("b") == (pytest.approx(5.0), 0.0)
+    assert state.pending_merge_usd == 0.0
+
+
 async def test_fallback_merge_groups_spend_by_keys_whatever_their_ttl(
         flaky: tuple[FallbackState, FlakyState, MemoryState, FakeClock]) -> None:
     state, primary, _, clock = flaky
@@ -719,7 +753,9 @@ async def test_fallback_merge_groups_spend_by_keys_whatever_their_ttl(
     calls = primary.calls
     await state.get("x")
     await state.flush()
-    assert primary.calls - calls == 3  # the get, then one reserve and one settle for all twenty
+    # the get; the release of whatever hold the first reserve (the one that found the primary down) may
+    # have left; then one reserve and one settle for all twenty
+    assert primary.calls - calls == 4
     assert await primary.usage("b") == (pytest.approx(10.0), 0.0)
     assert await primary.usage("u") == (pytest.approx(10.0), 0.0)
 

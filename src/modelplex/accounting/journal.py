@@ -47,6 +47,19 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 
+def _ends_torn(path: Path) -> bool:
+    """Whether ``path`` is non-empty and its last byte is not a newline (a line cut by a crash)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
+    except OSError:
+        return False
+
+
 class JournalLockedError(RuntimeError):
     """Every slot of this journal is owned by another process (or another ``Journal`` in this one)."""
 
@@ -131,7 +144,10 @@ class Journal:
     def _open(self) -> IO[bytes]:
         self._own()
         if self._fh is None:
-            self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open for appends
+            fh = open(self.path, "ab")  # noqa: SIM115 - kept open for appends
+            if _ends_torn(self.path):  # a crash cut the last line: end it, or the next entry joins it
+                fh.write(b"\n")
+            self._fh = fh
         return self._fh
 
     # ------------------------------------------------------------------ appending

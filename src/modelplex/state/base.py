@@ -495,7 +495,10 @@ class FallbackState(StateBackend):
                 return tuple(await self._primary("reserve", key_limits, amount, reservation_id, ttl,  # type: ignore[return-value]
                                                  key_ttl=key_ttl))
             except StateUnavailableError:
-                pass
+                # A timeout does not say the reserve was not applied: release that hold once the primary
+                # answers (idempotent; a no-op for an id it never held), or it blocks the budget's room
+                # until it expires while this reservation is served, and settled, locally.
+                self._queue_replay("release", reservation_id, None)
         await self._seed_local(key_limits, key_ttl)
         ok, failed = await self.local.reserve(key_limits, amount, reservation_id, ttl, key_ttl=key_ttl)
         if ok:
@@ -596,6 +599,11 @@ class FallbackState(StateBackend):
 
     async def close(self) -> None:
         await self.flush()
+        if self._replay or self._unmerged or self._merging:
+            # One last try, whatever the retry time: a replica that stops while degraded would otherwise
+            # take its outage spend (and the releases of holds its timeouts may have left) with it.
+            self._degraded = False
+            await self._carry_over()  # stops at the first failure, which degrades again
         pending = self.pending_merge_usd
         if pending > 0 or self._replay:
             _log.warning("state_closed_with_pending backend=%s pending_merge_usd=%.6f pending_replay=%d: the "

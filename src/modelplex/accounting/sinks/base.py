@@ -10,7 +10,8 @@ Semantics every sink keeps (the shared test suite checks them):
 
 * ``write_batch`` is idempotent on ``request_id``: the first write wins, a repeat writes nothing,
   and the return value counts rows newly written.
-* Feedback is stored apart from records (it may arrive first); the latest score wins and shows as
+* Feedback is stored apart from records (it may arrive first); the latest score (by its ``ts``, not by
+  when it arrives: a score replayed from the journal may arrive after a newer one) wins and shows as
   the record's ``quality_score``.
 * Time windows are ``since <= ts < until`` (epoch seconds; ``None`` is unbounded); days are UTC.
 * Latency and cost averages count successful requests only; success rates count every request.
@@ -369,7 +370,8 @@ class SQLBuilder:
         p = self.placeholder
         return ("INSERT INTO usage_feedback (request_id, score, comment, ts) "
                 f"VALUES ({p(1)}, {p(2)}, {p(3)}, {p(4)}) ON CONFLICT (request_id) DO UPDATE SET "
-                "score = excluded.score, comment = excluded.comment, ts = excluded.ts")
+                "score = excluded.score, comment = excluded.comment, ts = excluded.ts "
+                "WHERE excluded.ts >= usage_feedback.ts")  # the latest wins, whatever the order of arrival
 
     def where(self, since: float | None, until: float | None, filters: Mapping[str, Any],
               start: int = 1) -> tuple[str, list[Any]]:

@@ -50,8 +50,10 @@ class MemorySink(UsageSink):
 
     async def add_feedback(self, request_id: str, score: float, comment: str | None = None,
                            ts: float | None = None) -> None:
-        self._feedback[request_id] = FeedbackEntry(request_id, float(score), comment,
-                                                   time.time() if ts is None else float(ts))
+        entry = FeedbackEntry(request_id, float(score), comment, time.time() if ts is None else float(ts))
+        old = self._feedback.get(request_id)
+        if old is None or entry.ts >= old.ts:  # the latest wins, whatever the order of arrival
+            self._feedback[request_id] = entry
 
     def _view(self, d: dict[str, Any], with_attempts: bool) -> dict[str, Any]:
         out = dict(d)

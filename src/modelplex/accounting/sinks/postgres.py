@@ -207,7 +207,10 @@ class PostgresSink(UsageSink):
             import asyncpg
         except ImportError:  # pragma: no cover
             return False
-        return isinstance(exc, (asyncpg.exceptions.DataError, asyncpg.exceptions.IntegrityConstraintViolationError))
+        # 22 data exception, 23 integrity violation, 54 program limit exceeded (a value too large for an
+        # index row, "index row requires 12024 bytes, maximum size is 8191"): the record, not the store.
+        return isinstance(exc, (asyncpg.exceptions.DataError, asyncpg.exceptions.IntegrityConstraintViolationError,
+                                asyncpg.exceptions.ProgramLimitExceededError))
 
     async def health(self) -> dict[str, Any]:
         out: dict[str, Any] = {"sink": self.name, "schema": self.schema, "ok": False}
