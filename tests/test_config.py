@@ -192,3 +192,128 @@ def test_an_imported_overlay_can_be_listed_in_the_config(tmp_path: Path):
     config.write_text("catalog: {overlays: [litellm.yaml]}\n", encoding="utf-8")
     gpt = load_catalog_for(config).get("openai/gpt-4o")
     assert gpt.source == "litellm" and gpt.pricing.input_per_mtok == 2.5
+
+
+# ------------------------------------------------------------------------------- what an error says
+
+
+@pytest.mark.parametrize("data, key, hint", [
+    ({"routng": {}}, "routng", "'routing'"),
+    ({"routing": {"timeot": 3}}, "routing.timeot", "'timeout'"),
+    ({"routing": {"retry": {"max_retries": 3}}}, "routing.retry.max_retries", "'max_retries_per_target'"),
+    ({"tasks": {"t": {"modles": ["a/b"]}}}, "tasks.t.modles", "'models'"),
+    ({"routing": {"cross_provider_chain": [{"modle": "a/b"}]}}, "routing.cross_provider_chain[0].modle", "'model'"),
+])
+def test_an_unknown_key_says_which_keys_the_section_has(data, key, hint):
+    with pytest.raises(ConfigError) as ei:
+        load_config(data, env={})
+    name = key.rsplit(".", 1)[-1]
+    assert ei.value.key == key
+    assert f"unknown key {name!r} (did you mean {hint}?); known keys: " in str(ei.value)
+    assert "Extra inputs" not in str(ei.value)
+
+
+def test_an_unknown_top_level_key_lists_the_sections_but_not_internal_fields():
+    with pytest.raises(ConfigError) as ei:
+        load_config({"routng": {"timeout": 5}}, env={})
+    assert str(ei.value) == ("routng: unknown key 'routng' (did you mean 'routing'?); known keys: accounting, budgets, "
+                             "catalog, complexity, experiments, models, providers, routing, server, state, strategies, "
+                             "tasks")
+
+
+def test_an_unset_variable_is_named_when_its_value_is_invalid(tmp_path: Path):
+    p = tmp_path / "c.yaml"
+    p.write_text("server:\n  port: ${PORT}\n")
+    with pytest.raises(ConfigError) as ei:
+        load_config(p, env={})
+    assert ei.value.key == "server.port"
+    assert str(ei.value) == (f"{p}: server.port: Input should be a valid integer (got nothing: the environment "
+                             "variable PORT is not set)")
+    assert load_config(p, env={"PORT": "4100"}).server.port == 4100
+    assert load_config({"providers": {"openai": {"api_key": "${OPENAI_API_KEY}"}}}, env={}).providers["openai"].api_key \
+        is None  # an optional value may stay unset: the provider is disabled
+
+
+@pytest.mark.parametrize("providers", [
+    {"openai": "sk-proj-REALSECRETVALUE1234567890"},                      # a key where a mapping belongs
+    {"openai": {"timeout": "sk-proj-REALSECRETVALUE1234567890"}},         # a key in the wrong field
+    {"openai": {"extra_headers": {"Authorization": ["sk-proj-REALSECRETVALUE1234567890"]}}},
+    {"openai": {"aws_access_key_id": 12345678901234567890}},
+])
+def test_nothing_under_providers_is_echoed_nor_an_internal_class_name(providers):
+    with pytest.raises(ConfigError) as ei:
+        load_config({"providers": providers}, env={})
+    msg = str(ei.value)
+    assert "REALSECRET" not in msg and "12345678901234567890" not in msg
+    assert "ProviderSettings" not in msg and ei.value.key.startswith("providers.openai")
+
+
+def test_a_mapping_expected_says_so():
+    with pytest.raises(ConfigError) as ei:
+        load_config({"providers": {"openai": "sk-proj-REALSECRETVALUE1234567890"}}, env={})
+    assert str(ei.value) == "providers.openai: expected a mapping (got a string)"
+    with pytest.raises(ConfigError) as ei:
+        load_config({"routing": {"retry": 3}}, env={})
+    assert str(ei.value) == "routing.retry: expected a mapping (got 3)"
+
+
+def test_a_union_members_name_is_not_part_of_the_key_path():
+    with pytest.raises(ConfigError) as ei:
+        load_config({"routing": {"universal_fallback": 5}}, env={})
+    assert ei.value.key == "routing.universal_fallback"
+    with pytest.raises(ConfigError) as ei:
+        load_config({"routing": {"cross_provider_chain": [{"provider": "openai"}]}}, env={})
+    assert ei.value.key == "routing.cross_provider_chain[0].model" and "required" in str(ei.value)
+
+
+# ------------------------------------------------------------------------------- overlay files' errors
+
+BAD_OVERLAY = """\
+models:
+  - id: acme/m1
+    context_window: 32000
+    pricing: {input_per_mtok: -1.0}
+"""
+
+
+def test_an_overlay_files_error_names_that_file_and_its_own_index(tmp_path: Path):
+    from modelplex.catalog import bundled_catalog
+    from modelplex.router import Router
+
+    (tmp_path / "bad.yaml").write_text(BAD_OVERLAY, encoding="utf-8")
+    config = tmp_path / "c.yaml"
+    config.write_text("catalog: {overlays: [bad.yaml]}\naccounting: {sink: none}\n"
+                      "models:\n  - {id: openai/gpt-4o, pricing: {input_per_mtok: 2.0}}\n", encoding="utf-8")
+    cfg = load_config(config, env={})
+    for build in (lambda: cfg.build_catalog(bundled_catalog()), lambda: Router(config, env={})):
+        with pytest.raises(ConfigError) as ei:
+            build()
+        assert ei.value.file == str(tmp_path / "bad.yaml") and ei.value.key == "models[0].pricing.input_per_mtok"
+
+
+def test_the_configs_own_models_are_numbered_as_in_the_config(tmp_path: Path):
+    from modelplex.router import Router
+
+    (tmp_path / "extra.yaml").write_text(OVERLAY_YAML, encoding="utf-8")  # two models
+    config = tmp_path / "c.yaml"
+    config.write_text("catalog: {overlays: [extra.yaml]}\naccounting: {sink: none}\n"
+                      "models:\n  - {id: openai/gpt-4o, pricing: {input_per_mtok: 2.0}}\n"
+                      "  - {id: openai/gpt-4o, pricing: {output_per_mtok: -3}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as ei:
+        Router(config, env={})
+    assert ei.value.file == str(config) and ei.value.key == "models[1].pricing.output_per_mtok"
+    assert str(ei.value).startswith(f"{config}: models[1].pricing.output_per_mtok: ")
+
+
+def test_a_custom_provider_without_a_protocol_is_pointed_at_the_close_known_name():
+    from modelplex.catalog import bundled_catalog
+
+    typo = load_config({"providers": {"opnai": {"base_url": "http://127.0.0.1:9/v1"}}}, env={})
+    with pytest.raises(ConfigError) as ei:
+        typo.build_catalog(bundled_catalog())
+    assert str(ei.value) == ("providers.opnai.protocol: required field is missing; 'opnai' is not a known provider "
+                             "(did you mean 'openai'?)")
+    custom = load_config({"providers": {"my-inference": {"base_url": "http://127.0.0.1:9/v1"}}}, env={})
+    with pytest.raises(ConfigError) as ei:
+        custom.build_catalog(bundled_catalog())
+    assert str(ei.value) == "providers.my-inference.protocol: required field is missing"

@@ -1,10 +1,10 @@
-"""``errors.redact``: secrets and the masked forms providers echo never reach a message."""
+"""``errors.redact``: secrets and the masked forms providers echo never reach a message; config errors' helpers."""
 
 from __future__ import annotations
 
 import pytest
 
-from modelplex.errors import redact
+from modelplex.errors import ConfigError, did_you_mean, invalid_value_message, redact
 
 KEY = "sk-upstream-1234567890"
 
@@ -42,3 +42,30 @@ def test_words_a_key_shares_with_ordinary_messages_are_kept() -> None:
         "messages.0.content: Field required"
     assert redact("the stream refused the request (1234567 tokens, sk-upst)", [KEY]) == \
         "the stream refused the request (1234567 tokens, sk-upst)"
+
+
+def test_a_config_error_located_inside_a_file() -> None:
+    inner = ConfigError("unknown capability 'visoin'", key="capabilities")
+    outer = inner.located(file="c.yaml", prefix="tasks.t.requirements")
+    assert (outer.file, outer.key, outer.message) == ("c.yaml", "tasks.t.requirements.capabilities",
+                                                      "unknown capability 'visoin'")
+    assert str(outer) == "c.yaml: tasks.t.requirements.capabilities: unknown capability 'visoin'"
+    assert ConfigError("bad").located(prefix="tasks.t.requirements").key == "tasks.t.requirements"
+
+
+def test_did_you_mean() -> None:
+    assert did_you_mean("routng", ["routing", "server"]) == " (did you mean 'routing'?)"
+    assert did_you_mean("zzz", ["routing"]) == ""
+
+
+@pytest.mark.parametrize("kind, key, value, says", [
+    ("int_parsing", "server.port", "x", "bad (got 'x')"),
+    ("int_parsing", "server.port", [1], "bad"),
+    ("string_type", "providers.openai.timeout", "sk-live-SECRET", "bad"),
+    ("model_type", "providers.openai", "sk-live-SECRET", "expected a mapping (got a string)"),
+    ("model_type", "routing.retry", 3, "expected a mapping (got 3)"),
+    ("string_type", "server.admin_key", 123, "bad"),
+    ("string_type", "accounting.dsn", 123, "bad"),
+])
+def test_invalid_value_message_quotes_only_what_is_safe(kind: str, key: str, value: object, says: str) -> None:
+    assert invalid_value_message(kind, "bad", key, value) == says

@@ -1,32 +1,62 @@
 """Configuration: YAML + environment, validated once, with errors that name the file and the key.
 
 Owns: the ``Config`` schema (providers, models, tasks, strategies, experiments, routing, budgets,
-accounting, state, server), ``${ENV_VAR}`` substitution, ``load_config(path | dict | None)``.
+accounting, state, server), ``${ENV_VAR}`` substitution, ``load_config(path | dict | None)`` and what
+its errors say (the key path; the keys a section has; the unset variable; never a value that may be a
+credential).
 
 The ``providers``/``models`` sections are catalog overlays (see ``catalog.loader``), applied after
-the overlay files listed under ``catalog.overlays``; provider credential resolution lives in
-``providers.credentials``. Nothing here does I/O beyond reading the file, the overlay files it names
-and the environment.
+the overlay files listed under ``catalog.overlays`` (``Config.build_catalog``); whether the names the
+config refers to exist in that catalog is checked by ``policy.references``; provider credential
+resolution lives in ``providers.credentials``. Nothing here does I/O beyond reading the file, the
+overlay files it names and the environment.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
-from modelplex.errors import ConfigError
+from modelplex.errors import ConfigError, did_you_mean, invalid_value_message
+
+if TYPE_CHECKING:
+    from modelplex.catalog.store import Catalog
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+def unknown_key_message(name: str, known: Iterable[str]) -> str:
+    """``unknown key 'routng' (did you mean 'routing'?); known keys: ...``: what every section says about
+    a key it does not have."""
+    names = sorted(known)
+    return f"unknown key {name!r}{did_you_mean(name, names)}; known keys: {', '.join(names)}"
+
+
+_UNKNOWN_KEY = "unknown_key"
+"""The validation error type of a key a section does not have; its context names the key (``key``)."""
+
+
 class _Model(BaseModel):
+    """A config section: a key it does not define is an error naming the key and the ones it has."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            known = [name for name, f in cls.model_fields.items() if not f.exclude]
+            for name in data:
+                if name not in known:
+                    raise PydanticCustomError(_UNKNOWN_KEY, "{message}",
+                                              {"key": str(name), "message": unknown_key_message(str(name), known)})
+        return data
 
 
 PROVIDER_CATALOG_FIELDS = frozenset({"protocol", "display_name", "base_url", "api_key_env", "extra_headers",
@@ -45,10 +75,7 @@ class ProviderSettings(BaseModel):
     def _known_extras(self) -> ProviderSettings:
         unknown = sorted(set(self.model_extra or {}) - PROVIDER_CATALOG_FIELDS)
         if unknown:
-            known = sorted(set(type(self).model_fields) | PROVIDER_CATALOG_FIELDS)
-            hint = difflib.get_close_matches(unknown[0], known, n=1)
-            raise ValueError(f"unknown key {unknown[0]!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                             + f"; known keys: {', '.join(known)}")
+            raise ValueError(unknown_key_message(unknown[0], set(type(self).model_fields) | PROVIDER_CATALOG_FIELDS))
         return self
 
     protocol: Literal["openai", "azure", "anthropic", "gemini", "bedrock"] | None = None
@@ -246,64 +273,116 @@ class Config(_Model):
         """One catalog overlay: the ``catalog.overlays`` files in order (their entries without a
         ``source`` get ``overlay:<file name>``, as ``load_catalog`` gives them), then the
         ``providers``/``models`` sections (ProviderSpec fields only), so the config's own settings win.
-        A file that cannot be read raises ``ConfigError`` naming it."""
-        provider_fields = PROVIDER_CATALOG_FIELDS
+        A file that cannot be read raises ``ConfigError`` naming it. An invalid entry in this merged form
+        can no longer be traced to its file: ``build_catalog`` applies the files one by one."""
         providers: dict[str, Any] = {}
         models: list[Any] = []
+        for layer_models, layer_providers, _, _ in self._catalog_layers():
+            models.extend(layer_models)
+            for name, fields in layer_providers.items():
+                providers[name] = _merge_provider(providers.get(name), fields)
+        return {"providers": providers, "models": models}
+
+    def build_catalog(self, base: Catalog) -> Catalog:
+        """``base`` with this config's catalog applied: each ``catalog.overlays`` file in order, then the
+        ``providers``/``models`` sections. An invalid entry raises ``ConfigError`` naming the file it is in
+        and its key path there (``models[0].pricing.input_per_mtok`` is the file's first model)."""
+        catalog = base
+        for models, providers, file, source in self._catalog_layers():
+            if models or providers:
+                catalog = catalog.with_overlay(models, [{"name": k, **v} for k, v in providers.items()],
+                                               source=source, file=file)
+        return catalog
+
+    def _catalog_layers(self) -> list[tuple[list[Any], dict[str, dict[str, Any]], str | None, str]]:
+        """(model entries, provider name -> fields, file, source label) of each ``catalog.overlays`` file in
+        order, then of this config's own ``providers``/``models`` (ProviderSpec fields only)."""
+        layers: list[tuple[list[Any], dict[str, dict[str, Any]], str | None, str]] = []
         if self.catalog.overlays:
             from modelplex.catalog.loader import read_overlay
 
             for path in self.catalog.overlays:
                 file_models, file_providers, _ = read_overlay(path)
                 label = f"overlay:{Path(path).name}"
-                models.extend({**m, "source": label} if isinstance(m, Mapping) and "source" not in m else m
-                              for m in file_models)
+                models = [{**m, "source": label} if isinstance(m, Mapping) and "source" not in m else m
+                          for m in file_models]
+                providers: dict[str, dict[str, Any]] = {}
                 for entry in file_providers:
                     fields = {k: v for k, v in entry.items() if k != "name"}
                     providers[entry["name"]] = _merge_provider(providers.get(entry["name"]), fields)
+                layers.append((models, providers, path, label))
+        own: dict[str, dict[str, Any]] = {}
         for name, ps in self.providers.items():
             data = ps.model_dump(exclude_unset=True)
-            entry = {k: v for k, v in data.items() if k in provider_fields}
+            entry = {k: v for k, v in data.items() if k in PROVIDER_CATALOG_FIELDS}
             if isinstance(entry.get("api_key_env"), str):
                 entry["api_key_env"] = [entry["api_key_env"]]
             extras = ps.model_extra or {}
-            entry.update({k: v for k, v in extras.items() if k in provider_fields})
+            entry.update({k: v for k, v in extras.items() if k in PROVIDER_CATALOG_FIELDS})
             if entry:
-                providers[name] = _merge_provider(providers.get(name), entry)
-        return {"providers": providers, "models": models + list(self.models)}
+                own[name] = entry
+        layers.append((list(self.models), own, self.source, self.source or "config"))
+        return layers
 
 
-_SECRET_KEY_RE = re.compile(r"key|secret|token|password|dsn|url", re.IGNORECASE)
-"""Config keys whose value a validation error does not echo (a credential, or a URL that may carry one)."""
-
-
-def substitute_env(value: Any, env: Mapping[str, str] | None = None, *, path: str = "") -> Any:
+def substitute_env(value: Any, env: Mapping[str, str] | None = None, *, path: str = "",
+                   unset: dict[str, str] | None = None) -> Any:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string. An unset variable without a
     default becomes ``None`` when it is the whole value (a missing key disables a provider), and
-    an empty string inside a larger string."""
+    an empty string inside a larger string. ``unset``, when given, collects key path -> variable name
+    for each value that became ``None`` that way (so that an error about it can name the variable)."""
     env = os.environ if env is None else env
     if isinstance(value, str):
         whole = _ENV_RE.fullmatch(value)
         if whole:
             name, default = whole.group(1), whole.group(2)
             got = env.get(name)
-            return got if got not in (None, "") else default
+            out = got if got not in (None, "") else default
+            if out is None and unset is not None:
+                unset[path] = name
+            return out
         return _ENV_RE.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
     if isinstance(value, dict):
-        return {k: substitute_env(v, env, path=f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        return {k: substitute_env(v, env, path=f"{path}.{k}" if path else str(k), unset=unset)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [substitute_env(v, env, path=f"{path}[{i}]") for i, v in enumerate(value)]
+        return [substitute_env(v, env, path=f"{path}[{i}]", unset=unset) for i, v in enumerate(value)]
     return value
 
 
-def _format_loc(loc: tuple[Any, ...]) -> str:
+def _key_path(error: Mapping[str, Any], data: Any) -> str:
+    """A validation error's location as a key path (``routing.retry.max_delay``, ``tasks.x.models[0]``),
+    following ``data`` so that the names pydantic gives the members of a union (``str``,
+    ``CrossProviderStep``), which are not keys of the file, are left out."""
+    loc = tuple(error.get("loc", ()))
     out = ""
-    for part in loc:
-        if isinstance(part, int):
+    for i, part in enumerate(loc):
+        if isinstance(part, int) and isinstance(data, list):
             out += f"[{part}]"
-        else:
+            data = data[part] if part < len(data) else None
+        elif (isinstance(data, Mapping) and part in data) or (i == len(loc) - 1 and error.get("type") == "missing"):
             out += ("." if out else "") + str(part)
+            data = data.get(part) if isinstance(data, Mapping) else None
     return out
+
+
+def _validation_error(exc: ValidationError, data: Mapping[str, Any], file: str | None,
+                      unset: Mapping[str, str]) -> ConfigError:
+    """The ``ConfigError`` for the first problem pydantic found (the count of the others is added)."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    key = _key_path(first, data)
+    if first.get("type") == _UNKNOWN_KEY:  # the error is the section's; its key is the one it lacks
+        key = ".".join(k for k in (key, first["ctx"]["key"]) if k)
+    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    got = first.get("input")
+    if got is None and key in unset:
+        msg = f"{msg} (got nothing: the environment variable {unset[key]} is not set)"
+    else:
+        msg = invalid_value_message(str(first.get("type", "")), msg, key, got)
+    others = len({_key_path(e, data) for e in errors[1:]} - {key})
+    more = f"; and {others} more problem(s)" if others else ""
+    return ConfigError(f"{msg}{more}", file=file, key=key or None)
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -348,18 +427,12 @@ def load_config(source: str | Path | Mapping[str, Any] | Config | None = None,
         data = dict(source)
     if not isinstance(data, dict):
         raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}", file=file)
-    data = substitute_env(data, env)
+    unset: dict[str, str] = {}
+    data = substitute_env(data, env, unset=unset)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = _format_loc(tuple(first.get("loc", ())))
-        msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        got = first.get("input")
-        secret = _SECRET_KEY_RE.search(str(first.get("loc", ())[-1:]))
-        got_s = "" if isinstance(got, (dict, list)) or secret else f" (got {got!r})"
-        more = f"; and {len(exc.errors()) - 1} more problem(s)" if len(exc.errors()) > 1 else ""
-        raise ConfigError(f"{msg}{got_s}{more}", file=file, key=key) from None
+        raise _validation_error(exc, data, file, unset) from None
     cfg.source = file
     _resolve_overlays(cfg, file)
     return cfg

@@ -13,6 +13,7 @@ Must not touch: I/O, logging configuration.
 
 from __future__ import annotations
 
+import difflib
 import email.utils
 import functools
 import re
@@ -35,12 +36,52 @@ class ConfigError(ModelplexError, ValueError):
     def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
         self.file = file
         self.key = key
+        self.message = message
         prefix = ""
         if file:
             prefix += f"{file}: "
         if key:
             prefix += f"{key}: "
         super().__init__(prefix + message)
+
+    def located(self, *, file: str | None = None, prefix: str = "") -> ConfigError:
+        """This error placed under the key path ``prefix`` (its ``key`` becomes ``prefix.key``) in ``file``:
+        for a check that ran on one part of a file, such as a task's requirements."""
+        key = ".".join(k for k in (prefix, self.key) if k) or None
+        return ConfigError(self.message, file=file or self.file, key=key)
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` to a mistyped ``name``, or ``""``."""
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_SECRET_KEY_RE = re.compile(r"key|secret|token|password|dsn|url", re.IGNORECASE)
+"""Config key names whose value an error does not quote (a credential, or a URL that may carry one)."""
+
+_MAPPING_ERRORS = frozenset({"model_type", "dict_type", "model_attributes_type"})
+"""pydantic error types that mean "a mapping was expected" (their text names an internal class)."""
+
+
+def invalid_value_message(kind: str, message: str, key: str, value: Any) -> str:
+    """What a config error says about one invalid value, from a validation error's ``type``, ``msg`` and
+    ``input``. A mapping that was expected is called a mapping (never an internal class name); the value is
+    quoted only when that is safe: never a mapping or list, nothing under ``providers`` (credentials live
+    there, and a value in the wrong place may be one), nothing under a key whose name suggests a secret."""
+    if kind in _MAPPING_ERRORS:
+        message = "expected a mapping"
+    last = key.rsplit(".", 1)[-1]
+    if key == "providers" or key.startswith(("providers.", "providers[")) or _SECRET_KEY_RE.search(last):
+        return f"{message} (got {_type_name(value)})" if kind in _MAPPING_ERRORS else message
+    if isinstance(value, dict | list):
+        return message
+    return f"{message} (got {value!r})"
+
+
+def _type_name(value: Any) -> str:
+    return {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list",
+            type(None): "nothing"}.get(type(value), type(value).__name__)
 
 
 class CatalogError(ModelplexError):

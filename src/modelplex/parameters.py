@@ -123,6 +123,10 @@ def _is_object(v: Any) -> bool:
     return isinstance(v, Mapping)
 
 
+MAX_USER = 512
+"""Characters of an end-user id (``user``): it is stored in an indexed column (PostgreSQL refuses an index
+row over about 2,700 bytes, which 512 four-byte characters stay under)."""
+
 VALUE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "temperature": _in_range(*DEFAULT_TEMPERATURE_RANGE),
     "top_p": _in_range(*FLOAT_RANGES["top_p"]),
@@ -148,7 +152,7 @@ VALUE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "response_format": (_is_response_format, "{type: text | json_object | json_schema (with json_schema.name; "
                                              "schema an object, strict a boolean)}"),
     "dimensions": (is_positive_int, "a positive integer"),
-    "user": (_is_str, "a string"),
+    "user": (lambda v: isinstance(v, str) and len(v) <= MAX_USER, f"a string of at most {MAX_USER} characters"),
     "timeout": (lambda v: is_number(v) and v > 0, "a positive number of seconds"),
     "extra_body": (_is_object, "an object (fields merged into the provider's request body)"),
 }

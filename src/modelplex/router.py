@@ -54,6 +54,7 @@ from modelplex.messages import check_embedding_input, check_messages
 from modelplex.parameters import check_params
 from modelplex.policy.adaptive import AdaptiveChooser
 from modelplex.policy.planner import HardNeeds, Planner, RoutePlan
+from modelplex.policy.references import check_references
 from modelplex.providers import adapter_class
 from modelplex.providers.base import Adapter, ProviderConfig
 from modelplex.providers.credentials import ProviderStatus, missing_credentials_error, resolve_providers
@@ -137,12 +138,8 @@ class Router:
                  performance: Any = None, adaptive: AdaptiveChooser | None = None) -> None:
         self.config = load_config(config, env)
         self.env = dict(os.environ if env is None else env)
-        base = catalog if catalog is not None else load_catalog()
-        overlay = self.config.catalog_overlay()
-        self.catalog = base.with_overlay(overlay["models"], [{"name": k, **v} for k, v in
-                                                               overlay["providers"].items()],
-                                         source=self.config.source or "config") \
-            if (overlay["models"] or overlay["providers"]) else base
+        self.catalog = self.config.build_catalog(catalog if catalog is not None else load_catalog())
+        check_references(self.config, self.catalog)  # once, here: a typo fails now, not every request
         self.clock: Clock = clock or SystemClock()
         self.providers: dict[str, ProviderConfig] = {}
         self.provider_status: dict[str, ProviderStatus] = {}

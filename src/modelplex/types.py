@@ -341,7 +341,7 @@ class Requirements:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Requirements:
         """Build from the seeds' dictionaries (``requires_tool_calling``, ``primary_category`` …)."""
-        from modelplex.errors import ConfigError
+        from modelplex.errors import ConfigError, did_you_mean
 
         aliases = {
             "required_capabilities": "capabilities",
@@ -365,7 +365,9 @@ class Requirements:
         for key, value in data.items():
             name = aliases.get(key, key)
             if name not in known:
-                raise ConfigError(f"unknown requirement {key!r}; expected one of {sorted(known | set(aliases))}")
+                names = sorted(known | set(aliases))
+                raise ConfigError(f"unknown requirement {key!r}{did_you_mean(key, names)}; expected one of {names}",
+                                  key=key)
             if name in set_fields:
                 value = frozenset([value] if isinstance(value, str) else (value or ()))
             if name == "category" and value is not None:

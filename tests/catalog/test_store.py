@@ -422,6 +422,22 @@ def test_overlay_errors_name_the_key(catalog: Catalog) -> None:
         catalog.with_overlay([{"context_window": 5}])
 
 
+def test_overlay_errors_quote_no_provider_value_nor_an_internal_class(catalog: Catalog) -> None:
+    with pytest.raises(ConfigError) as info:
+        catalog.with_overlay(providers=[{"name": "openai", "base_url": 12345678901234}])
+    assert info.value.key == "providers.openai.base_url" and "12345678901234" not in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        catalog.with_overlay([{"id": "openai/gpt-4o", "pricing": 5}])
+    assert str(info.value) == "models[0].pricing: expected a mapping (got 5)"
+
+
+def test_a_new_provider_that_is_incomplete_is_pointed_at_a_close_known_name(catalog: Catalog) -> None:
+    with pytest.raises(ConfigError) as info:
+        catalog.with_overlay(providers=[{"name": "opnai", "base_url": "http://127.0.0.1:9/v1"}], file="c.yaml")
+    assert str(info.value) == ("c.yaml: providers.opnai.protocol: required field is missing; 'opnai' is not a known "
+                               "provider (did you mean 'openai'?)")
+
+
 # ------------------------------------------------------------------------------------- stats and scale
 
 

@@ -226,7 +226,32 @@ def test_tokens_unreadable_file(tmp_path: Path) -> None:
     assert result.stderr == f"error: {missing}: No such file or directory\n"
 
 
-def test_tokens_unknown_model() -> None:
-    result = run("tokens", "--model", "gpt4o", "hi")
-    assert result.exit_code == 1
-    assert result.stderr.startswith("error: unknown model 'gpt4o'")
+def test_tokens_counts_a_model_the_catalog_does_not_know(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As ``count_text`` does (docs/tokens.md: any model name), the CLI counts a name that is not in the
+    catalog from the name alone, exit 0, with a note (and the catalog's suggestions) on stderr."""
+    monkeypatch.setenv("MODELPLEX_TOKENIZER", "heuristic")
+    from modelplex.catalog.tokens import count_text
+
+    text = "Hello, world! This is a test."
+    result = run("tokens", "--model", "mycorp/llama-3-ft", text, "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data == {"model": "mycorp/llama-3-ft", "tokens": count_text(text, "mycorp/llama-3-ft").tokens,
+                    "exact": False, "method": "heuristic:llama"}
+    assert result.stderr == ("note: 'mycorp/llama-3-ft' is not in the catalog; counted from its name alone "
+                             "(heuristic:llama)\n")
+
+    typo = run("tokens", "--model", "gpt4o", "hi")
+    assert typo.exit_code == 0, typo.stderr
+    assert typo.stdout.endswith("tokens for gpt4o (estimate, heuristic:default)\n")
+    assert typo.stderr.startswith("note: 'gpt4o' is not in the catalog (did you mean 'openai/gpt-4o'")
+
+
+def test_tokens_without_a_model_is_the_generic_estimate() -> None:
+    """``--help`` says so: no model is ``heuristic:default``, never exact (even with tiktoken files)."""
+    result = run("tokens", "Hello, world!", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (data["model"], data["exact"], data["method"]) == (None, False, "heuristic:default")
+    help_text = " ".join(run("tokens", "--help").stdout.split())
+    assert "heuristic:default" in help_text and "o200k_base" not in help_text

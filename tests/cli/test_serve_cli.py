@@ -137,3 +137,18 @@ def test_an_unreachable_postgresql_fails_in_one_line_before_uvicorn_starts(tmp_p
     assert result.exit_code == 1 and not started
     assert f"cannot reach PostgreSQL at 127.0.0.1:{port}/usage" in result.output
     assert "pw-SECRET" not in result.output and "Traceback" not in result.output
+
+
+def test_a_name_that_refers_to_nothing_fails_before_uvicorn_starts(tmp_path: Path, fake: FakeProviderServer,
+                                                                   monkeypatch) -> None:
+    path = write_config(tmp_path, fake.base_url, admin_key=ADMIN)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["routing"] = {"universal_fallback": "fakeai/smal"}
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    started = []
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: started.append(a))
+    result = runner.invoke(app, ["serve", "--config", str(path)])
+    assert result.exit_code == 1 and not started
+    assert f"{path}: routing.universal_fallback: unknown model 'fakeai/smal'; did you mean 'fakeai/small'?" \
+        in result.output
+    assert "Traceback" not in result.output

@@ -351,6 +351,18 @@ def test_refuses_to_start_without_an_admin_key(fake) -> None:
     assert create_app(cfg, env={}, no_auth=True).state.gateway.no_auth
 
 
+def test_refuses_to_start_with_a_name_that_refers_to_nothing(fake) -> None:
+    """``modelplex serve`` builds the app once before serving: a typo in a fallback fails there, naming the key."""
+    cfg = gateway_config(fake.base_url, routing={"fallback_paths": {"fakeai/small": ["fakeai/larg"]}})
+    with pytest.raises(ConfigError) as exc:
+        create_app(cfg, env={})
+    assert exc.value.key == "routing.fallback_paths.fakeai/small[0]" and "did you mean 'fakeai/large'" in str(exc.value)
+    cfg = gateway_config(fake.base_url, routing={"default_strategy": "balancd"})
+    with pytest.raises(ConfigError) as exc:
+        create_app(cfg, env={})
+    assert exc.value.key == "routing.default_strategy"
+
+
 def test_no_auth_serves_without_keys(live) -> None:
     gw = live(no_auth=True, server={"admin_key": None})
     with gw.http() as h:

@@ -293,6 +293,19 @@ def test_error_statuses_with_sdk_exceptions(live) -> None:
     assert int(e429.value.response.headers["retry-after"]) >= 1
 
 
+def test_an_unknown_bare_name_suggests_close_tasks_as_well_as_models(live) -> None:
+    """docs/gateway.md: an unknown name's ``suggestions`` are close model ids or the known tasks."""
+    gw = live()
+    c = client(gw, gw.create_key())
+    with pytest.raises(openai.NotFoundError) as err:
+        c.chat.completions.create(model="reasonin", messages=MSG)
+    assert err.value.body["code"] == "model_not_found" and "task:reasoning" in err.value.body["suggestions"]
+    with pytest.raises(openai.NotFoundError) as err:
+        c.chat.completions.create(model="fakeai/smal", messages=MSG)
+    assert err.value.body["suggestions"][0] == "fakeai/small"
+    assert not [s for s in err.value.body["suggestions"] if s.startswith("task:")]
+
+
 def test_prompt_larger_than_every_window_is_a_400_context_length_exceeded(live) -> None:
     gw = live()
     c = client(gw, gw.create_key())

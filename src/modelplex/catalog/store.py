@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from modelplex.catalog.params import PARAMS, param_name
 from modelplex.catalog.schema import PROTOCOLS, ModelSpec, ProviderSpec
 from modelplex.catalog.validation import ParameterIssue, deprecation_text, validate_parameters
-from modelplex.errors import CatalogError, ConfigError, UnknownModelError
+from modelplex.errors import CatalogError, ConfigError, UnknownModelError, did_you_mean, invalid_value_message
 
 if TYPE_CHECKING:
     from modelplex.types import Usage
@@ -113,10 +113,11 @@ def _price_parts(spec: ModelSpec, input_tokens: int, output_tokens: int, cached_
     )
 
 
-def config_error_from_validation(exc: ValidationError, *, file: str | None = None, key_prefix: str = ""
-                                 ) -> ConfigError:
+def config_error_from_validation(exc: ValidationError, *, file: str | None = None, key_prefix: str = "",
+                                 hint: str = "") -> ConfigError:
     """A ``ConfigError`` naming the key path of the first error (``models[3].pricing.input_per_mtok``)
-    and saying what was expected, with any further errors listed in the message."""
+    and saying what was expected, with any further errors listed in the message, then ``hint``. Values
+    are quoted only where ``errors.invalid_value_message`` allows it."""
     parts: list[tuple[str, str]] = []
     for err in exc.errors(include_url=False):
         key = key_prefix
@@ -130,16 +131,16 @@ def config_error_from_validation(exc: ValidationError, *, file: str | None = Non
             msg = "required field is missing"
         elif kind == "extra_forbidden":
             msg = "unknown field (not part of the schema; see docs/catalog.md)"
-        elif "input" in err and not isinstance(err["input"], dict | list):
-            msg += f" (got {err['input']!r})"
+        elif "input" in err:
+            msg = invalid_value_message(str(kind), msg, key, err["input"])
         parts.append((key, msg))
     if not parts:
-        return ConfigError(str(exc), file=file, key=key_prefix or None)
+        return ConfigError(str(exc) + hint, file=file, key=key_prefix or None)
     first_key, first_msg = parts[0]
     message = first_msg
     if len(parts) > 1:
         message += "; also " + "; ".join(f"{k or '<entry>'}: {m}" for k, m in parts[1:])
-    return ConfigError(message, file=file, key=first_key or None)
+    return ConfigError(message + hint, file=file, key=first_key or None)
 
 
 def _merge(base: dict[str, Any], changes: Mapping[str, Any], nested: tuple[str, ...]) -> dict[str, Any]:
@@ -542,7 +543,10 @@ class Catalog:
         try:
             return ProviderSpec.model_validate(data)
         except ValidationError as exc:
-            raise config_error_from_validation(exc, file=file, key_prefix=key) from None
+            # a new provider that is not complete may be a known one's name mistyped
+            close = "" if existing is not None else did_you_mean(name, target._providers)
+            hint = f"; {name!r} is not a known provider{close}" if close else ""
+            raise config_error_from_validation(exc, file=file, key_prefix=key, hint=hint) from None
 
     @staticmethod
     def _merged_model(target: Catalog, i: int, entry: Mapping[str, Any] | ModelSpec, source: str,

@@ -160,8 +160,9 @@ def _usage_line(exc: BaseException) -> None:
 app = typer.Typer(
     cls=LazyGroup,
     name="modelplex",
-    help="modelplex: a model registry and router for LLM applications. Every command takes --config FILE "
-         "(or MODELPLEX_CONFIG) and --json.",
+    help="modelplex: a model registry and router for LLM applications. Every command but demo and "
+         "fake-providers takes --config FILE (or MODELPLEX_CONFIG); every command but serve and usage export "
+         "takes --json.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -87,8 +87,9 @@ def serve_command(
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without API keys (local use only).")] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Run the gateway: /v1/chat/completions, /v1/embeddings, /v1/models, /v1/messages, the admin API
-    under /api/v1, /health, /health/ready and /metrics."""
+    """Run the gateway: /v1/chat/completions, /v1/responses, /v1/messages, /v1/messages/count_tokens,
+    /v1/embeddings, /v1/models (and /v1/models/{model}), the admin API under /api/v1, the dashboard at
+    /dashboard, /health, /health/ready and /metrics."""
     import uvicorn
 
     from modelplex.config import load_config

@@ -9,19 +9,22 @@ Order of the plan (docs/routing.md):
    request's hard needs).
 Duplicates are removed, deprecated models are replaced by their replacement (one warning each),
 and targets whose provider has no credentials, or that lack a hard need of the request (tool
-calling, JSON, vision, embeddings), are dropped. Breaker and token-window checks happen later, in
+calling, JSON, vision, embeddings), are dropped. The configured names were checked against the
+catalog when the router was built (``policy.references``); an id added to a chain at run time that the
+catalog lacks is skipped. Breaker and token-window checks happen later, in
 the attempt loop, where they count as skips.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelplex.config import Config, StrategyConfig
-from modelplex.errors import NoCandidatesError, UnknownTaskError
+from modelplex.errors import NoCandidatesError, UnknownModelError, UnknownTaskError
 from modelplex.policy.complexity import ComplexityScore, score_request
 from modelplex.policy.experiments import choose_arm
 from modelplex.policy.overrides import EnvOverrides
@@ -182,6 +185,14 @@ class Planner:
     def is_task(self, name: str) -> bool:
         return name in self.tasks
 
+    def unknown_model(self, name: str) -> UnknownModelError:
+        """The error for a ``model`` that names neither a model nor a task. Its suggestions are the models an
+        ambiguous name could mean, else close model ids, then, for a bare name (which may name a task),
+        close task names as ``task:<name>``."""
+        models = self.catalog.ambiguous(name) or self.catalog.suggest(name)
+        tasks = [] if "/" in name else difflib.get_close_matches(name, sorted(self.tasks), n=3)
+        return UnknownModelError(name, [*models, *(f"task:{t}" for t in tasks)])
+
     def strategy_for(self, *, requested: str | None, task: TaskSpec | None, user: str | None,
                      request_id: str) -> tuple[str, str | None, str]:
         """(strategy name, experiment arm, where it came from)."""
@@ -273,7 +284,9 @@ class Planner:
             elif model in self.tasks and self.catalog.find(model) is None:
                 task = model
             else:
-                named = self.catalog.get(model)
+                named = self.catalog.find(model)
+                if named is None:
+                    raise self.unknown_model(model)
                 spec = self.catalog.migrate(named)
                 targets, dropped = self._extend([spec], enabled, needs, universal=False)
                 if spec is not named and spec.id in dropped:

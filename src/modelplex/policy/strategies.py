@@ -8,7 +8,7 @@ a ``max_cost_per_request`` checked against the pre-call estimate, and an optiona
 from __future__ import annotations
 
 from modelplex.config import StrategyConfig
-from modelplex.errors import ConfigError
+from modelplex.errors import ConfigError, did_you_mean
 
 BUILTIN_STRATEGIES: dict[str, StrategyConfig] = {
     "cost_optimized": StrategyConfig(selection="economy", max_cost_per_request=0.05),
@@ -27,11 +27,22 @@ ALIASES = {
 }
 
 
+def is_strategy(name: str, known: dict[str, StrategyConfig]) -> bool:
+    """Whether ``name`` (or the strategy it is an alias of) is in ``known``."""
+    return ALIASES.get(name, name) in known
+
+
+def unknown_strategy(name: str, known: dict[str, StrategyConfig], *, file: str | None = None,
+                     key: str | None = None) -> ConfigError:
+    choices = sorted(set(known) | set(ALIASES))
+    return ConfigError(f"unknown strategy {name!r}{did_you_mean(name, choices)}; expected one of {', '.join(choices)}",
+                       file=file, key=key)
+
+
 def resolve_strategy_name(name: str, known: dict[str, StrategyConfig]) -> str:
-    key = ALIASES.get(name, name)
-    if key not in known:
-        raise ConfigError(f"unknown strategy {name!r}; expected one of {', '.join(sorted(set(known) | set(ALIASES)))}")
-    return key
+    if not is_strategy(name, known):
+        raise unknown_strategy(name, known)
+    return ALIASES.get(name, name)
 
 
 def strategy_table(configured: dict[str, StrategyConfig]) -> dict[str, StrategyConfig]:

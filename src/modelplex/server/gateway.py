@@ -28,7 +28,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from modelplex.errors import UnknownModelError, UnknownTaskError
+from modelplex.errors import UnknownTaskError
+from modelplex.parameters import MAX_USER
 from modelplex.resilience.ratelimit import RateLimiter
 from modelplex.server.auth import Authenticator, Principal, Target
 from modelplex.server.db import DatabaseUnavailableError
@@ -94,6 +95,14 @@ def parse_requirements(value: Any) -> Requirements:
     return req
 
 
+def check_user(user: Any) -> str | None:
+    """A request's ``user`` (end-user id): ``None``, or a string of at most ``MAX_USER`` characters (it is
+    stored in an indexed column, which PostgreSQL limits)."""
+    if user is not None and (not isinstance(user, str) or len(user) > MAX_USER):
+        raise invalid_request(f"'user' must be a string of at most {MAX_USER} characters", param="user")
+    return user
+
+
 @dataclass(slots=True)
 class Extension:
     """The ``modelplex`` object of a request body."""
@@ -119,8 +128,9 @@ class Extension:
             ext.requirements = parse_requirements(value["requirements"])
         for name in ("strategy", "task", "user"):
             v = value.get(name)
-            if v is not None and (not isinstance(v, str) or not v):
-                raise invalid_request(f"modelplex.{name} must be a non-empty string", param=f"modelplex.{name}")
+            if v is not None and (not isinstance(v, str) or not v or len(v) > MAX_USER):
+                raise invalid_request(f"modelplex.{name} must be a non-empty string of at most {MAX_USER} characters",
+                                      param=f"modelplex.{name}")
             setattr(ext, name, v)
         tags = value.get("tags")
         if tags is not None:
@@ -240,8 +250,7 @@ class Gateway:
         if spec is None:
             if planner.is_task(model):
                 return Target("task", model, model)
-            suggestions = catalog.ambiguous(model) or catalog.suggest(model)
-            raise UnknownModelError(model, suggestions)
+            raise planner.unknown_model(model)
         return Target("model", spec.id, model)
 
     def route_kwargs(self, target: Target, ext: Extension, *, user: str | None, request_id: str,
