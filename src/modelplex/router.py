@@ -727,6 +727,11 @@ class Router:
             except TimeoutError:
                 raise APITimeoutError(f"no first chunk within {tmo:g}s", provider=spec.provider,
                                       model=spec.id) from None
+            except StopAsyncIteration:  # a 200 whose stream held nothing (only ``data: [DONE]``): retryable
+                from modelplex.errors import InvalidResponseError
+
+                raise InvalidResponseError("the stream ended before its first chunk", provider=spec.provider,
+                                           model=spec.id) from None
             return it, first
 
         try:
@@ -736,9 +741,11 @@ class Router:
             for cb in self.on_failure:
                 _safe_callback(cb, exc, call.request_id)
             raise
+        from modelplex.providers.base import add_generated
+
         ttft_ms = round((self.clock.now() - call.started) * 1000, 3)
         usage: Usage | None = None
-        text: list[str] = []
+        text: list[str] = []  # all that was generated (text, refusal, reasoning, tool calls), for an estimate
         error: BaseException | None = None
         done = False
         try:
@@ -749,8 +756,7 @@ class Router:
                 if chunk.usage is not None:
                     usage = chunk.usage
                     chunk.cost_usd = self.catalog.cost_of_usage(spec, usage)
-                if chunk.delta:
-                    text.append(chunk.delta)
+                add_generated(chunk, text)
                 yield chunk
                 try:
                     chunk = await it.__anext__()
@@ -819,6 +825,9 @@ class Router:
                      provider_details=u.provider_details)
 
     def _estimate_stream_usage(self, call: _Call, spec: ModelSpec, text: str) -> Usage:
+        """A stream's usage when the provider sent none: the prompt with its tool definitions (as the adapter
+        counts a stream cut upstream, and as a complete answer's estimate does), and ``text``, everything the
+        stream generated (``providers.base.add_generated``)."""
         from modelplex.catalog.tokens import count_text
 
         return Usage(input_tokens=self._input_tokens(call, spec), output_tokens=count_text(text, spec).tokens,

@@ -39,6 +39,7 @@ from modelplex.providers.base import ProviderConfig, WireRequest, portable_tool_
 from modelplex.providers.bedrock import (
     EXCEPTION_EVENT,
     FRAMING_EVENT,
+    HISTORY_TOOL,
     JSON_TOOL,
     BedrockAdapter,
 )
@@ -287,6 +288,66 @@ def test_tool_choice_none_drops_tools_unless_history_needs_them() -> None:
     ], params={"tools": tools, "tool_choice": "none"}))
     assert history["toolConfig"] == {"tools": [{"toolSpec": {"name": "f", "inputSchema": {
         "json": {"type": "object", "properties": {}}}}}]}
+
+
+HISTORY = [
+    {"role": "user", "content": "Weather in Paris?"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+        {"id": "call_3", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Nice"}'}}]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    {"role": "tool", "tool_call_id": "call_2", "content": "14:05"},
+    {"role": "tool", "tool_call_id": "call_3", "content": "rain"},
+]
+
+
+def test_tool_history_without_tools_gets_a_tool_config_of_the_tools_it_called() -> None:
+    """Converse rejects toolUse/toolResult blocks without a toolConfig ("The toolConfig field must be defined
+    when using toolUse and toolResult content blocks"): a continuation sent without its tools gets one."""
+    any_object = {"json": {"type": "object"}}
+    body = body_of(ChatRequest(messages=HISTORY))
+    assert [t["toolSpec"]["name"] for t in body["toolConfig"]["tools"]] == ["get_weather", "get_time"]
+    assert all(t["toolSpec"]["inputSchema"] == any_object for t in body["toolConfig"]["tools"])
+    assert "toolChoice" not in body["toolConfig"]  # nothing forced
+    results_only = body_of(ChatRequest(messages=[{"role": "tool", "tool_call_id": "call_1", "content": "ok"}]))
+    assert [t["toolSpec"]["name"] for t in results_only["toolConfig"]["tools"]] == [HISTORY_TOOL]
+    assert "toolConfig" not in body_of(ChatRequest(messages=[{"role": "user", "content": "x"}]))
+    fmt = {"type": "json_object"}  # a toolConfig of its own: ours, forced
+    json_out = body_of(ChatRequest(messages=HISTORY, params={"response_format": fmt}))
+    assert json_out["toolConfig"]["toolChoice"] == {"tool": {"name": JSON_TOOL}}
+    assert [t["toolSpec"]["name"] for t in json_out["toolConfig"]["tools"]] == [JSON_TOOL]
+
+
+WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+REPORT = {"type": "json_schema", "json_schema": {"name": "report", "schema": {"type": "object"}}}
+
+
+@pytest.mark.parametrize(("tool_choice", "bedrock", "anthropic"), [
+    (None, {"any": {}}, {"type": "any"}),
+    ("auto", {"any": {}}, {"type": "any"}),
+    ("required", {"any": {}}, {"type": "any"}),
+    ({"type": "function", "function": {"name": "get_weather"}}, {"tool": {"name": "get_weather"}},
+     {"type": "tool", "name": "get_weather"}),
+])
+def test_response_format_with_the_callers_tools_lets_them_be_called(tool_choice: Any, bedrock: Any,
+                                                                     anthropic: Any) -> None:
+    """With the caller's tools, the structured-output tool is not forced (the caller's tools could never be
+    called): the model must call one of them or ours, as the Anthropic adapter decides it."""
+    from modelplex.providers.anthropic import AnthropicAdapter
+
+    params: dict[str, Any] = {"tools": [WEATHER_TOOL], "response_format": REPORT}
+    if tool_choice is not None:
+        params["tool_choice"] = tool_choice
+    req = ChatRequest(messages=[{"role": "user", "content": "Weather in Paris, as a report"}], params=params)
+    body = body_of(req)
+    assert [t["toolSpec"]["name"] for t in body["toolConfig"]["tools"]] == ["get_weather", JSON_TOOL]
+    assert body["toolConfig"]["toolChoice"] == bedrock
+    claude = AnthropicAdapter(ProviderConfig(name="anthropic", protocol="anthropic", api_key="k"))
+    anth = orjson.loads(claude.chat_to_wire(req, ModelSpec(id="anthropic/c", provider="anthropic",
+                                                           context_window=200_000)).body or b"")
+    assert anth["tool_choice"] == anthropic
 
 
 def test_inference_config_and_additional_fields() -> None:
@@ -602,17 +663,12 @@ class _Content:
             yield self._data[i:i + self._step]
 
 
-class _Resp:
-    def __init__(self, data: bytes, step: int) -> None:
-        self.content = _Content(data, step)
-
-
 @pytest.mark.parametrize("step", [1, 7, 4096])
 async def test_events_decode_frames_split_anywhere(step: int) -> None:
     data = b"".join([event_frame("messageStart", {"role": "assistant"}),
                      event_frame("contentBlockDelta", {"delta": {"text": "hé"}, "contentBlockIndex": 0}),
                      exception_frame("throttlingException", "slow down")])
-    got = [e async for e in make()._events(_Resp(data, step))]  # type: ignore[arg-type]
+    got = [e async for e in make()._events(_Content(data, step))]  # type: ignore[arg-type]
     assert [name for name, _ in got] == ["messageStart", "contentBlockDelta", EXCEPTION_EVENT + "throttlingException"]
     assert orjson.loads(got[1][1]) == {"delta": {"text": "hé"}, "contentBlockIndex": 0}
 
@@ -621,14 +677,14 @@ async def test_events_report_corrupt_frames() -> None:
     good = event_frame("messageStart", {"role": "assistant"})
     bad = bytearray(event_frame("messageStop", {"stopReason": "end_turn"}))
     bad[-1] ^= 0x01
-    got = [e async for e in make()._events(_Resp(good + bytes(bad), 5))]  # type: ignore[arg-type]
+    got = [e async for e in make()._events(_Content(good + bytes(bad), 5))]  # type: ignore[arg-type]
     assert got[0][0] == "messageStart"
     assert got[1] == (FRAMING_EVENT, b"ChecksumMismatch")
 
 
 async def test_error_frames() -> None:
     frame = encode_frame({":message-type": "error", ":error-code": "InternalFailure", ":error-message": "boom"}, b"")
-    got = [e async for e in make()._events(_Resp(frame, 64))]  # type: ignore[arg-type]
+    got = [e async for e in make()._events(_Content(frame, 64))]  # type: ignore[arg-type]
     assert got == [("error:InternalFailure", b"boom")]
 
 
@@ -754,6 +810,35 @@ async def test_stream_tool_use_over_loopback(fake: FakeProviderServer, session: 
     assert deltas[0].name == "lookup" and deltas[0].id.startswith("tooluse_")
     assert orjson.loads("".join(d.arguments for d in deltas)) == {"q": "modelplex", "n": 3}
     assert chunks[-1].finish_reason == "tool_calls"
+
+
+async def test_tool_history_without_tools_over_loopback(fake: FakeProviderServer,
+                                                        session: aiohttp.ClientSession) -> None:
+    """The fake holds the adapter to Converse's rule: tool blocks need a toolConfig."""
+    fake.behavior = Behavior(reply="Sunny in Paris.")
+    for stream in (False, True):
+        req = ChatRequest(messages=HISTORY, stream=stream)
+        if stream:
+            chunks = [c async for c in make(fake.base_url).stream(session, req, CLAUDE)]
+            assert "".join(c.delta for c in chunks) == "Sunny in Paris."
+        else:
+            assert (await make(fake.base_url).complete(session, req, CLAUDE)).content == "Sunny in Paris."
+        assert fake.captured[-1].json["toolConfig"]["tools"]
+    bare = make(fake.base_url).chat_body(ChatRequest(messages=HISTORY), CLAUDE)
+    del bare["toolConfig"]
+    async with session.post(fake.base_url + "/model/m/converse", json=bare,
+                            headers={"Authorization": "Bearer k"}) as resp:
+        assert resp.status == 400 and "toolConfig field must be defined" in (await resp.json())["message"]
+
+
+async def test_response_format_with_tools_over_loopback(fake: FakeProviderServer,
+                                                        session: aiohttp.ClientSession) -> None:
+    """``toolChoice: any`` with the caller's tool first: the fake answers with it, and the adapter reports it
+    as a tool call (it used to be forced to the structured-output tool)."""
+    req = ChatRequest(messages=[{"role": "user", "content": "Weather in Paris"}],
+                      params={"tools": [WEATHER_TOOL], "response_format": REPORT})
+    resp = await make(fake.base_url).complete(session, req, CLAUDE)
+    assert [tc.name for tc in resp.tool_calls] == ["get_weather"] and resp.finish_reason == "tool_calls"
 
 
 async def test_guardrail_over_loopback(fake: FakeProviderServer, session: aiohttp.ClientSession) -> None:

@@ -4,6 +4,7 @@ messages.stream, tools, errors), the raw event sequence, and the body conversion
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import anthropic
 import pytest
@@ -408,3 +409,63 @@ def test_tool_error_flag_reaches_claude(live) -> None:
                                       "is_error": True}]}])
     sent = [cap for cap in gw.fake.captured if cap.protocol == "anthropic"][-1].json
     assert sent["messages"][-1]["content"][0]["is_error"] is True
+
+
+def _parallel_calls(*, interleaved: bool) -> list[StreamChunk]:
+    """Two tool calls as an OpenAI-protocol upstream streams them: both opened first, then their argument
+    fragments, alternating (``interleaved``) or one call after the other."""
+    fragments = [(0, '{"a":'), (1, '{"b":'), (0, " 1}"), (1, " 2}")] if interleaved else \
+        [(0, '{"a":'), (0, " 1}"), (1, '{"b":'), (1, " 2}")]
+    return [StreamChunk(tool_calls=[ToolCallDelta(0, id="call_A", name="f", arguments="")]),
+            StreamChunk(tool_calls=[ToolCallDelta(1, id="call_B", name="g", arguments="")]),
+            *(StreamChunk(tool_calls=[ToolCallDelta(i, arguments=a)]) for i, a in fragments),
+            StreamChunk(finish_reason="tool_calls", usage=Usage(input_tokens=9, output_tokens=12))]
+
+
+def _sdk_stream(body: bytes) -> list[Any]:
+    """The official SDK's events for ``body`` (an SSE answer served from memory, no network)."""
+    import httpx2  # the HTTP client this SDK takes
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    sdk = anthropic.Anthropic(api_key="k", base_url="http://gateway.test", max_retries=0,
+                              http_client=httpx2.Client(transport=httpx2.MockTransport(answer)))
+    tools = [{"name": "f", "input_schema": {"type": "object"}}, {"name": "g", "input_schema": {"type": "object"}}]
+    with sdk.messages.stream(model="m/x", max_tokens=100, tools=tools,
+                             messages=[{"role": "user", "content": "hi"}]) as stream:
+        events = list(stream)
+        events.append(stream.get_final_message())
+    return events
+
+
+@pytest.mark.parametrize("interleaved", [True, False])
+def test_parallel_tool_calls_stream_as_sequential_blocks(interleaved: bool) -> None:
+    """Each tool_use block opens, gets all its input and closes before the next opens, even when the upstream
+    interleaves the calls' argument fragments: the SDK's snapshot at each content_block_stop holds the whole
+    input (it used to see block 0 closed with no input, then deltas for a closed block)."""
+    enc = AnthropicEventEncoder("r1")
+    out = enc.start(StreamChunk(model="m/x"))
+    for c in _parallel_calls(interleaved=interleaved):
+        out += enc.chunk(c)
+    out += enc.finish()
+    events = [json.loads(line[6:]) for line in out.decode().splitlines() if line.startswith("data: ")]
+    open_index: int | None = None
+    for e in events:  # strictly sequential: deltas only to the open block
+        if e["type"] == "content_block_start":
+            assert open_index is None
+            open_index = e["index"]
+        elif e["type"] == "content_block_delta":
+            assert e["index"] == open_index
+        elif e["type"] == "content_block_stop":
+            assert e["index"] == open_index
+            open_index = None
+    *stream_events, final = _sdk_stream(out)
+    stops = [(e.index, e.content_block.name, e.content_block.input) for e in stream_events
+             if e.type == "content_block_stop"]
+    assert stops == [(0, "f", {"a": 1}), (1, "g", {"b": 2})]
+    assert [(b.id, b.name, b.input) for b in final.content] == [("call_A", "f", {"a": 1}), ("call_B", "g", {"b": 2})]
+    assert final.stop_reason == "tool_use"
+    if not interleaved:  # one call after the other: the second streams as it comes, not held to the end
+        assert [e["delta"]["partial_json"] for e in events
+                if e["type"] == "content_block_delta" and e["index"] == 1] == ['{"b":', " 2}"]

@@ -397,6 +397,11 @@ def test_fuzzed_bodies_that_were_forwarded_are_400s_naming_the_param(live) -> No
          "response_format"),
         ({"stop": [1, 2]}, "stop"),
         ({"seed": 1.5}, "seed"),
+        # only function tools (a built-in tool reached Anthropic, which refused it upstream)
+        ({"tools": [{"type": "function", "function": {"name": "f"}}, {"type": "web_search"}]}, "tools[1].type"),
+        ({"tool_choice": "required"}, "tool_choice"),  # a tool_choice needs tools, as OpenAI says
+        ({"tools": [{"type": "function", "function": {"name": "f"}}],
+          "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),  # one of them
     ]
     with gw.http() as h:
         for extra, param in cases:

@@ -148,6 +148,35 @@ def test_an_upstream_failure_mid_stream_is_an_error_event(live) -> None:
     assert "response.output_text.delta" in kinds and "response.completed" not in kinds
     assert kinds[-2:] == ["error", "response.failed"] and events[-2].code == "upstream_error"
     assert events[-1].response.status == "failed" and events[-1].response.output[0].content[0].text
+    # the text cut short is not reported as done and completed: its item ends incomplete
+    assert "response.output_text.done" not in kinds and "response.content_part.done" not in kinds
+    assert kinds[-3] == "response.output_item.done" and events[-3].item.status == "incomplete"
+    assert events[-1].response.output[0].status == "incomplete"
+
+
+def test_a_failure_ends_the_item_it_cut_incomplete_and_keeps_finished_ones_completed() -> None:
+    """Pure: a finished tool call stays completed; the text being written when the upstream failed ends
+    incomplete, with no ``.done`` event claiming its text is final; then ``error`` and ``response.failed``."""
+    from modelplex.server.errors import ErrorInfo
+    from modelplex.types import ToolCallDelta
+
+    enc = ResponsesEventEncoder("r1", 1, {"model": "m/x"})
+    out = enc.start(StreamChunk(model="m/x"))
+    out += enc.chunk(StreamChunk(tool_calls=[ToolCallDelta(0, id="call_1", name="f", arguments='{"a": 1}')]))
+    out += enc.chunk(StreamChunk(delta="Half a sen"))
+    out += enc.error(ErrorInfo(502, "api_error", "upstream failed", code="upstream_error"))
+    adapter = TypeAdapter(ResponseStreamEvent)
+    events = [adapter.validate_json(line[6:]) for line in out.decode().splitlines() if line.startswith("data: ")]
+    kinds = [e.type for e in events]
+    assert kinds == ["response.created", "response.in_progress", "response.output_item.added",
+                     "response.function_call_arguments.delta", "response.function_call_arguments.done",
+                     "response.output_item.done", "response.output_item.added", "response.content_part.added",
+                     "response.output_text.delta", "response.output_item.done", "error", "response.failed"]
+    assert events[5].item.status == "completed" and events[9].item.status == "incomplete"
+    failed = events[-1].response
+    assert [(o.type, o.status) for o in failed.output] == [("function_call", "completed"), ("message", "incomplete")]
+    assert failed.output[1].content[0].text == "Half a sen" and failed.error.code == "server_error"
+    assert events[-2].code == "upstream_error"
 
 
 def test_a_refusal_is_a_refusal_part_whole_and_streamed(live) -> None:

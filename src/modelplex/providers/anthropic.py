@@ -125,6 +125,7 @@ from modelplex.providers.base import (
     WireRequest,
     add_turn,
     portable_tool_id,
+    structured_tool_choice,
     thinking_blocks_of,
 )
 from modelplex.types import Response, StreamChunk, TokenCount, ToolCall, ToolCallDelta, Usage
@@ -799,11 +800,11 @@ class AnthropicAdapter(Adapter):
             name = tool_name_for(JSON_OBJECT_TOOL, taken)
             tool = {"name": name, "description": "Respond with the final answer as a JSON object in this tool's input.",
                     "input_schema": {"type": "object", "additionalProperties": True}}
-        had_tools = bool(tools)
+        decision = structured_tool_choice(bool(tools), str(choice["type"]) if choice else None)
         tools.append(tool)
-        if had_tools and (choice is None or choice.get("type") in ("auto", "any")):
+        if decision == "any":
             return {"type": "any"}
-        if had_tools and choice is not None and choice.get("type") == "tool":
+        if decision == "caller" and choice is not None:
             return choice
         return {"type": "tool", "name": name}
 
@@ -957,6 +958,11 @@ class AnthropicStreamDecoder(StreamDecoder):
     @property
     def done(self) -> bool:
         return self._done
+
+    @property
+    def usage_so_far(self) -> Usage | None:
+        """``message_start``'s usage (the prompt's tokens), merged with any ``message_delta`` usage since."""
+        return usage_from_wire(self._usage) if self._usage else None
 
     def _invalid(self, message: str) -> InvalidResponseError:
         return self._adapter._invalid(self._model, message)

@@ -1,8 +1,10 @@
 """The adapter contract, and the thin I/O every protocol shares.
 
 Owns: ``ProviderConfig`` (a provider with its resolved credentials), ``WireRequest``, the ``Adapter``
-base class, SSE framing, and the mapping of transport failures (aiohttp exceptions, timeouts,
-truncated streams) onto the typed errors.
+base class, SSE framing, a stream's read timing (the first chunk within the attempt's time, then the idle
+timeout between reads), the usage charged for a stream that breaks (``partial_usage``, counting all it
+generated: ``add_generated``), and the mapping of transport failures (aiohttp exceptions, timeouts,
+truncated streams) and failed generations (finish reason ``error``) onto the typed errors.
 
 A protocol module subclasses ``Adapter`` and writes *pure* functions:
 ``chat_to_wire``, ``chat_from_wire``, ``classify_error``, ``new_stream_decoder`` and, where the
@@ -15,6 +17,7 @@ Must not touch: retries, breakers, fallbacks, budgets, accounting (the router co
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import re
@@ -22,7 +25,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import orjson
 
@@ -122,6 +125,12 @@ class StreamDecoder(ABC):
         """True once the protocol's terminal event arrived; later bytes are ignored."""
         return False
 
+    @property
+    def usage_so_far(self) -> Usage | None:
+        """The usage the provider reported before its final chunk (Anthropic's ``message_start`` gives the
+        prompt's tokens), for the charge of a stream that breaks before the end; ``None`` by default."""
+        return None
+
 
 _EOL = re.compile(rb"\r\n|\r|\n")
 
@@ -220,6 +229,28 @@ def thinking_blocks_of(value: Any, bad: Callable[[str], BadRequestError]) -> lis
     return out
 
 
+StructuredChoice = Literal["any", "caller", "ours"]
+
+
+def structured_tool_choice(has_tools: bool, caller: str | None) -> StructuredChoice:
+    """The tool choice of a request whose ``response_format`` travels as a tool of ours (Anthropic, Bedrock),
+    from whether the caller sent tools of its own and the kind of its ``tool_choice`` (``auto``, ``any``
+    (OpenAI's ``required``), ``tool`` (a named function), ``none``, or ``None`` when unset):
+
+    * no tools of the caller's: ``ours``, our tool is forced;
+    * tools, and a choice that lets the model use them (unset, ``auto``, ``any``): ``any``, the model must
+      call one of them or ours (forcing ours would make the caller's tools uncallable);
+    * a named function: ``caller``, the caller's choice stands;
+    * ``none``: ``ours``.
+
+    Both adapters map the decision onto their own wire shape, so the same request behaves alike on both."""
+    if not has_tools or caller == "none":
+        return "ours"
+    if caller == "tool":
+        return "caller"
+    return "any"
+
+
 def load_json_object(payload: bytes, invalid: Callable[[str], InvalidResponseError], *,
                      what: str = "response body") -> dict[str, Any]:
     """``payload`` (a ``what``: a response body, a stream event) parsed as a JSON object; ``invalid(message)``
@@ -241,6 +272,78 @@ def request_timeout(total: float, sock_connect: float) -> aiohttp.ClientTimeout:
     import aiohttp
 
     return aiohttp.ClientTimeout(total=total, sock_connect=sock_connect)
+
+
+@functools.lru_cache(maxsize=16)
+def _stream_timeout(sock_connect: float) -> aiohttp.ClientTimeout:
+    """The ``ClientTimeout`` of a streaming request: only the connect is aiohttp's to bound; the reads are
+    bounded by ``_ReadClock`` (the first chunk by the attempt's time, later ones by the idle timeout)."""
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=None, sock_connect=sock_connect, sock_read=None)
+
+
+class _ReadClock:
+    """The time limits of one stream's reads. Until the first chunk has been passed on, every wait (for the
+    answer's headers, for each read) ends by ``first_by``: ``timeout`` seconds from the start, so a model that
+    takes long to start is waited for as long as the attempt may last. After it, each read waits at most
+    ``idle`` seconds."""
+
+    __slots__ = ("_loop", "first_by", "idle", "started")
+
+    def __init__(self, timeout: float, idle: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.first_by = self._loop.time() + timeout
+        self.idle = idle
+        self.started = False
+        """Set once a chunk has been passed on."""
+
+    async def reads(self, content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+        """``content``'s bytes as they arrive, each read within its limit (``TimeoutError`` otherwise)."""
+        chunks = content.iter_any().__aiter__()
+        loop = self._loop
+        while True:
+            async with asyncio.timeout_at(loop.time() + self.idle if self.started else self.first_by):
+                try:
+                    data = await chunks.__anext__()
+                except StopAsyncIteration:
+                    return
+            yield data
+
+
+def add_generated(chunk: StreamChunk, out: list[str]) -> None:
+    """Append what ``chunk`` generated to ``out``: its text, refusal and reasoning, and its tool calls' names
+    and argument fragments. A stream's output estimate counts all of it, as the non-streaming estimate
+    counts an answer's content, refusal and tool calls."""
+    if chunk.delta:
+        out.append(chunk.delta)
+    if chunk.refusal_delta:
+        out.append(chunk.refusal_delta)
+    if chunk.reasoning_delta:
+        out.append(chunk.reasoning_delta)
+    for call in chunk.tool_calls:
+        if call.name:
+            out.append(call.name)
+        if call.arguments:
+            out.append(call.arguments)
+
+
+def partial_usage(reported: Usage | None, output_tokens: int, input_tokens: Callable[[], int], *,
+                  final: bool = False) -> Usage:
+    """The usage of a stream that ended early, having generated ``output_tokens`` (counted locally from what
+    arrived). The provider's own figures win where it sent them: a ``final`` usage (a chunk's, such as the
+    one that came with a failed generation's end) whose output covers what arrived is kept as it is;
+    otherwise its input tokens (Anthropic's ``message_start`` reports them first) are kept and the output is
+    the larger of its count and the local one. The rest is estimated (``input_tokens()`` counts the prompt
+    with its tool definitions), and the usage says so."""
+    if final and reported is not None and reported.input_tokens > 0 and reported.output_tokens >= output_tokens:
+        return reported
+    if reported is None or reported.input_tokens <= 0:
+        counted = reported.output_tokens if reported is not None else 0
+        return Usage(input_tokens=input_tokens(), output_tokens=max(output_tokens, counted), estimated=True)
+    return Usage(input_tokens=reported.input_tokens, output_tokens=max(output_tokens, reported.output_tokens),
+                 cache_read_tokens=reported.cache_read_tokens, cache_write_tokens=reported.cache_write_tokens,
+                 estimated=True, provider_details=dict(reported.provider_details))
 
 
 class Adapter(ABC):
@@ -287,10 +390,12 @@ class Adapter(ABC):
 
     # ------------------------------------------------------------------ helpers for subclasses
 
-    def count_tokens(self, messages: list[Any], model: ModelSpec) -> TokenCount:
+    def count_tokens(self, messages: list[Any], model: ModelSpec, *, tools: list[dict[str, Any]] | None = None
+                     ) -> TokenCount:
+        """The prompt's tokens (with its tool definitions, which are prompt tokens too), counted locally."""
         from modelplex.catalog.tokens import count_messages
 
-        return count_messages(messages, model)
+        return count_messages(messages, model, tools=tools)
 
     def _invalid(self, model: ModelSpec, message: str, body: Any = None) -> InvalidResponseError:
         return InvalidResponseError(message, provider=self.provider.name, model=model.id, body=body)
@@ -340,6 +445,10 @@ class Adapter(ABC):
         if status >= 400:
             raise self.classify_error(status, headers, body, model)
         resp = self.chat_from_wire(body, model, headers)
+        if resp.finish_reason == "error":
+            details = resp.usage.provider_details
+            reason = details.get("finish_reason") or details.get("stop_reason")
+            raise self._failed_generation(model, reason if isinstance(reason, str) else None)
         resp.latency_ms = (time.perf_counter() - started) * 1000.0
         resp.request_id = req.request_id
         return resp
@@ -377,80 +486,105 @@ class Adapter(ABC):
     async def stream(self, session: aiohttp.ClientSession, req: ChatRequest, model: ModelSpec, *,
                      timeout: float | None = None, idle_timeout: float | None = None
                      ) -> AsyncIterator[StreamChunk]:
-        """Yield chunks. Failure before the first chunk raises the ordinary (retryable) error; after it,
-        ``StreamInterruptedError`` with the partial usage (estimated from what arrived)."""
+        """Yield chunks. The wait for the first chunk (the answer's status and headers included) is bounded by
+        ``timeout``, the attempt's time: a model may take long to start. After the first chunk, each network read
+        waits at most ``idle_timeout`` (``routing.stream_idle_timeout``). Failure before the first chunk raises
+        the ordinary (retryable) error; after it, ``StreamInterruptedError`` with the partial usage (the
+        provider's own figures where it sent them before the failure, estimated from what arrived otherwise).
+        A chunk whose ``finish_reason`` is ``error`` (a generation the provider reports as failed) is not
+        passed on: it is an ``InvalidResponseError``, so a stream that failed that way is never an answer."""
         import aiohttp
 
         timeout = timeout or self.provider.timeout
         idle = idle_timeout or timeout
         wire = self.sign(self.chat_to_wire(req, model))
         decoder = self.new_stream_decoder(model, req)
-        yielded = False
+        clock = _ReadClock(timeout, idle)
         text: list[str] = []
+        generated: list[str] = []
         usage_seen: Usage | None = None
         try:
-            async with session.request(
-                wire.method, wire.url, headers=wire.headers, data=wire.body,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, self.provider.connect_timeout),
-                                              sock_read=idle),
-            ) as resp:
+            async with asyncio.timeout_at(clock.first_by):
+                resp = await session.request(
+                    wire.method, wire.url, headers=wire.headers, data=wire.body,
+                    timeout=_stream_timeout(min(timeout, self.provider.connect_timeout)))
+            async with resp:
                 if resp.status >= 400:
-                    body = await resp.read()
+                    async with asyncio.timeout_at(clock.first_by):
+                        body = await resp.read()
                     raise self.classify_error(resp.status, resp.headers, body, model)
-                async for event, data in self._events(resp):
+                async for event, data in self._events(clock.reads(resp.content)):
                     for chunk in decoder.feed(event, data):
                         if chunk.usage is not None:
                             usage_seen = chunk.usage
+                        if chunk.finish_reason == "error":
+                            raise self._failed_generation(model)
                         if chunk.delta:
                             text.append(chunk.delta)
-                        yielded = True
+                        add_generated(chunk, generated)
+                        clock.started = True
                         yield chunk
                     if decoder.done:
                         break
                 for chunk in decoder.close():
                     if chunk.usage is not None:
                         usage_seen = chunk.usage
-                    yielded = True
+                    if chunk.finish_reason == "error":
+                        raise self._failed_generation(model)
+                    add_generated(chunk, generated)
+                    clock.started = True
                     yield chunk
         except ProviderError as exc:
-            if yielded and not isinstance(exc, StreamInterruptedError):
-                raise self._interrupted(exc, req, model, text, usage_seen) from exc
+            if clock.started and not isinstance(exc, StreamInterruptedError):
+                raise self._interrupted(exc, req, model, text, generated, usage_seen, decoder) from exc
             raise
         except TimeoutError as exc:
-            err = APITimeoutError(f"stream idle for {idle:g}s", provider=self.provider.name, model=model.id)
-            if yielded:
-                raise self._interrupted(err, req, model, text, usage_seen) from exc
+            message = f"stream idle for {idle:g}s" if clock.started else f"no first chunk within {timeout:g}s"
+            err = APITimeoutError(message, provider=self.provider.name, model=model.id)
+            if clock.started:
+                raise self._interrupted(err, req, model, text, generated, usage_seen, decoder) from exc
             raise err from exc
         except aiohttp.ClientError as exc:
             err2: ProviderError = APIConnectionError(f"stream broke: {type(exc).__name__}",
                                                      provider=self.provider.name, model=model.id)
             if isinstance(exc, aiohttp.ClientPayloadError):
                 err2 = InvalidResponseError("truncated stream", provider=self.provider.name, model=model.id)
-            if yielded:
-                raise self._interrupted(err2, req, model, text, usage_seen) from exc
+            if clock.started:
+                raise self._interrupted(err2, req, model, text, generated, usage_seen, decoder) from exc
             raise err2 from exc
 
-    async def _events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, bytes]]:
-        """The stream's events; SSE by default. Bedrock overrides this with AWS event-stream framing."""
-        async for item in iter_sse(resp.content):
+    async def _events(self, content: aiohttp.StreamReader | AsyncIterator[bytes]
+                      ) -> AsyncIterator[tuple[str | None, bytes]]:
+        """The stream's events from its bytes; SSE by default. Bedrock overrides this with AWS event-stream
+        framing."""
+        async for item in iter_sse(content):
             yield item
 
+    def _failed_generation(self, model: ModelSpec, reason: str | None = None) -> InvalidResponseError:
+        """The error for an answer that ends with finish reason ``error``: the provider says the generation
+        failed (Gemini's ``MALFORMED_FUNCTION_CALL``, Bedrock's ``malformed_model_output`` ...). Retryable: the
+        same request may well succeed on a retry, or on another model."""
+        why = f" ({reason})" if reason else ""
+        return InvalidResponseError(f"the model's generation failed{why}; the answer is not usable",
+                                    provider=self.provider.name, model=model.id, error_code=reason)
+
     def _interrupted(self, cause: ProviderError, req: ChatRequest, model: ModelSpec, text: list[str],
-                     usage_seen: Usage | None) -> StreamInterruptedError:
+                     generated: list[str], usage_seen: Usage | None, decoder: StreamDecoder
+                     ) -> StreamInterruptedError:
+        """The error for a stream that broke after its first chunk: ``text`` is the answer's text so far,
+        ``generated`` everything the stream generated (``add_generated``), ``usage_seen`` the usage a chunk
+        carried (the provider's count), else the decoder's ``usage_so_far`` (a partial one) is used."""
         from modelplex.catalog.tokens import count_text
 
-        partial = "".join(text)
-        if usage_seen is not None:
-            usage = usage_seen
-        else:
-            usage = Usage(
-                input_tokens=self.count_tokens(req.messages, model).tokens,
-                output_tokens=count_text(partial, model).tokens,
-                estimated=True,
-            )
+        out = "".join(generated)
+        reported = usage_seen if usage_seen is not None else decoder.usage_so_far
+        tools = req.params.get("tools") or None
+        usage = partial_usage(reported, count_text(out, model).tokens if out else 0,
+                              lambda: self.count_tokens(req.messages, model, tools=tools).tokens,
+                              final=usage_seen is not None)
         return StreamInterruptedError(
             f"stream interrupted after first chunk ({cause.kind})",
-            partial_usage=usage, partial_content=partial,
+            partial_usage=usage, partial_content="".join(text),
             provider=self.provider.name, model=model.id, status_code=cause.status_code,
             request_id=cause.request_id,
         )

@@ -18,10 +18,11 @@ Decisions:
 * Usage: Bedrock's ``inputTokens`` excludes cache reads and writes, so ``input_tokens`` adds
   ``cacheReadInputTokens`` and ``cacheWriteInputTokens`` back. Converse reports no separate reasoning
   count (reasoning is inside ``outputTokens``).
-* ``response_format``: ``json_schema`` and ``json_object`` become a forced tool named
-  ``modelplex_json_output`` whose input is returned as the content (finish ``stop``), unless the model's
-  catalog entry sets ``api_requirements.structured_output: native``, which uses Converse's
-  ``outputConfig.textFormat``.
+* ``response_format``: ``json_schema`` and ``json_object`` become a tool named ``modelplex_json_output``
+  whose input is returned as the content (finish ``stop``), unless the model's catalog entry sets
+  ``api_requirements.structured_output: native``, which uses Converse's ``outputConfig.textFormat``. The
+  tool is forced when the caller sent no tools; with the caller's tools, ``toolChoice`` is ``any`` (one of
+  theirs or ours) unless the caller named one, as the Anthropic adapter does (``structured_tool_choice``).
 * ``top_k`` goes to ``additionalModelRequestFields`` under the catalog's name for it (``top_k`` unless
   a model maps it, e.g. Nova's ``inferenceConfig.topK``).
 * ``reasoning_effort`` (``reasoning`` models only) takes the form ``reasoning_style`` names: the catalog's
@@ -39,7 +40,9 @@ Decisions:
 * Tool-call ids go out through ``portable_tool_id`` (Converse takes ``[a-zA-Z0-9_-]{1,64}``); in a user turn
   ``toolResult`` blocks come first, as Claude requires after a tool use.
 * ``tool_choice: none`` has no Converse equivalent: tools are dropped unless the history holds tool
-  blocks (Converse then requires ``toolConfig``), in which case they stay with no ``toolChoice``.
+  blocks (Converse then requires ``toolConfig``), in which case they stay with no ``toolChoice``. A request
+  with no tools whose history holds tool blocks gets a ``toolConfig`` of the tools the history called, each
+  taking any object (``history_tool_specs``).
 * Errors: by AWS error type, with one exception: a too-long prompt is a ``ValidationException`` with no
   structured code, whose message ("Input is too long for requested model", Claude's "prompt is too
   long", "too many input tokens") makes it a ``ContextWindowExceededError`` so the router can fall over
@@ -110,6 +113,7 @@ from modelplex.providers.base import (
     add_turn,
     load_json_object,
     portable_tool_id,
+    structured_tool_choice,
     thinking_blocks_of,
 )
 from modelplex.types import (
@@ -136,6 +140,9 @@ Invalid = Callable[[str], InvalidResponseError]
 
 SERVICE = "bedrock"
 JSON_TOOL = "modelplex_json_output"
+HISTORY_TOOL = "modelplex_earlier_tool"
+"""The placeholder tool of a request whose history holds tool results but no call to name them by
+(``history_tool_specs``)."""
 """The forced tool that carries structured output on models without native support."""
 EMBED_CONCURRENCY = 8
 COHERE_BATCH = 96
@@ -312,10 +319,16 @@ class BedrockAdapter(Adapter):
                     "schema": orjson.dumps(schema).decode(), "name": schema_name,
                     **({"description": description} if description else {})}}}}
             else:
+                decision = structured_tool_choice(bool(tools), _choice_kind(tc))
                 tools = [*tools, {"toolSpec": {
                     "name": JSON_TOOL, "description": description or f"Return the answer as {schema_name}.",
                     "inputSchema": {"json": schema}}}]
-                choice = {"tool": {"name": JSON_TOOL}}
+                if decision == "any":
+                    choice = {"any": {}}
+                elif decision == "ours" or choice is None:
+                    choice = {"tool": {"name": JSON_TOOL}}
+        if not tools and _has_tool_blocks(messages):  # Converse requires a toolConfig with tool blocks
+            tools = history_tool_specs(messages)
         if tools:
             body["toolConfig"] = {"tools": tools, **({"toolChoice": choice} if choice else {})}
         effort = params.get("reasoning_effort")
@@ -398,13 +411,16 @@ class BedrockAdapter(Adapter):
     def new_stream_decoder(self, model: ModelSpec, req: ChatRequest) -> StreamDecoder:
         return BedrockStreamDecoder(self, model)
 
-    async def _events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, bytes]]:
+    async def _events(self, content: aiohttp.StreamReader | AsyncIterator[bytes]
+                      ) -> AsyncIterator[tuple[str | None, bytes]]:
         """AWS event-stream frames -> ``(event type, JSON payload)``; exception and error frames as
-        ``exception:<type>`` / ``error:<code>``; broken framing as ``framing-error``."""
+        ``exception:<type>`` / ``error:<code>``; broken framing as ``framing-error``. ``content`` is the
+        body's bytes (a ``StreamReader``, or any async iterable of byte chunks)."""
         (eventstream,) = _botocore(self.provider.name, "eventstream")
         framing = (eventstream.ParserError, ValueError, KeyError, IndexError, struct.error)
         buffer = eventstream.EventStreamBuffer()
-        async for data in resp.content.iter_any():
+        source = content.iter_any() if hasattr(content, "iter_any") else content
+        async for data in source:
             buffer.add_data(data)
             while True:
                 try:
@@ -856,6 +872,34 @@ def to_tool_choice(choice: Any, bad: BadRequestFactory) -> dict[str, Any] | None
         if name:
             return {"tool": {"name": name}}
     raise bad(f"unsupported tool_choice {choice!r}")
+
+
+def history_tool_specs(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A ``toolConfig``'s tools for a conversation that has tool blocks but a request with no tools: Converse
+    rejects ``toolUse``/``toolResult`` blocks without a ``toolConfig``. Each tool the history called, by name,
+    with a schema that takes any object (the definitions were not sent); no ``toolChoice``. A history with
+    results only (no call to name) gets one placeholder tool."""
+    names: list[str] = []
+    for m in messages:
+        for b in m.get("content") or ():
+            use = b.get("toolUse") if isinstance(b, Mapping) else None
+            name = use.get("name") if isinstance(use, Mapping) else None
+            if isinstance(name, str) and name and name not in names:
+                names.append(name)
+    return [{"toolSpec": {"name": name, "description": "A tool called earlier in this conversation; its "
+                          "definition was not sent with this request.",
+                          "inputSchema": {"json": {"type": "object"}}}} for name in names or [HISTORY_TOOL]]
+
+
+def _choice_kind(choice: Any) -> str | None:
+    """An OpenAI ``tool_choice``'s kind for ``structured_tool_choice``: auto, any, tool, none or ``None``."""
+    if choice is None:
+        return None
+    if choice == "required":
+        return "any"
+    if isinstance(choice, str):
+        return choice
+    return "tool"
 
 
 def reasoning_style(model: ModelSpec) -> str | None:

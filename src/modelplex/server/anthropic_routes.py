@@ -24,6 +24,7 @@ Must not touch: auth internals, the router's logic, error mapping (``server.erro
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -46,10 +47,12 @@ from modelplex.server.http import (
 from modelplex.server.openai_routes import FORBIDDEN_FIELDS
 from modelplex.server.serving import ChatInput, ChatRoute
 from modelplex.server.sse import EndTracking, sse_event
-from modelplex.types import Response, StreamChunk, Usage
+from modelplex.types import Response, StreamChunk, ToolCallDelta, Usage
 
 if TYPE_CHECKING:
     from modelplex.server.gateway import Gateway
+
+log = logging.getLogger("modelplex.server")
 
 _SAMPLING_RANGES = (("temperature", TEMPERATURE_RANGES["anthropic"]), ("top_p", FLOAT_RANGES["top_p"]))
 """The Messages API's bounds (the catalog's parameter validation holds them)."""
@@ -395,8 +398,35 @@ def message_object(resp: Response, request_id: str, *, thinking: bool = False) -
             "usage": anthropic_usage(resp.usage)}
 
 
+class _ToolUse:
+    """One tool call of the answer, as the encoder streams it: its arguments so far, and whether its block is
+    waiting (its arguments buffered), open or closed."""
+
+    __slots__ = ("arguments", "id", "name", "state")
+
+    def __init__(self, call_id: str, name: str) -> None:
+        self.id = call_id
+        self.name = name
+        self.arguments = ""
+        self.state = "waiting"
+
+    def complete(self) -> bool:
+        """Whether the arguments so far are a whole JSON value (no later fragment could extend them)."""
+        try:
+            orjson.loads(self.arguments)
+        except orjson.JSONDecodeError:
+            return False
+        return True
+
+
 class AnthropicEventEncoder(EndTracking):
-    """Router chunks -> Anthropic Messages stream events."""
+    """Router chunks -> Anthropic Messages stream events.
+
+    Anthropic's content blocks are sequential: one opens, gets its deltas and closes before the next opens.
+    An OpenAI-protocol upstream may interleave the argument fragments of parallel tool calls, so a tool call
+    that starts while another tool block is open waits, its fragments buffered: it opens (with them as one
+    ``input_json_delta``) once the open block's arguments are whole JSON, or at the end. A fragment for a
+    block already closed cannot be sent (it is dropped, and logged)."""
 
     def __init__(self, request_id: str, *, thinking: bool = False) -> None:
         super().__init__()
@@ -405,7 +435,9 @@ class AnthropicEventEncoder(EndTracking):
         self._index = -1
         self._open: str | None = None
         self._pinged = False
-        self._tool_blocks: dict[int, int] = {}
+        self._tools: dict[int, _ToolUse] = {}  # the upstream's tool-call index -> its block
+        self._waiting: list[_ToolUse] = []  # tool calls whose block has not opened yet, in order
+        self._active: _ToolUse | None = None  # the open tool block
         self._any_tool = False
         self._refused = False
         self._stop_sequence: str | None = None
@@ -425,7 +457,45 @@ class AnthropicEventEncoder(EndTracking):
         if self._open is None:
             return b""
         self._open = None
+        if self._active is not None:
+            self._active.state = "closed"
+            self._active = None
         return self._event(b"content_block_stop", {"type": "content_block_stop", "index": self._index})
+
+    def _arguments(self, fragment: str) -> bytes:
+        return self._event(b"content_block_delta", {"type": "content_block_delta", "index": self._index,
+                                                    "delta": {"type": "input_json_delta", "partial_json": fragment}})
+
+    def _open_tool(self, tool: _ToolUse) -> bytes:
+        out = self._open_block("tool", {"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}})
+        self._active = tool
+        tool.state = "open"
+        return out + self._arguments(tool.arguments) if tool.arguments else out
+
+    def _advance(self) -> bytes:
+        """Open waiting tool blocks, in order, while no open tool block may still get arguments."""
+        out = b""
+        while self._waiting and (self._active is None or self._active.complete()):
+            out += self._open_tool(self._waiting.pop(0))
+        return out
+
+    def _tool_call(self, t: ToolCallDelta) -> bytes:
+        tool = self._tools.get(t.index)
+        if tool is None:
+            self._any_tool = True
+            tool = self._tools[t.index] = _ToolUse(t.id or f"toolu_{self._request_id}_{t.index}", t.name or "")
+            self._waiting.append(tool)
+        elif tool.state == "waiting":  # an id or a name that came after the call's first fragment
+            tool.id = t.id or tool.id
+            tool.name = tool.name or t.name or ""
+        if tool.state == "closed":
+            if t.arguments.strip():
+                log.debug("request %s: arguments for tool call %d after its block closed were dropped",
+                          self._request_id, t.index)
+            return b""
+        tool.arguments += t.arguments
+        out = self._arguments(t.arguments) if tool is self._active and t.arguments else b""
+        return out + self._advance() if self._waiting else out
 
     def _open_block(self, kind: str, block: dict[str, Any]) -> bytes:
         out = self._close()
@@ -479,21 +549,15 @@ class AnthropicEventEncoder(EndTracking):
         if c.refusal_delta:
             self._refused = True
         for t in c.tool_calls:
-            block = self._tool_blocks.get(t.index)
-            if block is None:
-                self._any_tool = True
-                out += self._open_block("tool", {"type": "tool_use", "id": t.id or f"toolu_{self._request_id}_{t.index}",
-                                                 "name": t.name or "", "input": {}})
-                block = self._tool_blocks[t.index] = self._index
-            if t.arguments:
-                out += self._event(b"content_block_delta", {"type": "content_block_delta", "index": block,
-                                                            "delta": {"type": "input_json_delta",
-                                                                      "partial_json": t.arguments}})
+            out += self._tool_call(t)
         self.note_end(c)
         return out
 
     def finish(self) -> bytes:
         out = self._close()
+        for tool in self._waiting:  # the tool calls still waiting, each a whole block now
+            out += self._open_tool(tool) + self._close()
+        self._waiting.clear()
         if not self._pinged:
             out += self._event(b"ping", {"type": "ping"})
         used = self.usage or Usage()

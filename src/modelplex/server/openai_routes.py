@@ -37,6 +37,7 @@ from modelplex.server.errors import (
 from modelplex.server.gateway import (
     Extension,
     allowed_models_kwarg,
+    check_user,
     estimate_tokens,
     stream_extension,
 )
@@ -105,6 +106,30 @@ def check_params(data: dict[str, Any], allowed_extra: frozenset[str] = frozenset
     return params
 
 
+def check_tools(params: dict[str, Any]) -> None:
+    """``tools`` and ``tool_choice`` together, as the Chat Completions API checks them (their values are
+    checked already): only function tools (a provider's built-in tool, such as ``web_search``, would reach
+    only some upstreams, and be refused by the others), and a ``tool_choice`` only with tools, naming one of
+    them. 400 ``invalid_request_error`` with ``param`` otherwise."""
+    tools = params.get("tools") or ()
+    names: set[str] = set()
+    for i, tool in enumerate(tools):
+        kind = tool.get("type", "function")
+        if kind != "function":
+            raise invalid_request(f"Invalid value for 'tools[{i}].type': only function tools are supported "
+                                  f"(got {str(kind)[:40]!r})", param=f"tools[{i}].type", code="invalid_value")
+        names.add(tool["function"]["name"])
+    choice = params.get("tool_choice")
+    if choice is None:
+        return
+    if not tools:
+        raise invalid_request("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are "
+                              "specified.", param="tool_choice")
+    if isinstance(choice, dict) and choice["function"]["name"] not in names:
+        raise invalid_request(f"Invalid value for 'tool_choice': no function named "
+                              f"{choice['function']['name'][:64]!r} in 'tools'.", param="tool_choice")
+
+
 def parse_chat(data: dict[str, Any]) -> ChatInput:
     stream = data.get("stream", False)
     if stream is None:
@@ -120,14 +145,14 @@ def parse_chat(data: dict[str, Any]) -> ChatInput:
         if not isinstance(iu, bool):
             raise invalid_request("'stream_options.include_usage' must be a boolean", param="stream_options")
         include_usage = iu
-    user = data.get("user")
-    if user is not None and not isinstance(user, str):
-        raise invalid_request("'user' must be a string", param="user")
+    user = check_user(data.get("user"))
     timeout = data.get("timeout")
     if timeout is not None and (not is_number(timeout) or timeout <= 0):
         raise invalid_request("'timeout' must be a positive number of seconds", param="timeout")
+    params = check_params(data)
+    check_tools(params)
     return ChatInput(model=data.get("model"), messages=check_messages(data.get("messages")),
-                     params=check_params(data), stream=stream, ext=Extension.parse(data.get("modelplex")),
+                     params=params, stream=stream, ext=Extension.parse(data.get("modelplex")),
                      user=user or None, include_usage=include_usage,
                      timeout=float(timeout) if timeout is not None else None)
 
@@ -323,9 +348,7 @@ class Embeddings:
                 if not is_positive_int(dims):
                     raise invalid_request("'dimensions' must be a positive integer", param="dimensions")
                 params["dimensions"] = dims
-            user = data.get("user")
-            if user is not None and not isinstance(user, str):
-                raise invalid_request("'user' must be a string", param="user")
+            user = check_user(data.get("user"))
             ext = Extension.parse(data.get("modelplex"))
             target = gw.resolve_target(data.get("model"))
             check_target(principal, target)
@@ -451,4 +474,4 @@ class Models:
 
 
 __all__ = ["ChatCompletions", "Embeddings", "Models", "OpenAIChunkEncoder", "check_messages", "check_params",
-           "completion_body", "completion_object", "parse_chat", "usage_object"]
+           "check_tools", "completion_body", "completion_object", "parse_chat", "usage_object"]

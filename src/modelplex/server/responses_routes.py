@@ -182,7 +182,9 @@ class ResponsesEventEncoder(EndTracking):
     ``output_text`` part for text and a ``refusal`` part for a refusal; each tool call as a
     ``function_call`` item) and close, with their ``.done`` events, when another item opens or the
     stream ends. The closing ``response.completed`` (``response.incomplete`` for ``length`` or
-    ``content_filter``) carries every item, the usage and a ``modelplex`` object with the cost."""
+    ``content_filter``) carries every item, the usage and a ``modelplex`` object with the cost. When the
+    upstream fails mid-stream, the item being written ends ``incomplete`` and ``response.failed`` closes the
+    stream (``error``)."""
 
     __slots__ = ("_created", "_data", "_items", "_model", "_open", "_request_id", "_seq")
 
@@ -303,13 +305,28 @@ class ResponsesEventEncoder(EndTracking):
         return out + self._event("response.completed" if status == "completed" else "response.incomplete",
                                  response=final)
 
+    def _abandon_open(self) -> bytes:
+        """End the item that was receiving deltas when the stream failed: ``response.output_item.done`` with
+        ``status: incomplete``, and none of the ``.done`` events that would say its text or arguments are
+        final (``output_text.done``, ``content_part.done``, ``function_call_arguments.done``)."""
+        item, self._open = self._open, None
+        if item is None:
+            return b""
+        item["status"] = "incomplete"
+        shown = {k: v for k, v in item.items() if k != "_index"}
+        return self._event("response.output_item.done", output_index=len(self._items) - 1, item=shown)
+
     def error(self, info: ErrorInfo) -> bytes:
-        """An ``error`` event, then ``response.failed`` with what was produced so far (as the API ends a
-        response that fails mid-stream): the SDK yields both, and has no ``response.completed`` to offer."""
-        out = self._close_open()
+        """The item cut short ends ``incomplete`` (items finished before it stay ``completed``), then an
+        ``error`` event and ``response.failed`` with what was produced so far, as the API ends a response that
+        fails mid-stream: the SDK yields them, and has no ``response.completed`` to offer."""
+        out = self._abandon_open()
         failed = self._response("failed")
         failed["output"] = [{k: v for k, v in item.items() if k != "_index"} for item in self._items]
-        failed["error"] = {"code": info.code or info.type, "message": info.message}
+        # the response object's error code is one of the API's own (the SDK's type enumerates them); the
+        # ``error`` event carries the gateway's code
+        failed["error"] = {"code": "rate_limit_exceeded" if info.status == 429 else "server_error",
+                           "message": info.message}
         return (out + self._event("error", code=info.code or info.type, message=info.message, param=info.param) +
                 self._event("response.failed", response=failed))
 

@@ -12,6 +12,8 @@ Behaviour a client can rely on:
   (``AWS4-HMAC-SHA256 Credential=<key>/<date>/<region>/bedrock/aws4_request, SignedHeaders=...,
   Signature=<64 hex>`` with ``host`` and ``x-amz-date`` signed), or be a Bedrock API key
   (``Bearer ...``). Otherwise 403 ``MissingAuthenticationTokenException`` / ``IncompleteSignatureException``.
+* A conversation with ``toolUse``/``toolResult`` blocks and no ``toolConfig`` tools is a 400
+  ``ValidationException``, as Converse answers it.
 * ``inferenceConfig.maxTokens`` truncates (``stopReason: max_tokens``), ``stopSequences`` cut
   (``stop_sequence``); a forced ``toolChoice.tool`` is answered with that tool, whose input is the reply
   parsed as a JSON object (or ``{"text": reply}``); ``toolChoice.any`` with the first tool, its input valid
@@ -25,7 +27,8 @@ Behaviour a client can rely on:
   ``InternalServerException`` (424 ``ModelErrorException``); ``malformed`` a non-JSON body, or frames with
   a bad CRC on a stream; ``truncated`` a stream with no ``messageStop``/``metadata``; ``stream_cut`` drops
   the connection after ``after_chunks`` deltas — or, when the fault has a ``status``, sends the matching
-  exception frame (``throttlingException``, ``internalServerException`` ...) instead.
+  exception frame (``throttlingException``, ``internalServerException`` ...) instead; ``failed_generation``
+  ends with ``stopReason: malformed_model_output`` after ``after_chunks`` text pieces.
 
 Must not touch: fault selection and transport faults (``server.FakeProviderServer.begin`` does those).
 """
@@ -235,6 +238,11 @@ def as_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return msgs
 
 
+def _has_tool_blocks(body: dict[str, Any]) -> bool:
+    return any(isinstance(b, dict) and ("toolUse" in b or "toolResult" in b)
+               for m in body.get("messages") or () if isinstance(m, dict) for b in m.get("content") or ())
+
+
 def embedding(text: str, dims: int) -> list[float]:
     """A deterministic unit vector for ``text``."""
     rng = random.Random(hashlib.sha256(text.encode()).digest())
@@ -276,6 +284,10 @@ class _BedrockRoutes:
         if not isinstance(parsed, dict):
             return turn, parsed, error_response(400, "ValidationException", "Malformed input request: body is not "
                                                                             "a JSON object.")
+        if _has_tool_blocks(parsed) and not (parsed.get("toolConfig") or {}).get("tools"):
+            return turn, parsed, error_response(400, "ValidationException", "The toolConfig field must be defined "
+                                                                            "when using toolUse and toolResult "
+                                                                            "content blocks.")
         if turn.fault is not None:
             answer = fault_response(turn.fault)
             if answer is not None:
@@ -293,6 +305,12 @@ class _BedrockRoutes:
             text = GUARDRAIL_MESSAGE
             usage = {"inputTokens": turn.input_tokens, "outputTokens": 0, "totalTokens": turn.input_tokens}
             return [{"text": text}], "guardrail_intervened", usage
+        if fault is not None and fault.kind == "failed_generation":  # the first after_chunks pieces, then the end
+            pieces = FakeProviderServer.split_chunks(text, turn.behavior.stream_chunks)[:fault.after_chunks]
+            output = approx_tokens("".join(pieces)) if pieces else 0
+            usage = {"inputTokens": turn.input_tokens, "outputTokens": output,
+                     "totalTokens": turn.input_tokens + output}
+            return [{"text": p} for p in pieces], "malformed_model_output", usage
         stop = "end_turn"
         for seq in inference.get("stopSequences") or ():
             if seq and seq in text:

@@ -19,7 +19,9 @@ Behaviour a client can rely on:
   ``content_policy`` a 200 whose ``promptFeedback.blockReason`` is ``SAFETY``; ``auth`` 400 with
   ``ErrorInfo.reason: API_KEY_INVALID``; ``overloaded`` 503 ``UNAVAILABLE``; ``stream_cut`` drops the
   connection after ``after_chunks`` events — or, when the fault has a ``status``, sends Google's in-band
-  ``{"error": ...}`` event instead; ``truncated`` ends a stream with no ``finishReason``.
+  ``{"error": ...}`` event instead; ``truncated`` ends a stream with no ``finishReason``;
+  ``failed_generation`` ends the answer with ``finishReason: MALFORMED_FUNCTION_CALL`` (after
+  ``after_chunks`` text events on a stream).
 * A function call answers ``Behavior.tool_call``, or a call forced by ``functionCallingConfig.mode: ANY``
   (the first allowed function, with arguments valid for its schema).
 
@@ -291,6 +293,8 @@ class _GeminiRoutes:
             if stream:
                 return await self._sse(request, [blocked], turn, cut_after=None)
             return web.json_response(blocked)
+        if fault is not None and fault.kind == "failed_generation":
+            return await self._failed(request, turn, rid, stream=stream)
         gen = field(body, "generationConfig") or {}
         text = turn.text
         finish = "STOP"
@@ -355,6 +359,24 @@ class _GeminiRoutes:
             for e in events[cut_after - 1:]:
                 e["candidates"][0].pop("finishReason", None)
         return await self._sse(request, events, turn, cut_after=cut_after)
+
+    async def _failed(self, request: web.Request, turn: Turn, rid: str, *, stream: bool) -> web.StreamResponse:
+        """A generation that failed: ``finishReason: MALFORMED_FUNCTION_CALL`` on a candidate without content, as
+        Gemini ends one (a stream sends the fault's ``after_chunks`` text pieces first)."""
+        assert turn.fault is not None
+        pieces = FakeProviderServer.split_chunks(turn.text, turn.behavior.stream_chunks)[:turn.fault.after_chunks]
+        output = approx_tokens("".join(pieces)) if pieces else 0
+        usage = {"promptTokenCount": turn.input_tokens, "candidatesTokenCount": output,
+                 "totalTokenCount": turn.input_tokens + output}
+        final = {"candidates": [{"finishReason": "MALFORMED_FUNCTION_CALL", "index": 0,
+                                 "finishMessage": "Malformed function call: print(default_api.lookup(city=Paris)"}],
+                 "usageMetadata": usage, "modelVersion": turn.model, "responseId": rid}
+        if not stream:
+            return web.json_response(final)
+        events: list[dict[str, Any]] = [
+            {"candidates": [{"content": {"parts": [{"text": p}], "role": "model"}, "index": 0}],
+             "modelVersion": turn.model, "responseId": rid} for p in pieces]
+        return await self._sse(request, [*events, final], turn, cut_after=None)
 
     async def _sse(self, request: web.Request, events: list[dict[str, Any]], turn: Turn, *,
                    cut_after: int | None) -> web.StreamResponse:

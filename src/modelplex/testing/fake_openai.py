@@ -499,6 +499,10 @@ class FakeOpenAI:
                 pieces.append((part, chunk({"content": part}, logprobs=logprobs_object(part, top))))
 
         try:
+            if fault is not None and fault.kind == "empty_stream":  # some OpenAI-compatible servers, on a failure
+                await resp.write(b"data: [DONE]\n\n")
+                await resp.write_eof()
+                return resp
             if flavor == "azure":
                 await resp.write(b"data: " + orjson.dumps({"choices": [], "created": 0, "id": "", "model": "",
                                                            "object": "",

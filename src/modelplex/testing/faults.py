@@ -35,6 +35,9 @@ FaultKind = Literal[
     "malformed",  # 200 with a body that is not JSON
     "truncated",  # 200 with JSON cut in half (stream: events stop without the terminal event)
     "slow",  # slow drip: `delay` seconds between stream chunks
+    "empty_stream",  # streaming (OpenAI-compatible): a 200 whose stream is only `data: [DONE]`
+    "failed_generation",  # 200 whose answer ends with the protocol's failed-generation reason (Gemini
+    # MALFORMED_FUNCTION_CALL, Bedrock malformed_model_output); a stream sends `after_chunks` text chunks first
 ]
 
 
