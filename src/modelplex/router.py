@@ -121,6 +121,10 @@ class _Call:
     """Glob patterns over catalog ids that every target must match (``None``: no restriction)."""
     held: tuple[tuple[Permit, Permit | None], float] | None = None
     """A stream's breaker permits (and its time to the first chunk), resolved when the stream ends."""
+    abandoned: tuple[ModelSpec, Usage, float] | None = None
+    """A non-streaming attempt the caller cancelled after it was sent: its target, the usage charged for it
+    (the prompt and the output's worst case, flagged estimated: the provider still produces and bills the
+    answer) and that usage's cost."""
 
 
 class Router:
@@ -151,6 +155,8 @@ class Router:
         self.planner = Planner(self.config, self.catalog, self.selector, self.enabled_providers, self.env,
                                lambda: self.runtime_strategy, adaptive=self.adaptive)
         self.state = state if state is not None else make_state(self.config.state.url, self.clock)
+        self._owns_state = state is None
+        """Whether ``aclose`` closes ``state`` (one this router made; an injected one is the caller's)."""
         if budgets is None:
             manager = BudgetManager(self.config.budgets, self.state, self.clock,
                                     reservation_ttl=max(600.0, 2 * self.config.routing.deadline))
@@ -456,6 +462,9 @@ class Router:
                         permits = None
                         if sys.exc_info()[0] is asyncio.CancelledError:
                             self._attempt(call, spec, "cancelled", latency=self.clock.now() - t0, retry=retry_n)
+                            if call.kind != "stream":  # a stream charges what it generated (astream)
+                                usage = self._abandoned_usage(call, spec)
+                                call.abandoned = (spec, usage, self.catalog.cost_of_usage(spec, usage))
                         raise
                     latency = self.clock.now() - t0
                     if call.kind == "stream":  # judged when the stream ends: a broken one counts as a failure
@@ -471,7 +480,10 @@ class Router:
                 if permits is not None and not succeeded:  # e.g. building the adapter failed
                     _release(permits)
                 if not succeeded and reservation is not None:
-                    await _shielded(self.budgets.release(reservation))
+                    if call.abandoned is not None and call.abandoned[0] is spec:
+                        await _shielded(self.budgets.settle(reservation, call.abandoned[2]))
+                    else:
+                        await _shielded(self.budgets.release(reservation))
             if total >= self.retry.max_total_attempts:
                 break
         if last_error is None and call.attempts and all(a.outcome == "skipped_context" for a in call.attempts):
@@ -620,6 +632,17 @@ class Router:
         except Exception:  # the recorder journals what it cannot write; a start failure must not fail requests
             log.exception("usage recorder could not start; records stay queued and journaled")
 
+    async def _close_state(self) -> None:
+        """Close the state this router made: Redis connections, and a degraded fallback's last attempt to
+        merge its outage spend into Redis (``FallbackState.close``)."""
+        if not self._owns_state:
+            return
+        self._owns_state = False
+        try:
+            await self.state.close()
+        except Exception:  # closing must not fail the program's shutdown
+            log.warning("closing the state backend failed", exc_info=True)
+
     async def _close_recorder(self) -> None:
         rec, mode = self.recorder, self._recorder_mode
         self._recorder_mode = None
@@ -668,7 +691,7 @@ class Router:
         try:
             resp, spec, reservation = await self._run_budgeted(call, send)
         except BaseException as exc:
-            self._record(call, None, None, 0.0, success=False, error=exc)
+            self._record_failure(call, exc)
             for cb in self.on_failure:
                 _safe_callback(cb, exc, call.request_id)
             raise
@@ -737,7 +760,7 @@ class Router:
         try:
             (it, first), spec, reservation = await self._run_budgeted(call, send)
         except BaseException as exc:
-            self._record(call, None, None, 0.0, success=False, error=exc)
+            self._record_failure(call, exc)
             for cb in self.on_failure:
                 _safe_callback(cb, exc, call.request_id)
             raise
@@ -824,6 +847,22 @@ class Router:
                      else 0, provider_cost_usd=u.provider_cost_usd, estimated=True,
                      provider_details=u.provider_details)
 
+    def _record_failure(self, call: _Call, exc: BaseException) -> None:
+        """Record a request that produced no answer: at no cost, unless it was sent and then abandoned
+        (``_Call.abandoned``), which is charged as the provider will bill it."""
+        if call.abandoned is not None:
+            target, usage, cost = call.abandoned
+            self._record(call, target, usage, cost, success=False, error=exc)
+        else:
+            self._record(call, None, None, 0.0, success=False, error=exc)
+
+    def _abandoned_usage(self, call: _Call, spec: ModelSpec) -> Usage:
+        """What a non-streaming attempt cancelled after it was sent is charged: the prompt, and the output's
+        worst case (the bound its reservation held), flagged ``estimated``."""
+        out = int(call.max_tokens or spec.default_params.get("max_tokens") or min(spec.max_output_tokens, 4096))
+        return Usage(input_tokens=self._input_tokens(call, spec), output_tokens=out if call.kind != "embedding" else 0,
+                     estimated=True)
+
     def _estimate_stream_usage(self, call: _Call, spec: ModelSpec, text: str) -> Usage:
         """A stream's usage when the provider sent none: the prompt with its tool definitions (as the adapter
         counts a stream cut upstream, and as a complete answer's estimate does), and ``text``, everything the
@@ -867,7 +906,7 @@ class Router:
         try:
             resp, spec, reservation = await self._run_budgeted(call, send)
         except BaseException as exc:
-            self._record(call, None, None, 0.0, success=False, error=exc)
+            self._record_failure(call, exc)
             raise
         resp.cost_usd = self.catalog.cost_of_usage(spec, resp.usage)
         try:
@@ -960,6 +999,7 @@ class Router:
         """Flush usage records and close connections."""
         self._exit_hook = None
         await self._close_recorder()
+        await self._close_state()
         await self.sessions.aclose_current()
         await self.sessions.aclose_orphans()
         if self._loop_thread.started:
@@ -976,6 +1016,7 @@ class Router:
             self.recorder.close()
         if self._loop_thread.started or self.sessions.has_orphans():
             self._loop_thread.run(self._close_recorder())
+            self._loop_thread.run(self._close_state())
             self._loop_thread.run(self.sessions.aclose_current())
             self._loop_thread.run(self.sessions.aclose_orphans())  # sessions of loops asyncio.run closed
             self._loop_thread.stop()
@@ -1019,10 +1060,24 @@ def _message_bytes(m: Message) -> int:
                     n += len(t.encode("utf-8"))
                 elif part.get("type") == "image_url":
                     n += 1500  # flat estimate per image, as the token counter does
+                else:  # audio and files: their payload's size, so that a large one is counted, never left out
+                    n += _payload_bytes(part)
     for tc in m.get("tool_calls") or ():
         fn = tc.get("function") or {}
         n += len(str(fn.get("arguments", ""))) + len(str(fn.get("name", ""))) + 8
     return n
+
+
+def _payload_bytes(part: Mapping[str, Any]) -> int:
+    """The size of an audio or file part's inline data (``input_audio.data``, ``file.file_data``); a flat
+    1,500 for a file known only by id."""
+    body = part.get(part.get("type") or "")
+    if not isinstance(body, Mapping):
+        return 0
+    data = body.get("data") if "data" in body else body.get("file_data")
+    if isinstance(data, str):
+        return len(data)
+    return 1500 if body.get("file_id") else 0
 
 
 def _needs_of(messages: list[Message], params: Mapping[str, Any]) -> HardNeeds:

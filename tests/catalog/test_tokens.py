@@ -673,6 +673,11 @@ def test_media_parts_get_documented_estimates(shared_cache: Path) -> None:
     pdf = {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}}
     assert with_part(pdf, "gpt-4o").tokens == text_only.tokens + tokens.FILE_PART_TOKENS
     assert not with_part(pdf, "gpt-4o").exact
+    pages = b"%PDF-1.7\n" + b"".join(b"%d 0 obj << /Type /Page >> endobj\n" % i for i in range(3))
+    three = {"type": "file", "file": {"file_data": "data:application/pdf;base64," + base64.b64encode(pages).decode()}}
+    assert with_part(three, "gpt-4o").tokens == text_only.tokens + 3 * tokens.FILE_PART_TOKENS
+    by_id = {"type": "file", "file": {"file_id": "file-abc"}}
+    assert with_part(by_id, "gpt-4o").tokens == text_only.tokens + tokens.FILE_PART_TOKENS  # one page, a floor
 
 
 def test_nested_tool_schemas_are_counted_but_inexact(shared_cache: Path) -> None:

@@ -16,6 +16,7 @@ from modelplex.accounting.sinks.sqlite import SQLiteSink
 from modelplex.catalog import load_catalog
 from modelplex.catalog.tokens import count_messages
 from modelplex.errors import AllAttemptsFailedError, BudgetExceededError, StreamInterruptedError
+from modelplex.policy.planner import HardNeeds
 from modelplex.router import Router
 from modelplex.testing.faults import Fault
 
@@ -206,3 +207,33 @@ print(codes)
         assert rows == (3 + 2 * 4 + 1, 3 + 2 * 4 + 1)
     finally:
         fake.stop_thread()
+
+
+def _pdf_part(pages: int) -> dict[str, Any]:
+    import base64
+
+    body = b"%%PDF-1.4\n1 0 obj << /Type /Pages /Count %d >> endobj\n" % pages
+    body += b"".join(b"%d 0 obj << /Type /Page /Parent 1 0 R >> endobj\n" % (i + 2) for i in range(pages))
+    return {"type": "file", "file": {"filename": "report.pdf",
+                                     "file_data": "data:application/pdf;base64," + base64.b64encode(body).decode()}}
+
+
+async def test_the_worst_case_estimate_counts_file_and_audio_parts(fake, make_config):
+    """A request's hold grows with what it attaches: a 40-page PDF or a minute of audio was left out of the
+    estimate (a few text bytes were held for a request carrying a 3 MB PDF)."""
+    router = Router.from_config(make_config(fake.base_url), catalog=load_catalog(bundled=False), env={})
+    spec = router.catalog.get("alpha/large")
+
+    def estimate(content: Any) -> float:
+        call = router._new_call([{"role": "user", "content": content}], {"max_tokens": 10}, model="alpha/large",
+                                task=None, requirements=None, strategy=None, user=None, request_id=None, tags=None,
+                                api_key_id=None, timeout=None, context=None, needs=HardNeeds(), kind="chat")
+        return router._estimate_cost(call, spec)
+
+    text = [{"type": "text", "text": "Summarize this."}]
+    audio = {"type": "input_audio", "input_audio": {"data": "A" * 1_280_000, "format": "mp3"}}  # ~1 min at 128 kbit/s
+    plain = estimate(text)
+    per_mtok = spec.pricing.input_per_mtok
+    assert estimate([*text, _pdf_part(40)]) >= 40 * 1500 * per_mtok / 1e6 > 100 * plain
+    assert estimate([*text, audio]) > plain + 500 * per_mtok / 1e6
+    await router.aclose()

@@ -168,16 +168,28 @@ async def test_a_settle_survives_repeated_cancellation(fake: FakeProviderServer,
         await router.aclose()
 
 
-async def test_a_call_cancelled_before_the_answer_releases_its_hold(budgeted: Any, fake: FakeProviderServer) -> None:
+async def test_a_call_cancelled_after_it_was_sent_is_charged_its_worst_case(budgeted: Any,
+                                                                           fake: FakeProviderServer) -> None:
+    """The caller gives up while the provider works on the answer: the provider still produces and bills it,
+    so the hold is settled at the prompt plus the output's worst case (never left held, never free), and the
+    usage record says so (estimated, not a success)."""
     router, _state, memory = budgeted
+    records: list[Any] = []
+    router.on_record.append(records.append)
     fake.behavior = Behavior(ttft_s=30)
-    task = asyncio.ensure_future(router.acomplete(MSGS, task="work"))
+    task = asyncio.ensure_future(router.acomplete(MSGS, task="work", max_tokens=100))
     while not (await day_usage(router, memory))[1]:  # wait (by yielding) until the hold is taken
         await asyncio.sleep(0)
+    await asyncio.sleep(0.05)  # the request is on its way
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await day_usage(router, memory) == (0.0, 0.0)
+    spec = router.catalog.get("alpha/small")
+    [rec] = records
+    assert (rec.success, rec.usage_estimated, rec.model, rec.output_tokens) == (False, True, "alpha/small", 100)
+    assert rec.input_tokens > 0 and rec.cost_usd == pytest.approx(
+        (rec.input_tokens * spec.pricing.input_per_mtok + 100 * spec.pricing.output_per_mtok) / 1e6)
+    assert await day_usage(router, memory) == (pytest.approx(rec.cost_usd), 0.0)
 
 
 # ----------------------------------------------------------------------------- hard needs of a request

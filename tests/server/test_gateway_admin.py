@@ -431,3 +431,31 @@ async def test_a_replica_picks_up_a_strategy_saved_by_another(fake) -> None:
     await state.set(STATE_KEY, {"strategy": "no-such-strategy", "updated_at": saved.updated_at + 10})
     assert await refresh_settings(b) is True
     assert b.router.runtime_strategy == "quality_optimized"  # an unknown name is ignored: the last good stays
+
+
+def test_start_up_replays_the_usage_journal_before_seeding_budgets(live, tmp_path) -> None:
+    """Spend spilled to the journal before a restart (the store was down) is in the budgets the gateway
+    starts with: the journal is replayed before the open periods' spend is read back."""
+    from modelplex.accounting.journal import Journal
+    from modelplex.accounting.records import UsageRecord
+
+    db = tmp_path / "usage.db"
+    journal = Journal(f"{db}.journal.jsonl")
+    journal.append([UsageRecord(f"spilled-{i}", ts=time.time(), model="fakeai/large", provider="fakeai",
+                                cost_usd=0.5, latency_ms=1.0) for i in range(3)])
+    journal.close()
+    gw = live(accounting={"sink": "sqlite", "path": str(db)}, budgets={"daily_usd": 10.0})
+    with gw.http() as c:
+        scopes = c.get("/api/v1/budgets", headers=ADMIN_HEADERS).json()["scopes"]
+    daily = next(s for s in scopes if s["kind"] == "global" and s["window"] == "daily")
+    assert daily["spent_usd"] == pytest.approx(1.5)
+
+
+def test_ready_is_degraded_while_the_recorder_cannot_write(live) -> None:
+    gw = live()
+    recorder = gw.gateway.router.recorder
+    with gw.http() as c:
+        assert c.get("/health/ready").json()["status"] == "ready"
+        recorder._sink_ok = False  # what a failed write leaves: the store may still answer its health check
+        body = c.get("/health/ready").json()
+    assert body["status"] == "degraded" and body["sink"]["recorder"]["sink_ok"] is False

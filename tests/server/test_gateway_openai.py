@@ -628,3 +628,19 @@ def test_metadata_is_not_sent_to_chat_completions_without_store(live) -> None:
     sent = gw.fake.captured[-1]
     assert sent.path == "/v1/responses" and sent.json["metadata"] == {"team": "search"}
     assert sent.json["store"] is False
+
+
+def test_an_end_user_id_longer_than_the_store_indexes_is_refused(live) -> None:
+    """``user`` is stored in an indexed column; 16,000 characters would be answered and then refused by
+    PostgreSQL, so the gateway refuses it up front (as it does ``metadata`` beyond its bounds)."""
+    gw = live()
+    key = gw.create_key()
+    with gw.http() as c:
+        for body in ({"user": "u" * 513}, {"modelplex": {"user": "u" * 513}}):
+            r = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                       json={"model": "fakeai/small", "messages": [{"role": "user", "content": "hi"}], **body})
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["param"] in ("user", "modelplex.user")
+        ok = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                    json={"model": "fakeai/small", "user": "u" * 512, "messages": [{"role": "user", "content": "hi"}]})
+        assert ok.status_code == 200, ok.text

@@ -700,8 +700,30 @@ AUDIO_TOKENS_PER_SECOND: dict[str, int] = {"openai": 10, "gemini": 32, "default"
 AUDIO_BYTES_PER_SECOND_FALLBACK = 16_000
 """For compressed audio, whose duration needs decoding: 128 kbit/s, a common MP3 rate."""
 FILE_PART_TOKENS = 1500
-"""A file or document part (PDF): Anthropic counts 1,500-3,000 tokens per page; the page count is unknown
-without parsing, so this is a floor of one page."""
+"""Per page of a file or document part (PDF): Anthropic counts 1,500-3,000 tokens per page. The pages are
+counted where the file's bytes show them (``_pdf_pages``); otherwise this is a floor of one page."""
+_PDF_PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
+_PDF_COUNT = re.compile(rb"/Type\s*/Pages\b[^>]*?/Count\s+(\d+)|/Count\s+(\d+)[^>]*?/Type\s*/Pages\b")
+
+
+def _pdf_pages(part: Mapping[str, Any]) -> int:
+    """Pages of an inline PDF (``file.file_data``, a base64 data URL or bare base64), read off its page
+    objects or its page tree's ``/Count`` (the larger); 1 when they are not visible (compressed object
+    streams, a ``file_id``, not a PDF)."""
+    f = part.get("file") or part.get("source") or {}
+    data = f.get("file_data") or f.get("data") if isinstance(f, Mapping) else None
+    if not isinstance(data, str) or not data:
+        return 1
+    if data.startswith("data:"):
+        data = data.partition(",")[2]
+    try:
+        raw = base64.b64decode(data + "=" * (-len(data) % 4), validate=False)
+    except ValueError:
+        return 1
+    if not raw.startswith(b"%PDF"):
+        return 1
+    counts = [int(a or b) for a, b in _PDF_COUNT.findall(raw)]
+    return max(1, len(_PDF_PAGE.findall(raw)), max(counts, default=0))
 
 
 def count_messages(messages: list[dict[str, Any]], model: ModelSpec | str | None = None, *,
@@ -786,7 +808,7 @@ def _content_tokens(content: Any, counter: _Counter) -> tuple[int, bool]:
             total += _audio_tokens(part, counter.family)
             media = True
         elif kind in ("file", "input_file", "document"):
-            total += FILE_PART_TOKENS
+            total += FILE_PART_TOKENS * _pdf_pages(part)
             media = True
         else:
             total += counter.tokens(_json(part))

@@ -497,7 +497,9 @@ async def ready(gw: Gateway, request: Request) -> Response:
     key_store = await gw.keys.store.health() if gw.keys is not None else {"backend": None, "ok": True}
     enabled = [p["name"] for p in providers if p["enabled"]]
     checks_ok = bool(enabled) and bool(key_store.get("ok", False)) and bool(state.get("ok", True))
-    degraded = bool(state.get("degraded")) or (recorder is not None and not sink.get("ok", True))
+    # the store answering is not enough: the recorder may be journaling because its writes fail
+    writing = sink.get("recorder", {}).get("sink_ok", True)
+    degraded = bool(state.get("degraded")) or (recorder is not None and not (sink.get("ok", True) and writing))
     status = "not_ready" if not checks_ok else "degraded" if degraded else "ready"
     body = {"status": status, "providers": providers, "enabled_providers": enabled,
             "breakers": router.breakers.snapshot(), "state": state, "sink": sink, "key_store": key_store,

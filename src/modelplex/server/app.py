@@ -221,10 +221,16 @@ async def _warm_up(gw: Gateway) -> None:
     """Performance stats from the last week of stored usage; budget spend of the open periods
     when the state backend is in-process memory (it forgets on restart)."""
     router = gw.router
-    sink = getattr(router.recorder, "sink", None)
-    if sink is None:
+    recorder = router.recorder
+    sink = getattr(recorder, "sink", None)
+    if recorder is None or sink is None:
         return
     try:
+        # The journal first: spend spilled before a restart is in the budgets' seed, not replayed after it
+        # (the writer's own replay runs in the background and would land after the seed was read).
+        if not await recorder.replay():
+            log.warning("usage journal not replayed at start-up (the usage store refused it): budget spend "
+                        "seeded from the store may miss what the journal holds until it is replayed")
         if router.performance is not None and hasattr(router.performance, "load_from_sink"):
             await router.performance.load_from_sink(sink, since=time.time() - PERFORMANCE_WARMUP_S)
         budgets = router.budgets
@@ -241,7 +247,7 @@ async def _shutdown(gw: Gateway, owns_router: bool) -> None:
     router = gw.router
     gw.detach()
     try:
-        await router.aclose()  # flushes and closes the usage recorder, then the HTTP sessions
+        await router.aclose()  # flushes and closes the usage recorder, its state, then the HTTP sessions
     except Exception:
         log.exception("closing the router failed")
     if owns_router:
@@ -249,8 +255,6 @@ async def _shutdown(gw: Gateway, owns_router: bool) -> None:
         if budgets is not None and hasattr(budgets, "aclose"):
             with contextlib.suppress(Exception):
                 await budgets.aclose()
-        with contextlib.suppress(Exception):
-            await router.state.close()
     if gw.keys is not None:
         await gw.keys.store.close()
 

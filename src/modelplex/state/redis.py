@@ -415,10 +415,12 @@ class RedisState(StateBackend):
         self.last_seen.clear()
 
     async def close(self) -> None:
-        client, pool = self._client, self._pool
+        client, pool, loop = self._client, self._pool, self._loop
         self._client = self._pool = self._loop = None
         self._scripts = {}
-        if client is not None:
+        # Connections made on another loop (one asyncio.run ended, a parent process's in a forked child)
+        # cannot be closed from this one: awaiting their close would wait on a loop that never runs.
+        if client is not None and loop is asyncio.get_running_loop():
             try:
                 await client.aclose()
                 await pool.disconnect()
