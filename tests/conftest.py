@@ -105,6 +105,15 @@ async def fake_provider() -> AsyncIterator[object]:
 
 
 @pytest.fixture
+async def aiohttp_session() -> AsyncIterator[object]:
+    """A plain ``aiohttp.ClientSession`` on the test's loop, closed after it."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
 def threaded_fake() -> Iterator[object]:
     """A fake OpenAI + Anthropic provider on loopback in a thread of its own, for tests whose code under
     test runs its own event loop (the sync API, a live gateway)."""

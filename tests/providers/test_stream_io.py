@@ -5,7 +5,6 @@ provider reports as failed."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -37,19 +36,13 @@ PROTOCOLS = sorted(SPECS)
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeProviderServer]:
-    server = FakeProviderServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+def fake(fake_provider: FakeProviderServer) -> FakeProviderServer:
+    return fake_provider
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+def session(aiohttp_session: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    return aiohttp_session
 
 
 def adapter(fake: FakeProviderServer, protocol: str) -> Adapter:
