@@ -156,6 +156,28 @@ def test_catalog_overlays_apply_before_the_configs_models(tmp_path: Path):
         router.close()
 
 
+def test_a_provider_split_between_an_overlay_and_the_config_is_one_provider(tmp_path: Path):
+    """Its base_url in the overlay file, its protocol and key variable in the config: valid together (the
+    overlay alone would lack the protocol), for the Router as for the CLI."""
+    from modelplex.cli._common import load_catalog_for
+    from modelplex.router import Router
+
+    (tmp_path / "ov.yaml").write_text("providers:\n  acme: {base_url: 'http://127.0.0.1:9/v1'}\n"
+                                      "models:\n  - {id: acme/m1, context_window: 32000}\n", encoding="utf-8")
+    config = tmp_path / "c.yaml"
+    config.write_text("catalog: {overlays: [ov.yaml]}\naccounting: {sink: none}\n"
+                      "providers:\n  acme: {protocol: openai, api_key_env: ACME_KEY}\n", encoding="utf-8")
+    router = Router(config, env={"ACME_KEY": "k"})
+    try:
+        for catalog in (router.catalog, load_catalog_for(config)):
+            acme = catalog.provider("acme")
+            assert (acme.protocol, acme.base_url) == ("openai", "http://127.0.0.1:9/v1")
+            assert catalog.get("acme/m1").context_window == 32_000
+        assert "acme" in router.enabled_providers()
+    finally:
+        router.close()
+
+
 def test_a_missing_catalog_overlay_is_a_config_error_naming_the_path(tmp_path: Path):
     config = tmp_path / "c.yaml"
     config.write_text("catalog:\n  overlays: [nope/litellm.yaml]\n", encoding="utf-8")

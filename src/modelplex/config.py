@@ -287,11 +287,20 @@ class Config(_Model):
         """``base`` with this config's catalog applied: each ``catalog.overlays`` file in order, then the
         ``providers``/``models`` sections. An invalid entry raises ``ConfigError`` naming the file it is in
         and its key path there (``models[0].pricing.input_per_mtok`` is the file's first model)."""
+        layers = self._catalog_layers()
+        # Providers first, their fields merged across every layer (a provider's base_url in an overlay file
+        # and its protocol in this config is one provider), so that any layer's models may name them.
+        providers: dict[str, dict[str, Any]] = {}
+        for _models, layer_providers, _file, _source in layers:
+            for name, fields in layer_providers.items():
+                providers[name] = _merge_provider(providers.get(name), fields)
         catalog = base
-        for models, providers, file, source in self._catalog_layers():
-            if models or providers:
-                catalog = catalog.with_overlay(models, [{"name": k, **v} for k, v in providers.items()],
-                                               source=source, file=file)
+        if providers:
+            catalog = catalog.with_overlay([], [{"name": k, **v} for k, v in providers.items()],
+                                           source=self.source or "config", file=self.source)
+        for models, _providers, file, source in layers:
+            if models:
+                catalog = catalog.with_overlay(models, [], source=source, file=file)
         return catalog
 
     def _catalog_layers(self) -> list[tuple[list[Any], dict[str, dict[str, Any]], str | None, str]]:

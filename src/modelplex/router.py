@@ -463,8 +463,11 @@ class Router:
                         if sys.exc_info()[0] is asyncio.CancelledError:
                             self._attempt(call, spec, "cancelled", latency=self.clock.now() - t0, retry=retry_n)
                             if call.kind != "stream":  # a stream charges what it generated (astream)
-                                usage = self._abandoned_usage(call, spec)
-                                call.abandoned = (spec, usage, self.catalog.cost_of_usage(spec, usage))
+                                try:
+                                    usage = self._abandoned_usage(call, spec)
+                                    call.abandoned = (spec, usage, self.catalog.cost_of_usage(spec, usage))
+                                except Exception:  # the cancellation must go on; the hold is then released
+                                    log.exception("could not estimate abandoned request %s", call.request_id)
                         raise
                     latency = self.clock.now() - t0
                     if call.kind == "stream":  # judged when the stream ends: a broken one counts as a failure
@@ -859,9 +862,12 @@ class Router:
     def _abandoned_usage(self, call: _Call, spec: ModelSpec) -> Usage:
         """What a non-streaming attempt cancelled after it was sent is charged: the prompt, and the output's
         worst case (the bound its reservation held), flagged ``estimated``."""
+        if call.kind == "embedding":  # every input is billed, not only the largest (what _input_tokens counts)
+            from modelplex.catalog.tokens import count_messages
+
+            return Usage(input_tokens=count_messages(call.messages, spec).tokens, estimated=True)
         out = int(call.max_tokens or spec.default_params.get("max_tokens") or min(spec.max_output_tokens, 4096))
-        return Usage(input_tokens=self._input_tokens(call, spec), output_tokens=out if call.kind != "embedding" else 0,
-                     estimated=True)
+        return Usage(input_tokens=self._input_tokens(call, spec), output_tokens=out, estimated=True)
 
     def _estimate_stream_usage(self, call: _Call, spec: ModelSpec, text: str) -> Usage:
         """A stream's usage when the provider sent none: the prompt with its tool definitions (as the adapter
@@ -1069,15 +1075,15 @@ def _message_bytes(m: Message) -> int:
 
 
 def _payload_bytes(part: Mapping[str, Any]) -> int:
-    """The size of an audio or file part's inline data (``input_audio.data``, ``file.file_data``); a flat
-    1,500 for a file known only by id."""
+    """The size of an audio or file part's inline data (``input_audio.data``, ``file.file_data``). A file
+    counts at least ``_BYTES_BOUND_MAX`` more, so that a prompt with a file always goes to the token counter:
+    a small PDF's pages can cost far more tokens than its bytes."""
     body = part.get(part.get("type") or "")
     if not isinstance(body, Mapping):
         return 0
     data = body.get("data") if "data" in body else body.get("file_data")
-    if isinstance(data, str):
-        return len(data)
-    return 1500 if body.get("file_id") else 0
+    size = len(data) if isinstance(data, str) else 0
+    return size if part.get("type") == "input_audio" else size + _BYTES_BOUND_MAX + 1
 
 
 def _needs_of(messages: list[Message], params: Mapping[str, Any]) -> HardNeeds:

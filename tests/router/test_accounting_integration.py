@@ -237,3 +237,16 @@ async def test_the_worst_case_estimate_counts_file_and_audio_parts(fake, make_co
     assert estimate([*text, _pdf_part(40)]) >= 40 * 1500 * per_mtok / 1e6 > 100 * plain
     assert estimate([*text, audio]) > plain + 500 * per_mtok / 1e6
     await router.aclose()
+
+
+async def test_an_abandoned_embedding_batch_is_charged_for_every_input(fake, make_config):
+    router = Router.from_config(make_config(fake.base_url), catalog=load_catalog(bundled=False), env={})
+    spec = router.catalog.get("alpha/embed")
+    inputs = [{"role": "user", "content": f"input number {i} " * 20} for i in range(50)]
+    call = router._new_call(inputs, {}, model="alpha/embed", task=None, requirements=None, strategy=None, user=None,
+                            request_id=None, tags=None, api_key_id=None, timeout=None, context=None,
+                            needs=HardNeeds(embedding=True), kind="embedding")
+    one = count_messages(inputs[:1], spec).tokens
+    usage = router._abandoned_usage(call, spec)
+    assert usage.estimated and usage.output_tokens == 0 and usage.input_tokens >= 50 * (one - 10)
+    await router.aclose()

@@ -254,6 +254,27 @@ def test_message_object_and_usage_excludes_cache_from_input() -> None:
                             "cache_read_input_tokens": 60}
 
 
+def test_encoder_holds_text_back_until_the_open_tool_blocks_arguments_are_whole() -> None:
+    """Text between two fragments of a tool call's arguments: the tool block keeps all its arguments (it was
+    closed early, and its last fragment dropped), and the text follows in a block of its own."""
+    enc = AnthropicEventEncoder("r1")
+    out = enc.start(StreamChunk(model="m/x"))
+    out += enc.chunk(StreamChunk(tool_calls=[ToolCallDelta(0, id="call_9", name="f", arguments='{"a": ')]))
+    out += enc.chunk(StreamChunk(delta="Checking."))
+    out += enc.chunk(StreamChunk(tool_calls=[ToolCallDelta(0, arguments="1}")]))
+    out += enc.chunk(StreamChunk(delta=" Done."))
+    out += enc.chunk(StreamChunk(finish_reason="tool_calls"))
+    out += enc.finish()
+    events = [json.loads(line[6:]) for line in out.decode().splitlines() if line.startswith("data: ")]
+    args = "".join(e["delta"]["partial_json"] for e in events
+                   if e["type"] == "content_block_delta" and e["delta"]["type"] == "input_json_delta")
+    text = "".join(e["delta"]["text"] for e in events
+                   if e["type"] == "content_block_delta" and e["delta"]["type"] == "text_delta")
+    assert json.loads(args) == {"a": 1} and text == "Checking. Done."
+    starts = [e["content_block"]["type"] for e in events if e["type"] == "content_block_start"]
+    assert starts == ["tool_use", "text"]
+
+
 def test_encoder_interleaves_text_and_tool_blocks() -> None:
     enc = AnthropicEventEncoder("r1")
     out = enc.start(StreamChunk(model="m/x"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -702,8 +703,14 @@ AUDIO_BYTES_PER_SECOND_FALLBACK = 16_000
 FILE_PART_TOKENS = 1500
 """Per page of a file or document part (PDF): Anthropic counts 1,500-3,000 tokens per page. The pages are
 counted where the file's bytes show them (``_pdf_pages``); otherwise this is a floor of one page."""
-_PDF_PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
-_PDF_COUNT = re.compile(rb"/Type\s*/Pages\b[^>]*?/Count\s+(\d+)|/Count\s+(\d+)[^>]*?/Type\s*/Pages\b")
+_PDF_PAGE = re.compile(rb"/Type\s{0,8}/Page(?![a-zA-Z])")
+_PDF_PAGES_NODE = re.compile(rb"/Type\s{0,8}/Pages\b")
+_PDF_COUNT = re.compile(rb"/Count\s{1,8}(\d{1,7})")
+_PDF_NODE_WINDOW = 256
+_PDF_MAX_NODES = 256
+"""Bytes around a page tree node's ``/Type /Pages`` searched for its ``/Count``, and how many nodes are read
+(the root, which counts every page, comes early; a real tree has few nodes): the work is bounded whatever the
+file (an unbounded ``[^>]*?`` between the two made a crafted file take quadratic time on the event loop)."""
 
 
 def _pdf_pages(part: Mapping[str, Any]) -> int:
@@ -722,7 +729,8 @@ def _pdf_pages(part: Mapping[str, Any]) -> int:
         return 1
     if not raw.startswith(b"%PDF"):
         return 1
-    counts = [int(a or b) for a, b in _PDF_COUNT.findall(raw)]
+    counts = [int(c) for node in itertools.islice(_PDF_PAGES_NODE.finditer(raw), _PDF_MAX_NODES)
+              for c in _PDF_COUNT.findall(raw, max(0, node.start() - _PDF_NODE_WINDOW), node.end() + _PDF_NODE_WINDOW)]
     return max(1, len(_PDF_PAGE.findall(raw)), max(counts, default=0))
 
 

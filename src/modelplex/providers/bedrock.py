@@ -140,10 +140,10 @@ Invalid = Callable[[str], InvalidResponseError]
 
 SERVICE = "bedrock"
 JSON_TOOL = "modelplex_json_output"
+"""The forced tool that carries structured output on models without native support."""
 HISTORY_TOOL = "modelplex_earlier_tool"
 """The placeholder tool of a request whose history holds tool results but no call to name them by
 (``history_tool_specs``)."""
-"""The forced tool that carries structured output on models without native support."""
 EMBED_CONCURRENCY = 8
 COHERE_BATCH = 96
 

@@ -425,8 +425,9 @@ class AnthropicEventEncoder(EndTracking):
     Anthropic's content blocks are sequential: one opens, gets its deltas and closes before the next opens.
     An OpenAI-protocol upstream may interleave the argument fragments of parallel tool calls, so a tool call
     that starts while another tool block is open waits, its fragments buffered: it opens (with them as one
-    ``input_json_delta``) once the open block's arguments are whole JSON, or at the end. A fragment for a
-    block already closed cannot be sent (it is dropped, and logged)."""
+    ``input_json_delta``) once the open block's arguments are whole JSON, or at the end. Text that arrives
+    while a tool block's arguments are not whole yet is held back the same way, and sent after that block
+    closes: closing it early would leave its later fragments nowhere to go."""
 
     def __init__(self, request_id: str, *, thinking: bool = False) -> None:
         super().__init__()
@@ -438,6 +439,7 @@ class AnthropicEventEncoder(EndTracking):
         self._tools: dict[int, _ToolUse] = {}  # the upstream's tool-call index -> its block
         self._waiting: list[_ToolUse] = []  # tool calls whose block has not opened yet, in order
         self._active: _ToolUse | None = None  # the open tool block
+        self._held: list[str] = []  # text that came while the open tool block's arguments were incomplete
         self._any_tool = False
         self._refused = False
         self._stop_sequence: str | None = None
@@ -495,7 +497,19 @@ class AnthropicEventEncoder(EndTracking):
             return b""
         tool.arguments += t.arguments
         out = self._arguments(t.arguments) if tool is self._active and t.arguments else b""
+        if self._held and tool is self._active and tool.complete():
+            out += self._release_held()
         return out + self._advance() if self._waiting else out
+
+    def _text(self, text: str) -> bytes:
+        out = b"" if self._open == "text" else self._open_block("text", {"type": "text", "text": ""})
+        return out + self._event(b"content_block_delta", {"type": "content_block_delta", "index": self._index,
+                                                          "delta": {"type": "text_delta", "text": text}})
+
+    def _release_held(self) -> bytes:
+        """The text held back while a tool block's arguments were incomplete, as one text block."""
+        text, self._held = "".join(self._held), []
+        return self._text(text)
 
     def _open_block(self, kind: str, block: dict[str, Any]) -> bytes:
         out = self._close()
@@ -542,10 +556,10 @@ class AnthropicEventEncoder(EndTracking):
         for text in (c.delta, c.refusal_delta):  # a refusal streams as text and ends with stop_reason "refusal"
             if not text:
                 continue
-            if self._open != "text":
-                out += self._open_block("text", {"type": "text", "text": ""})
-            out += self._event(b"content_block_delta", {"type": "content_block_delta", "index": self._index,
-                                                        "delta": {"type": "text_delta", "text": text}})
+            if self._held or (self._active is not None and not self._active.complete()):
+                self._held.append(text)  # sent once the tool block's arguments are whole
+                continue
+            out += self._text(text)
         if c.refusal_delta:
             self._refused = True
         for t in c.tool_calls:
@@ -554,7 +568,8 @@ class AnthropicEventEncoder(EndTracking):
         return out
 
     def finish(self) -> bytes:
-        out = self._close()
+        out = self._release_held() if self._held else b""
+        out += self._close()
         for tool in self._waiting:  # the tool calls still waiting, each a whole block now
             out += self._open_tool(tool) + self._close()
         self._waiting.clear()

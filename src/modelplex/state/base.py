@@ -598,12 +598,17 @@ class FallbackState(StateBackend):
         await self.primary.clear()
 
     async def close(self) -> None:
-        await self.flush()
-        if self._replay or self._unmerged or self._merging:
-            # One last try, whatever the retry time: a replica that stops while degraded would otherwise
-            # take its outage spend (and the releases of holds its timeouts may have left) with it.
-            self._degraded = False
-            await self._carry_over()  # stops at the first failure, which degrades again
+        try:
+            await self.flush()
+            if self._replay or self._unmerged or self._merging:
+                # One last try, whatever the retry time: a replica that stops while degraded would otherwise
+                # take its outage spend (and the releases of holds its timeouts may have left) with it.
+                self._degraded = False
+                await self._carry_over()  # stops at the first failure, which degrades again
+        finally:
+            await self._close_backends()
+
+    async def _close_backends(self) -> None:
         pending = self.pending_merge_usd
         if pending > 0 or self._replay:
             _log.warning("state_closed_with_pending backend=%s pending_merge_usd=%.6f pending_replay=%d: the "

@@ -143,7 +143,8 @@ def pack_record(r: UsageRecord) -> bytes | None:
     """``r`` as one JSON array: its ``usage_records`` row (``RECORD_COLUMNS`` order) and, as one more
     element, its attempts (``attempt_values``). ``None`` when it has no such row (a field of the wrong
     type: the sink refuses it when written) or JSON would not carry it exactly: a value orjson refuses
-    (a lone surrogate, an integer beyond 64 bits, an unknown type), a string with NUL
+    (a lone surrogate, an integer beyond 53 bits, which SQLite's JSON would read back as a REAL, an
+    unknown type), a string with NUL
     (SQLite's JSON text ends there) or a non-finite float (orjson writes ``null``).
 
     A sink that stores packed records (``UsageSink.packer``) lets the recorder queue these bytes instead
@@ -152,7 +153,7 @@ def pack_record(r: UsageRecord) -> bytes | None:
     try:
         row = record_row(r)
         attempts = attempt_values(r)
-        data = orjson.dumps((*row, attempts))
+        data = orjson.dumps((*row, attempts), option=orjson.OPT_STRICT_INTEGER)  # beyond 53 bits: refused
     except (TypeError, ValueError, AttributeError):  # orjson's JSONEncodeError is a TypeError
         return None
     if b"\\u0000" in data:

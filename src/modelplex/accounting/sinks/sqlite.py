@@ -119,7 +119,7 @@ def _as_json(rows: Sequence[tuple[Any, ...]], floats: operator.itemgetter[Any]) 
     NUL, or a non-finite float in one of the ``floats`` columns. The floats are summed: a sum is finite
     only if every term is (a finite sum that overflows merely sends the batch the slower way)."""
     try:
-        data = orjson.dumps(rows)
+        data = orjson.dumps(rows, option=orjson.OPT_STRICT_INTEGER)  # larger integers would read back as REAL
     except orjson.JSONEncodeError:
         return None
     if b"\\u0000" in data:
