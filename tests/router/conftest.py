@@ -52,12 +52,8 @@ def config(base_url: str, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeProviderServer]:
-    server = FakeProviderServer(protocols=("openai", "anthropic"))
-    await server.start()
-    try:
+    async with FakeProviderServer(protocols=("openai", "anthropic")) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture

@@ -31,12 +31,8 @@ def targets(resp_or_err: Any) -> list[tuple[str, str, str | None]]:
 
 @pytest.fixture
 async def gem_fake() -> AsyncIterator[FakeProviderServer]:
-    server = FakeProviderServer(protocols=("openai", "gemini"))
-    await server.start()
-    try:
+    async with FakeProviderServer(protocols=("openai", "gemini")) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 # ------------------------------------------------------------------------------ a slow start, an empty stream

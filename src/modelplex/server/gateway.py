@@ -29,7 +29,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from modelplex.errors import UnknownTaskError
-from modelplex.parameters import MAX_USER
+from modelplex.parameters import MAX_USER, value_problem
 from modelplex.resilience.ratelimit import RateLimiter
 from modelplex.server.auth import Authenticator, Principal, Target
 from modelplex.server.db import DatabaseUnavailableError
@@ -98,8 +98,9 @@ def parse_requirements(value: Any) -> Requirements:
 def check_user(user: Any) -> str | None:
     """A request's ``user`` (end-user id): ``None``, or a string of at most ``MAX_USER`` characters (it is
     stored in an indexed column, which PostgreSQL limits)."""
-    if user is not None and (not isinstance(user, str) or len(user) > MAX_USER):
-        raise invalid_request(f"'user' must be a string of at most {MAX_USER} characters", param="user")
+    expected = value_problem("user", user)  # the parameter's one value check (parameters.VALUE_CHECKS)
+    if expected is not None:
+        raise invalid_request(f"'user' must be {expected}", param="user")
     return user
 
 
