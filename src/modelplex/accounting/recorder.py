@@ -147,10 +147,7 @@ class UsageRecorder:
             except Exception:  # the record stays as it is; the sink judges it when written
                 packed = None
             if packed is not None:
-                q.append(packed)
-                if len(q) >= self.batch_size:
-                    self._signal()
-                return
+                item = packed
         q.append(item)
         if len(q) >= self.batch_size:
             self._signal()
